@@ -1,0 +1,75 @@
+"""Protocol: the evaluation settings recorded with every number evalkit produces.
+
+Two numbers are comparable only if their protocols agree on the fields that matter for
+that metric (``Protocol.differences``). Random-initialised backbones are recorded as
+``random-init(seed=S)`` and are never comparable with published numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+from dataclasses import dataclass, field
+
+from evalkit import __version__
+
+TRACKED_LIBRARIES = ("torch", "torchvision", "numpy", "scipy", "pillow", "clean-fid", "lpips", "pot")
+NOT_COMPARABLE_NOTE = "not comparable with published numbers (random-initialised backbone)"
+
+
+def library_versions(names: tuple[str, ...] = TRACKED_LIBRARIES) -> tuple[tuple[str, str], ...]:
+    """Installed versions of the libraries that can change a metric value."""
+    out = []
+    for name in names:
+        try:
+            out.append((name, importlib.metadata.version(name)))
+        except importlib.metadata.PackageNotFoundError:
+            out.append((name, "absent"))
+    return tuple(out)
+
+
+def random_init_tag(seed: int) -> str:
+    return f"random-init(seed={seed})"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How one metric value was computed.
+
+    resolution: side length images are resized to before the backbone (e.g. 299 for FID).
+    resize: named resize function, e.g. ``clean-pil-bicubic`` (clean-fid) or
+        ``legacy-bilinear`` (pytorch-fid, inside the model); ``none`` when not resized.
+    image_format: file format the generated images were read from (``png``, ``jpeg``, ...).
+    backbone: feature network (``inception-v3-cleanfid``, ``vgg19``, ``alexnet-lpips``, ``none``).
+    weights_sha256: sha256 of the weights file, or ``random-init(seed=S)``.
+    n_images: number of images that entered the metric.
+    """
+
+    resolution: int
+    resize: str
+    image_format: str
+    backbone: str
+    weights_sha256: str
+    n_images: int
+    library_versions: tuple[tuple[str, str], ...] = field(default_factory=library_versions)
+    evalkit_version: str = __version__
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights_sha256.startswith("random-init")
+
+    @property
+    def comparable(self) -> bool:
+        """True when the numbers may be compared with published (pretrained) ones."""
+        return not self.random_weights
+
+    def differences(self, other: "Protocol", fields: tuple[str, ...] = ("resolution", "resize", "image_format", "backbone", "weights_sha256")) -> list[str]:
+        """Names of the fields (among ``fields``) on which two protocols disagree."""
+        return [f for f in fields if getattr(self, f) != getattr(other, f)]
+
+    def as_columns(self) -> dict:
+        """Flat columns for the long results table."""
+        d = dataclasses.asdict(self)
+        d["library_versions"] = ";".join(f"{k}={v}" for k, v in self.library_versions)
+        d["comparable"] = self.comparable
+        return d
