@@ -1,0 +1,90 @@
+"""Feature extractors: the adaptive extractors F_X / F_Z and SPADE-VAE's style encoder.
+
+F_X maps the conditional input and F_Z the exemplar image into one shared feature space
+on the correspondence grid (CoCosNet's "adaptive feature extractors"; RABIT Sec. 3.1,
+UNITE Sec. 3.1): a 3x3 stem, ``n_down`` stride-2 stages (width doubling, capped at 4x),
+``n_res`` residual blocks, and a 1x1 projection to ``out_nc`` channels. Instance norm and
+LeakyReLU(0.2) throughout. The intermediate maps are returned too (finest first): UNITE
+transports them in its multi-stage feature transport.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+__all__ = ["FeatureExtractor", "StyleEncoder", "n_down_for"]
+
+
+def n_down_for(size: int, corr_size: int) -> int:
+    """Number of stride-2 stages that take ``size`` to ``corr_size`` (both powers-of-two apart)."""
+    ratio = size // corr_size
+    if ratio * corr_size != size or ratio & (ratio - 1):
+        raise ValueError(f"correspondence size {corr_size} must divide {size} by a power of two")
+    return int(math.log2(ratio))
+
+
+def _block(fin: int, fout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(fin, fout, 3, stride=stride, padding=1), nn.InstanceNorm2d(fout, affine=True), nn.LeakyReLU(0.2)
+    )
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, nc: int):
+        super().__init__()
+        self.body = nn.Sequential(_block(nc, nc, 1), nn.Conv2d(nc, nc, 3, padding=1), nn.InstanceNorm2d(nc, affine=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class FeatureExtractor(nn.Module):
+    """F_X or F_Z: ``[B, in_nc, S, S]`` → features ``[B, out_nc, S / 2**n_down, ...]`` and the stage maps."""
+
+    def __init__(self, in_nc: int, ngf: int, out_nc: int, n_down: int, n_res: int = 2):
+        super().__init__()
+        self.stem = _block(in_nc, ngf, 1)
+        downs, nc = [], ngf
+        self.stage_nc = [ngf]
+        for i in range(n_down):
+            out = ngf * min(4, 2 ** (i + 1))
+            downs.append(nn.Sequential(_block(nc, out, 2), _block(out, out, 1)))
+            nc = out
+            self.stage_nc.append(nc)
+        self.downs = nn.ModuleList(downs)
+        self.res = nn.Sequential(*[_ResBlock(nc) for _ in range(n_res)])
+        self.proj = nn.Conv2d(nc, out_nc, 1)
+        self.out_nc = out_nc
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x = self.stem(x)
+        stages = [x]
+        for down in self.downs:
+            x = down(x)
+            stages.append(x)
+        return self.proj(self.res(x)), stages
+
+
+class StyleEncoder(nn.Module):
+    """SPADE-VAE's ConvEncoder: stride-2 3x3 convs (spectral + instance norm) to 4x4, then ``mu, logvar``."""
+
+    def __init__(self, size: int, ngf: int, z_dim: int):
+        super().__init__()
+        n = max(1, int(math.log2(size // 4)))
+        layers, nc = [], 3
+        for i in range(n):
+            out = ngf * min(8, 2 ** i)
+            layers += [spectral_norm(nn.Conv2d(nc, out, 3, stride=2, padding=1)), nn.InstanceNorm2d(out), nn.LeakyReLU(0.2)]
+            nc = out
+        self.body = nn.Sequential(*layers)
+        self.fc_mu = nn.Linear(nc * 16, z_dim)
+        self.fc_var = nn.Linear(nc * 16, z_dim)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.adaptive_avg_pool2d(self.body(image), 4).flatten(1)
+        return self.fc_mu(x), self.fc_var(x)

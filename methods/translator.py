@@ -1,0 +1,239 @@
+"""The one interface of everything that produces images: :class:`Translator`.
+
+``translate(batch) -> TranslationOutput`` (no grad, eval mode), ``train_step(batch)``
+(one generator step and one discriminator step, returns the losses as floats),
+``state_dict()`` / ``load_state_dict(sd)`` (always strict: a checkpoint that does not
+match the architecture is an error, never a silent partial load), ``.variant``.
+
+:class:`GANTranslator` is the shared trainer of every trainable variant: a subclass
+only implements ``generate(batch) -> dict`` (the output image, optionally the warped
+exemplar, confidence map and its own auxiliary losses); the adversarial, feature
+matching, VGG, perceptual, contextual and pseudo-pair losses and the TTUR Adam steps
+live here. On CUDA the forward passes run under bf16 autocast and the model uses
+channels_last memory format.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from evalkit.errors import EvalkitError
+from methods.common.discriminator import MultiscaleDiscriminator
+from methods.common.losses import (
+    CX_LAYERS, VGG_LAYERS, contextual_loss_layers, feature_matching_loss, hinge_d_loss, hinge_g_loss,
+    perceptual_loss, pseudo_pair_loss, vgg_loss_per_sample,
+)
+from methods.common.vgg import VGG19Features
+from methods.config import TranslatorConfig
+
+__all__ = ["TranslationOutput", "Translator", "GANTranslator"]
+
+
+@dataclass
+class TranslationOutput:
+    """``image [B, 3, H, W]`` in [-1, 1]; ``warped [B, 3, h, w]`` and ``confidence [B, 1, h, w]`` when the method has them."""
+
+    image: torch.Tensor
+    warped: torch.Tensor | None = None
+    confidence: torch.Tensor | None = None
+    extras: dict = field(default_factory=dict)
+
+
+class Translator(nn.Module):
+    """Base class: a named variant that translates batches and (optionally) trains."""
+
+    variant: str = ""
+    trainable: bool = True
+
+    @abstractmethod
+    def translate(self, batch) -> TranslationOutput:
+        """Outputs for ``batch`` (an :class:`evalkit.data.Batch`), without gradients, in eval mode."""
+
+    def train_step(self, batch) -> dict[str, float]:
+        raise EvalkitError(f"variant {self.variant!r} cannot be trained")
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Strict load only; a mismatching checkpoint raises :class:`EvalkitError` listing the keys."""
+        if not strict:
+            raise EvalkitError("translators load checkpoints strictly; strict=False is not supported")
+        missing = sorted(set(self.state_dict()) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(self.state_dict()))
+        if missing or unexpected:
+            raise EvalkitError(
+                f"checkpoint does not match variant {self.variant!r}: missing {missing[:5]}"
+                f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                f"{'...' if len(unexpected) > 5 else ''}; was it saved from another variant or preset?"
+            )
+        return super().load_state_dict(state_dict, strict=True, assign=assign)
+
+    def optimizer_state(self) -> dict:
+        return {}
+
+    def load_optimizer_state(self, state: dict) -> None:
+        if state:
+            raise EvalkitError(f"variant {self.variant!r} has no optimiser state to load")
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+class GANTranslator(Translator):
+    """Generator + multiscale discriminator trained with the papers' losses (see :mod:`methods.common.losses`).
+
+    Subclasses build their generator side in ``__init__`` and implement :meth:`generate`,
+    returning ``{"image", "warped"?, "confidence"?, "aux": {loss name: raw value}, "extras"?}``;
+    auxiliary loss names are fields of :class:`methods.config.LossWeights` (``cycle``,
+    ``consistency``, ``kld``). ``exemplar_based`` translators get L_perc, L_cxt, L_pse
+    and the VGG loss at ``fm_ratio`` on non-pseudo pairs; label-only ones SPADE's VGG loss.
+    """
+
+    exemplar_based: bool = True
+
+    def __init__(self, config: TranslatorConfig, cond_channels: int, variant: str):
+        super().__init__()
+        self.config = config
+        self.cond_channels = int(cond_channels)
+        self.variant = variant
+        self.netD = MultiscaleDiscriminator(3 + self.cond_channels, config.ndf, config.n_layers_d, config.num_d)
+        self.__dict__["_vgg"] = None  # frozen loss network: not a submodule, not in the state dict
+        self.__dict__["_optimizers"] = None
+
+    # -- devices -------------------------------------------------------------------------
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        if self.__dict__.get("_vgg") is not None:
+            self.__dict__["_vgg"]._apply(fn)
+        return self
+
+    def prepare_device(self, device: torch.device | str) -> "GANTranslator":
+        """Move to ``device``; on CUDA also switch to channels_last (AMP bf16 is applied per step)."""
+        device = torch.device(device)
+        self.to(device)
+        if device.type == "cuda":
+            self.to(memory_format=torch.channels_last)
+        return self
+
+    @property
+    def vgg(self) -> VGG19Features:
+        if self.__dict__["_vgg"] is None:
+            layers = tuple(sorted(set(VGG_LAYERS) | set(CX_LAYERS) | {"relu5_2"}))
+            self.__dict__["_vgg"] = VGG19Features(layers, width=self.config.vgg_width).to(self.device)
+        return self.__dict__["_vgg"]
+
+    # -- parameters and optimisers -------------------------------------------------------
+    def generator_parameters(self) -> list[nn.Parameter]:
+        d_ids = {id(p) for p in self.netD.parameters()}
+        return [p for p in self.parameters() if id(p) not in d_ids and p.requires_grad]
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        if self.__dict__["_optimizers"] is None:
+            o = self.config.optim
+            self.__dict__["_optimizers"] = {
+                "G": torch.optim.Adam(self.generator_parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2)),
+                "D": torch.optim.Adam(self.netD.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2)),
+            }
+        return self.__dict__["_optimizers"]
+
+    def optimizer_state(self) -> dict:
+        return {name: opt.state_dict() for name, opt in self.optimizers().items()}
+
+    def load_optimizer_state(self, state: dict) -> None:
+        opts = self.optimizers()
+        if set(state) != set(opts):
+            raise EvalkitError(f"optimiser state has {sorted(state)}, expected {sorted(opts)}")
+        for name, opt in opts.items():
+            opt.load_state_dict(state[name])
+
+    # -- the method-specific part ----------------------------------------------------------
+    @abstractmethod
+    def generate(self, batch) -> dict:
+        """Forward pass; in training mode also the auxiliary losses under ``"aux"``."""
+
+    def prepare_batch(self, batch):
+        """Hook for variants that change the training pairs (RABIT's manipulation mode)."""
+        return batch
+
+    # -- public API ------------------------------------------------------------------------
+    @torch.no_grad()
+    def translate(self, batch) -> TranslationOutput:
+        was_training = self.training
+        self.eval()
+        try:
+            batch = batch.to(self.device)
+            with _autocast(self.device):
+                out = self.generate(batch)
+        finally:
+            self.train(was_training)
+        f = lambda t: None if t is None else t.float()  # noqa: E731
+        return TranslationOutput(f(out["image"]), f(out.get("warped")), f(out.get("confidence")),
+                                 dict(out.get("extras", {})))
+
+    def train_step(self, batch) -> dict[str, float]:
+        self.train()
+        batch = self.prepare_batch(batch.to(self.device))
+        opts = self.optimizers()
+        with _autocast(self.device):
+            out = self.generate(batch)
+            g_losses = self.generator_losses(batch, out)
+        g_total = sum(g_losses.values())
+        opts["G"].zero_grad(set_to_none=True)
+        g_total.backward()
+        opts["G"].step()
+
+        with _autocast(self.device):
+            fake = out["image"].detach()
+            pred_fake = self.netD(torch.cat([batch.cond, fake], 1))
+            pred_real = self.netD(torch.cat([batch.cond, batch.image], 1))
+            d_loss = hinge_d_loss(pred_real, pred_fake)
+        opts["D"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        opts["D"].step()
+        result = {name: float(v.detach()) for name, v in g_losses.items()}
+        result["G_total"] = float(g_total.detach())
+        result["D"] = float(d_loss.detach())
+        return result
+
+    def generator_losses(self, batch, out: dict) -> dict[str, torch.Tensor]:
+        w = self.config.losses
+        fake = out["image"]
+        pred_fake = self.netD(torch.cat([batch.cond, fake], 1))
+        with torch.no_grad():
+            pred_real = self.netD(torch.cat([batch.cond, batch.image], 1))
+        losses = {"gan": w.gan * hinge_g_loss(pred_fake), "gan_feat": w.gan_feat * feature_matching_loss(pred_real, pred_fake)}
+        vgg = self.vgg
+        vgg_fake = vgg(fake.float())
+        with torch.no_grad():
+            vgg_real = vgg(batch.image.float())
+        per_sample = vgg_loss_per_sample(vgg_fake, vgg_real)
+        if self.exemplar_based:
+            not_pseudo = (~batch.self_ref).float()
+            losses["vgg"] = w.vgg * w.fm_ratio * (per_sample * not_pseudo).mean()
+            warped = out.get("warped")
+            losses["pseudo"] = w.pseudo * pseudo_pair_loss(
+                vgg_fake, vgg_real, batch.self_ref, None if warped is None else warped.float(), batch.image)
+            losses["perceptual"] = w.perceptual * perceptual_loss(vgg_fake, vgg_real)
+            with torch.no_grad():
+                vgg_ex = vgg(batch.exemplar.float())
+            losses["contextual"] = w.contextual * contextual_loss_layers(
+                vgg_fake, vgg_ex, bandwidth=self.config.cx_bandwidth)
+        else:
+            losses["vgg"] = w.vgg * per_sample.mean()
+        for name, value in out.get("aux", {}).items():
+            losses[name] = getattr(w, name) * value
+        return losses
