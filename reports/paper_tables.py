@@ -1,0 +1,177 @@
+"""Published numbers of RABIT (ECCV 2022) and UNITE (CVPR 2021) beside evalkit's own.
+
+``reports/data/paper_tables.csv`` is a transcription of every number in the papers'
+results tables (RABIT Tables 1-2, UNITE Tables 1-3): ``paper, table, task, dataset,
+method, metric, value, higher_is_better``. :func:`compare` joins it with a long results
+table and gives, per published number: paper | ours | Δ = ours − paper, whether ours is
+better (by the metric's direction), the protocol ours was computed under, and a mark
+for every way that protocol differs from the paper's (random backbone, a substitute
+dataset such as the built-in shapes, missing seeds).
+"""
+
+from __future__ import annotations
+
+import html
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evalkit.errors import EvalkitError
+from reports import results as R
+
+# Paper metric name → evalkit metric name. LPIPS is diversity in translation tables and
+# a distance to the ground truth in RABIT Table 2 (manipulation).
+_METRICS = {
+    "FID": "FID", "SWD": "SWD", "PSNR": "PSNR", "SSIM": "SSIM",
+    "VGG42 semantic": "semantic-relu4_2", "VGG52 semantic": "semantic-relu5_2",
+    "VGG_M style": "style-mean", "VGG_V style": "style-std",
+}
+# Paper method name → evalkit variant (the methods evalkit implements).
+METHODS = {"RABIT": "rabit", "UNITE": "unite", "CoCosNet": "cocosnet", "SPADE": "spade"}
+# Paper dataset name → evalkit dataset name.
+DATASETS = {
+    "ADE20K": "ade20k", "CelebA-HQ (semantic)": "celebahq", "CelebA-HQ": "celebahq",
+    "CelebA-HQ (edge)": "celebahq-edge", "DeepFashion": "deepfashion", "COCO-Stuff (layout)": "cocostuff",
+}
+COLUMNS = ["paper", "table", "task", "dataset", "method", "metric", "value", "higher_is_better"]
+
+
+def evalkit_metric(metric: str, task: str) -> str | None:
+    """evalkit's name for a paper metric (None for numbers evalkit does not compute)."""
+    if metric == "LPIPS":
+        return "LPIPS-gt" if task == "manipulation" else "LPIPS-diversity"
+    return _METRICS.get(metric)
+
+
+def load(path: str | Path | None = None) -> pd.DataFrame:
+    """The transcribed paper numbers, with ``ek_metric``, ``ek_variant``, ``ek_dataset`` added."""
+    if path is None:
+        with resources.files("reports").joinpath("data/paper_tables.csv").open("r", encoding="utf-8") as f:
+            df = pd.read_csv(f)
+    else:
+        df = pd.read_csv(path)
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise EvalkitError(f"paper table {path}: missing column(s) {', '.join(missing)}", path=path)
+    df["ek_metric"] = [evalkit_metric(m, t) for m, t in zip(df["metric"], df["task"])]
+    df["ek_variant"] = df["method"].map(METHODS)
+    df["ek_dataset"] = df["dataset"].map(DATASETS)
+    return df
+
+
+def _protocol_text(rows: pd.DataFrame) -> str:
+    r = rows.iloc[0]
+    return (f"{r['backbone']} {r['weights_sha256'][:20]}, {r['resize']} @ {r['resolution']}, "
+            f"{r['image_format']}, n={int(rows['n_images'].min())}, seeds={rows['seed'].nunique()}")
+
+
+def compare(results: pd.DataFrame, *, dataset_map: dict[str, str] | None = None, paper: pd.DataFrame | None = None,
+            only_ours: bool = True) -> pd.DataFrame:
+    """Published numbers next to ours.
+
+    dataset_map: ours → paper dataset name, for comparing a run on a substitute dataset
+        (e.g. ``{"shapes": "ADE20K"}``); such rows carry the mark ``data: shapes≠ADE20K``.
+        Without it, datasets match by evalkit name.
+    only_ours: keep only published numbers that have an evalkit number beside them.
+
+    Returns columns ``paper, table, dataset, method, metric, paper_value, ours, ours_std,
+    seeds, delta, ours_better, higher_is_better, protocol, marks``.
+    """
+    paper = load() if paper is None else paper
+    results = R.validate(results)
+    results = results[results["split"] == "test"]
+    dataset_map = dataset_map or {}
+    rows = []
+    for _, p in paper.iterrows():
+        ours_ds = [d for d, pd_name in dataset_map.items() if pd_name == p["dataset"]]
+        if not ours_ds and isinstance(p["ek_dataset"], str):
+            ours_ds = [p["ek_dataset"]]
+        sel = results[(results["variant"] == p["ek_variant"]) & (results["metric"] == p["ek_metric"])
+                      & results["dataset"].isin(ours_ds)] if isinstance(p["ek_metric"], str) else results.iloc[:0]
+        rec = {"paper": p["paper"], "table": p["table"], "dataset": p["dataset"], "method": p["method"],
+               "metric": p["metric"], "paper_value": float(p["value"]), "higher_is_better": bool(p["higher_is_better"]),
+               "ours": np.nan, "ours_std": np.nan, "seeds": 0, "delta": np.nan, "ours_better": None,
+               "protocol": "", "marks": ""}
+        if len(sel):
+            ours = float(sel["value"].mean())
+            marks = []
+            if not bool(sel["comparable"].all()):
+                marks.append("random backbone")
+            if sel["dataset"].iloc[0] != p["ek_dataset"]:
+                marks.append(f"data: {sel['dataset'].iloc[0]}≠{p['dataset']}")
+            delta = ours - rec["paper_value"]
+            rec.update(ours=ours, ours_std=float(sel["value"].std(ddof=1)) if len(sel) > 1 else 0.0,
+                       seeds=int(sel["seed"].nunique()), delta=delta,
+                       ours_better=bool(delta > 0) if rec["higher_is_better"] else bool(delta < 0),
+                       protocol=_protocol_text(sel), marks="; ".join(marks))
+        elif only_ours:
+            continue
+        rows.append(rec)
+    return pd.DataFrame(rows, columns=["paper", "table", "dataset", "method", "metric", "paper_value", "ours",
+                                       "ours_std", "seeds", "delta", "ours_better", "higher_is_better",
+                                       "protocol", "marks"])
+
+
+def _digits(metric: str) -> int:
+    return {"LPIPS": 3, "SSIM": 3, "VGG42 semantic": 3, "VGG52 semantic": 3, "VGG_M style": 3,
+            "VGG_V style": 3}.get(metric, 2)
+
+
+def _cell(v: float, metric: str) -> str:
+    return "—" if pd.isna(v) else f"{v:.{_digits(metric)}f}"
+
+
+def _delta_text(row) -> str:
+    if pd.isna(row["delta"]):
+        return "—"
+    sign = "▲" if row["ours_better"] else "▼"
+    return f"{row['delta']:+.{_digits(row['metric'])}f} {sign}"
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    lines = ["| paper | table | dataset | method | metric | paper | ours | Δ | protocol (ours) | marks |",
+             "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | --- |"]
+    for _, r in table.iterrows():
+        arrow = "↑" if r["higher_is_better"] else "↓"
+        lines.append(f"| {r['paper']} | {r['table']} | {r['dataset']} | {r['method']} | {r['metric']} {arrow} | "
+                     f"{_cell(r['paper_value'], r['metric'])} | {_cell(r['ours'], r['metric'])} | {_delta_text(r)} | "
+                     f"{r['protocol']} | {('⚠ ' + r['marks']) if r['marks'] else ''} |")
+    lines += ["", "Δ = ours − paper; ▲ ours better, ▼ ours worse (by the metric's direction). "
+              "⚠ marks a protocol that differs from the paper's: those numbers are not comparable."]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(table: pd.DataFrame, *, title: str = "evalkit vs published numbers") -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("paper", "table", "dataset", "method", "metric", "paper", "ours", "Δ",
+                                             "protocol (ours)", "marks"))
+    body = []
+    for _, r in table.iterrows():
+        colour = "" if pd.isna(r["delta"]) else ("#1a7f37" if r["ours_better"] else "#cf222e")
+        arrow = "↑" if r["higher_is_better"] else "↓"
+        cells = [r["paper"], r["table"], r["dataset"], r["method"], f"{r['metric']} {arrow}",
+                 _cell(r["paper_value"], r["metric"]), _cell(r["ours"], r["metric"])]
+        tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+        tds += f'<td style="color:{colour}">{html.escape(_delta_text(r))}</td>' if colour else "<td>—</td>"
+        tds += f"<td>{html.escape(r['protocol'])}</td>"
+        tds += f'<td style="color:#a40">{html.escape(("⚠ " + r["marks"]) if r["marks"] else "")}</td>'
+        body.append(f"<tr>{tds}</tr>")
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "th,td{border-bottom:1px solid #ccc;padding:4px 8px}</style></head><body>\n"
+            f"<h1>{html.escape(title)}</h1>\n<table>\n<tr>{head}</tr>\n" + "\n".join(body) + "\n</table>\n"
+            "<p>Δ = ours − paper, green when ours is better and red when worse (by the metric's direction). "
+            "⚠ marks a protocol that differs from the paper's: those numbers are not comparable.</p>\n</body></html>\n")
+
+
+def write(results: pd.DataFrame, out_dir: str | Path, *, dataset_map: dict[str, str] | None = None,
+          stem: str = "paper_tables", only_ours: bool = True) -> dict[str, Path]:
+    """Write ``<stem>.md/.html/.csv`` (atomically); returns the paths."""
+    table = compare(results, dataset_map=dataset_map, only_ours=only_ours)
+    out_dir = Path(out_dir)
+    return {
+        "md": R.write_atomic(out_dir / f"{stem}.md", to_markdown(table)),
+        "html": R.write_atomic(out_dir / f"{stem}.html", to_html(table)),
+        "csv": R.write_atomic(out_dir / f"{stem}.csv", table.to_csv(index=False, float_format="%.10g")),
+    }

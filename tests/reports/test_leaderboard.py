@@ -1,0 +1,68 @@
+import math
+
+import pandas as pd
+
+from reports import leaderboard as L
+from report_helpers import rows
+
+# FID (lower better): a = 10.001/10.003 (mean 10.002 → "10.00"), b = 10.004 ("10.00", ties a),
+# c = 12/14 (mean 13, std sqrt(2)). LPIPS-diversity (higher better): c best, a second, b third.
+VALUES = [
+    ("a", "shapes", "FID", 10.001, 0), ("a", "shapes", "FID", 10.003, 1),
+    ("b", "shapes", "FID", 10.004, 0),
+    ("c", "shapes", "FID", 12.0, 0), ("c", "shapes", "FID", 14.0, 1),
+    ("a", "shapes", "LPIPS-diversity", 0.2, 0), ("b", "shapes", "LPIPS-diversity", 0.1, 0),
+    ("c", "shapes", "LPIPS-diversity", 0.3, 0),
+]
+
+
+def cell(lb, variant, metric):
+    c = lb.cells
+    return c[(c["variant"] == variant) & (c["metric"] == metric)].iloc[0]
+
+
+def test_mean_std_and_ranks_on_displayed_rounding():
+    lb = L.build(rows(VALUES))
+    c = cell(lb, "c", "FID")
+    assert math.isclose(c["mean"], 13.0) and math.isclose(c["std"], math.sqrt(2.0))
+    assert c["text"] == "13.00 ± 1.41"
+    # a and b both show 10.00: both best (tie on screen = tie in ranking); c is second.
+    assert cell(lb, "a", "FID")["rank"] == 1 and cell(lb, "b", "FID")["rank"] == 1
+    assert c["rank"] == 2
+    assert [cell(lb, v, "LPIPS-diversity")["rank"] for v in "abc"] == [2, 0, 1]
+
+
+def test_markdown_latex_html_csv():
+    lb = L.build(rows(VALUES))
+    md = L.to_markdown(lb)
+    assert "shapes FID ↓" in md and "shapes LPIPS-diversity ↑" in md
+    assert "| a | **10.00 ± 0.00** | <u>0.200</u> |" in md
+    assert "| c | <u>13.00 ± 1.41</u> | **0.300** |" in md
+    assert "random-initialised" in md
+    tex = L.to_latex(lb)
+    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\cmidrule(lr){2-3}", r"\textbf{0.300}",
+                  r"\underline{13.00 $\pm$ 1.41}", r"FID $\downarrow$"):
+        assert token in tex
+    html = L.to_html(lb)
+    assert "<b>0.300</b>" in html and "<u>0.200</u>" in html
+    csv = pd.read_csv(__import__("io").StringIO(L.to_csv(lb)))
+    assert math.isclose(csv.loc[(csv.variant == "a") & (csv.metric == "FID"), "mean"].item(), 10.002)
+
+
+def test_example_grid_embeds_images(tmp_path):
+    from PIL import Image
+
+    for sub in ("inputs/cond", "inputs/exemplar", "rabit__ras/images", "rabit__ras/warped", "spade/images"):
+        (tmp_path / sub).mkdir(parents=True)
+        for name in ("s0", "s1"):
+            Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / sub / f"{name}.png")
+    grid = L.example_grid(tmp_path, ["rabit/ras", "spade"], n=1)
+    assert grid.count("<tr>") == 2  # header + one example
+    assert grid.count("data:image/png;base64,") == 5  # input, exemplar, warped, 2 outputs
+    assert "warped (rabit/ras)" in grid
+
+
+def test_write_creates_all_formats(tmp_path):
+    paths = L.write(rows(VALUES), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"leaderboard.{k}" for k in ("md", "html", "tex", "csv"))
+    assert set(paths) == {"md", "html", "tex", "csv"}

@@ -1,0 +1,26 @@
+import pandas as pd
+from PIL import Image
+
+from reports import plots
+from report_helpers import rows
+
+
+def test_metric_bars_are_byte_stable_without_dates(tmp_path):
+    res = rows([("a", "shapes", "FID", 10.0, 0), ("a", "shapes", "FID", 12.0, 1), ("b", "shapes", "FID", 8.0, 0),
+                ("a", "shapes", "SSIM", 0.5, 0), ("b", "shapes", "SSIM", 0.7, 0)])
+    first = plots.metric_bars(res, tmp_path / "one" / "metrics")
+    second = plots.metric_bars(res, tmp_path / "two" / "metrics")
+    assert [p.name for p in first] == ["metrics.png", "metrics.pdf"]
+    for p, q in zip(first, second):
+        assert p.read_bytes() == q.read_bytes()
+    pdf = first[1].read_bytes()
+    assert b"CreationDate" not in pdf and b"Producer" not in pdf
+    png = Image.open(first[0])
+    assert "Software" not in png.info and png.size[0] > 100
+
+
+def test_profile_lines(tmp_path):
+    prof = pd.DataFrame({"module": ["a", "a", "b", "b"], "resolution": [32, 64, 32, 64],
+                         "peak_MiB": [1.0, 4.0, 2.0, 16.0]})
+    paths = plots.profile_lines(prof, tmp_path / "memory", x="resolution", y="peak_MiB", hue="module")
+    assert all(p.stat().st_size > 0 for p in paths)
