@@ -1,0 +1,655 @@
+"""The study database: one SQLite file (WAL) holding a blinded forced-choice study.
+
+A *study* shows each participant a series of *trials*. A trial shows one *item* (a sample:
+its conditional input and its exemplar) and one candidate image per method, in a random,
+position-balanced order, and asks one or more *questions* ("which image looks most
+realistic?", "which matches the exemplar's style best?"), as in RABIT (ECCV 2022) Fig. 11
+and UNITE (CVPR 2021) Table 3.
+
+Blinding: every picture a participant can fetch is named by an opaque random token
+(``secrets.token_urlsafe``); the token -> method map lives only in this database. Images are
+re-encoded to plain PNG on import, so no metadata chunk (which may carry a method name)
+survives.
+
+Trial kinds:
+
+- ``main``: the trials the selection rates are computed from.
+- ``catch``: attention checks. ``corrupt``: all candidates but one are visibly corrupted
+  (pixelated + heavy noise); the expected answer to every question is the clean one.
+  ``exemplar``: the exemplar itself replaces one candidate; the expected answer to the
+  style questions is the exemplar.
+- ``repeat``: a main trial shown again with its candidate order reversed; agreement between
+  the two answers measures consistency. Repeats are not counted in the selection rates.
+
+Integrity is enforced by the schema, not only by the application: a participant answers a
+trial at most once (``UNIQUE(participant_id, trial_id)`` on ``submissions``), each answer
+names a candidate of that trial (composite foreign key), and an AMT assignment is imported
+at most once (``UNIQUE(assignment_id)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import secrets
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from evalkit.errors import EvalkitError
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+
+SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE methods(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE questions(
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, prompt TEXT NOT NULL,
+    exemplar_catch INTEGER NOT NULL CHECK (exemplar_catch IN (0, 1)));
+CREATE TABLE images(id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL UNIQUE, png BLOB NOT NULL);
+CREATE TABLE media(token TEXT PRIMARY KEY, image_id INTEGER NOT NULL REFERENCES images(id));
+CREATE TABLE items(
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+    cond_image INTEGER NOT NULL REFERENCES images(id),
+    exemplar_image INTEGER NOT NULL REFERENCES images(id));
+CREATE TABLE trials(
+    id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE,
+    item_id INTEGER NOT NULL REFERENCES items(id),
+    kind TEXT NOT NULL CHECK (kind IN ('main', 'catch', 'repeat')),
+    catch_kind TEXT CHECK ((kind = 'catch') = (catch_kind IN ('corrupt', 'exemplar'))),
+    repeat_of INTEGER REFERENCES trials(id) CHECK ((kind = 'repeat') = (repeat_of IS NOT NULL)),
+    cond_token TEXT NOT NULL UNIQUE REFERENCES media(token),
+    exemplar_token TEXT NOT NULL UNIQUE REFERENCES media(token));
+CREATE TABLE candidates(
+    id INTEGER PRIMARY KEY,
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    slot INTEGER NOT NULL CHECK (slot >= 1),
+    token TEXT NOT NULL UNIQUE REFERENCES media(token),
+    method_id INTEGER REFERENCES methods(id),
+    role TEXT NOT NULL CHECK (role IN ('method', 'corrupted', 'exemplar')),
+    expected INTEGER NOT NULL DEFAULT 0 CHECK (expected IN (0, 1)),
+    UNIQUE (trial_id, slot), UNIQUE (trial_id, id),
+    CHECK ((role = 'exemplar') = (method_id IS NULL)));
+CREATE TABLE participants(
+    id INTEGER PRIMARY KEY, external_id TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL CHECK (source IN ('local', 'amt')),
+    created REAL NOT NULL, order_seed INTEGER NOT NULL, trial_order TEXT NOT NULL);
+CREATE TABLE submissions(
+    id INTEGER PRIMARY KEY,
+    participant_id INTEGER NOT NULL REFERENCES participants(id),
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    rt_ms REAL CHECK (rt_ms IS NULL OR rt_ms >= 0),
+    source TEXT NOT NULL CHECK (source IN ('local', 'amt')),
+    assignment_id TEXT UNIQUE, hit_id TEXT, created REAL NOT NULL,
+    UNIQUE (participant_id, trial_id), UNIQUE (id, trial_id));
+CREATE TABLE responses(
+    submission_id INTEGER NOT NULL,
+    trial_id INTEGER NOT NULL,
+    question_id INTEGER NOT NULL REFERENCES questions(id),
+    candidate_id INTEGER NOT NULL,
+    rt_ms REAL CHECK (rt_ms IS NULL OR rt_ms >= 0),
+    PRIMARY KEY (submission_id, question_id),
+    FOREIGN KEY (submission_id, trial_id) REFERENCES submissions(id, trial_id),
+    FOREIGN KEY (trial_id, candidate_id) REFERENCES candidates(trial_id, id));
+"""
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question asked on every trial.
+
+    ``exemplar_catch``: an exemplar catch trial expects the exemplar as the answer to this
+    question (true for style-relevance questions).
+    """
+
+    name: str
+    prompt: str
+    exemplar_catch: bool = False
+
+
+QUESTIONS: dict[str, Question] = {
+    "quality": Question("quality", "Which image looks the most realistic, with the best quality?"),
+    "style": Question(
+        "style", "Which image matches the style (colours, textures) of the exemplar best?", True
+    ),
+    "semantic": Question("semantic", "Which image follows the conditional input (layout) best?"),
+}
+
+
+def parse_questions(spec: str) -> list[Question]:
+    """``"quality,style"`` -> the built-in questions; ``"name=Prompt text"`` adds a custom one."""
+    out: list[Question] = []
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        name, _, prompt = part.partition("=")
+        name = name.strip()
+        if not name.isidentifier():
+            raise EvalkitError(f"question name {name!r} must be a plain identifier (letters, digits, _)")
+        if prompt:
+            out.append(Question(name, prompt.strip()))
+        elif name in QUESTIONS:
+            out.append(QUESTIONS[name])
+        else:
+            raise EvalkitError(
+                f"unknown question {name!r}; use one of {sorted(QUESTIONS)} or name=Prompt text"
+            )
+    if not out or len({q.name for q in out}) != len(out):
+        raise EvalkitError(f"--questions {spec!r}: give one or more distinct questions, e.g. quality,style")
+    return out
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """How trials are drawn (all randomness comes from ``seed``, recorded in the study)."""
+
+    questions: tuple[Question, ...]
+    trials: int
+    catch_rate: float = 0.1
+    repeat_rate: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class OutputsSource:
+    """Images to study: per item name, the conditional input, the exemplar, one output per method."""
+
+    cond: dict[str, Path]
+    exemplar: dict[str, Path]
+    methods: dict[str, dict[str, Path]]
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- sources
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def _images_in(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise EvalkitError(f"image folder {folder} not found", path=folder)
+    found = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    if not found:
+        raise EvalkitError(f"no images (.png/.jpg) in {folder}", path=folder)
+    return found
+
+
+def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSource:
+    """Collect the images of a study.
+
+    ``outputs`` is either one folder in the outputs layout (``OUT/inputs/{cond,exemplar}``,
+    ``OUT/<variant_dir>/images``; the method name is ``meta.json``'s ``variant`` or the
+    folder name), or several ``method=DIR`` entries (``DIR`` holds the images, or has an
+    ``images/`` folder). ``inputs`` (a folder with ``cond/`` and ``exemplar/``) defaults to
+    ``OUT/inputs``; it is required with ``method=DIR`` entries. Images are matched by file
+    name (stem); items missing from any method are dropped with a note.
+    """
+    if not outputs:
+        raise EvalkitError("no --outputs given: pass an outputs folder or method=DIR entries")
+    methods: dict[str, dict[str, Path]] = {}
+    named = [o for o in outputs if "=" in o]
+    if named and len(named) != len(outputs):
+        raise EvalkitError("--outputs: give either one outputs folder or only method=DIR entries, not both")
+    if named:
+        for entry in named:
+            name, _, folder = entry.partition("=")
+            name, folder_path = name.strip(), Path(folder.strip())
+            if not name or name in methods:
+                raise EvalkitError(f"--outputs {entry!r}: method names must be non-empty and distinct")
+            images = folder_path / "images"
+            methods[name] = _images_in(images if images.is_dir() else folder_path)
+        if inputs is None:
+            raise EvalkitError("--outputs method=DIR needs --inputs DIR (a folder with cond/ and exemplar/)")
+    else:
+        if len(outputs) != 1:
+            raise EvalkitError("--outputs: give one outputs folder, or method=DIR entries")
+        root = Path(outputs[0])
+        if not root.is_dir():
+            raise EvalkitError(f"outputs folder {root} not found", path=root)
+        inputs = inputs or root / "inputs"
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "inputs"):
+            if not (sub / "images").is_dir():
+                continue
+            name = sub.name.replace("__", "/")
+            meta = sub / "meta.json"
+            if meta.is_file():
+                try:
+                    name = str(json.loads(meta.read_text())["variant"])
+                except (ValueError, KeyError) as err:
+                    raise EvalkitError(f"{meta} is not valid meta.json with a 'variant' ({err})", path=meta) from err
+            if name in methods:
+                raise EvalkitError(f"two folders in {root} name the same method {name!r}", path=root)
+            methods[name] = _images_in(sub / "images")
+    if len(methods) < 2:
+        raise EvalkitError(
+            f"a study needs at least 2 methods, found {len(methods)} ({sorted(methods)}); "
+            "pass an outputs folder with several <variant>/images folders or several method=DIR"
+        )
+    cond, exemplar = _images_in(Path(inputs) / "cond"), _images_in(Path(inputs) / "exemplar")
+    common = set(cond) & set(exemplar)
+    for images in methods.values():
+        common &= set(images)
+    if not common:
+        raise EvalkitError(
+            f"no image name is shared by {Path(inputs)}/cond, exemplar and every method folder; "
+            "images are matched by file name"
+        )
+    notes = []
+    for label, images in [("cond", cond), ("exemplar", exemplar), *methods.items()]:
+        dropped = len(set(images) - common)
+        if dropped:
+            notes.append(f"{label}: {dropped} image(s) not present everywhere were left out")
+    keep = sorted(common)
+    return OutputsSource(
+        cond={n: cond[n] for n in keep},
+        exemplar={n: exemplar[n] for n in keep},
+        methods={m: {n: imgs[n] for n in keep} for m, imgs in methods.items()},
+        notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------- images
+
+def encode_png(path_or_array: Path | np.ndarray) -> bytes:
+    """Decode once and re-encode as a plain RGB PNG (drops every metadata chunk)."""
+    if isinstance(path_or_array, np.ndarray):
+        img = Image.fromarray(path_or_array)
+    else:
+        try:
+            with Image.open(path_or_array) as opened:
+                img = opened.convert("RGB")
+        except (OSError, UnidentifiedImageError) as err:
+            raise EvalkitError(f"cannot decode image {path_or_array}: {err}", path=path_or_array) from err
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def corrupt(png: bytes, rng: np.random.Generator) -> np.ndarray:
+    """A visibly corrupted copy: 8x pixelation plus Gaussian noise (sigma 60 grey levels)."""
+    with Image.open(io.BytesIO(png)) as opened:
+        img = opened.convert("RGB")
+    w, h = img.size
+    small = img.resize((max(1, w // 8), max(1, h // 8)), Image.Resampling.BOX)
+    blocky = np.asarray(small.resize((w, h), Image.Resampling.NEAREST), dtype=np.float64)
+    noisy = blocky + rng.normal(0.0, 60.0, size=blocky.shape)
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- connections
+
+def connect(db: str | Path, *, must_exist: bool = True) -> sqlite3.Connection:
+    """One connection (use one per thread/request): WAL, busy timeout, foreign keys on."""
+    db = Path(db)
+    if must_exist and not db.is_file():
+        raise EvalkitError(f"study database {db} not found; create it with `evalkit study create`", path=db)
+    conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    if must_exist:
+        try:
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            raise EvalkitError(f"{db} is not an evalkit study database ({err})", path=db) from err
+        if version is None or int(version[0]) != SCHEMA_VERSION:
+            conn.close()
+            raise EvalkitError(f"{db} has study schema {version and version[0]}, expected {SCHEMA_VERSION}", path=db)
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back everything on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def new_token() -> str:
+    """An opaque, unguessable name for one picture or trial (128 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+# --------------------------------------------------------------------------- design
+
+def balanced_orders(n_trials: int, n_methods: int, rng: np.random.Generator) -> list[list[int]]:
+    """Candidate orders for ``n_trials`` trials, position-balanced across trials.
+
+    Trials are taken in blocks of ``n_methods``; a block uses the ``n_methods`` cyclic
+    rotations of a fresh random permutation (a Latin square), in random order. So every
+    method appears in every position equally often within a block, and over all trials the
+    counts per (method, position) differ by at most one.
+    """
+    orders: list[list[int]] = []
+    while len(orders) < n_trials:
+        base = rng.permutation(n_methods).tolist()
+        block = [base[r:] + base[:r] for r in range(n_methods)]
+        orders.extend(block[i] for i in rng.permutation(n_methods))
+    return orders[:n_trials]
+
+
+def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, progress=None) -> dict:
+    """Write a new study database at ``db`` (built in a temp file, then moved into place).
+
+    Returns a summary: numbers of items, methods and trials of each kind.
+    """
+    db = Path(db)
+    if db.exists():
+        raise EvalkitError(f"{db} already exists; choose another --study path or delete it", path=db)
+    names = sorted(source.cond)
+    method_names = sorted(source.methods)
+    n_methods = len(method_names)
+    if config.trials < 1:
+        raise EvalkitError(f"--trials must be at least 1, got {config.trials}")
+    if config.trials > len(names):
+        raise EvalkitError(
+            f"--trials {config.trials} exceeds the {len(names)} items shared by every method; "
+            f"use --trials {len(names)} or fewer"
+        )
+    for label, rate in [("--catch-rate", config.catch_rate), ("--repeat-rate", config.repeat_rate)]:
+        if not 0.0 <= rate <= 1.0:
+            raise EvalkitError(f"{label} must be in [0, 1], got {rate}")
+    rng = np.random.default_rng(config.seed)
+    chosen = sorted(rng.choice(len(names), size=config.trials, replace=False).tolist())
+    main_items = [names[i] for i in chosen]
+    orders = balanced_orders(config.trials, n_methods, rng)
+    n_catch = int(round(config.catch_rate * config.trials))
+    n_repeat = int(round(config.repeat_rate * config.trials))
+    exemplar_catch_ok = any(q.exemplar_catch for q in config.questions)
+    catch_kinds = [("exemplar" if exemplar_catch_ok and i % 2 else "corrupt") for i in range(n_catch)]
+    catch_items = [names[i] for i in rng.choice(len(names), size=n_catch, replace=n_catch > len(names))]
+    repeat_src = sorted(rng.choice(config.trials, size=n_repeat, replace=False).tolist())
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{db.name}.", suffix=".tmp", dir=db.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.executescript(SCHEMA)
+        conn.execute("BEGIN")
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "seed": config.seed,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "trials": config.trials,
+            "catch_rate": config.catch_rate,
+            "repeat_rate": config.repeat_rate,
+            "notes": json.dumps(source.notes),
+        }
+        conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+        conn.executemany(
+            "INSERT INTO questions(name, prompt, exemplar_catch) VALUES (?, ?, ?)",
+            [(q.name, q.prompt, int(q.exemplar_catch)) for q in config.questions],
+        )
+        method_id = {}
+        for name in method_names:
+            method_id[name] = conn.execute("INSERT INTO methods(name) VALUES (?)", (name,)).lastrowid
+
+        image_ids: dict[str, int] = {}
+
+        def store_image(png: bytes) -> int:
+            digest = hashlib.sha256(png).hexdigest()
+            if digest not in image_ids:
+                image_ids[digest] = conn.execute(
+                    "INSERT INTO images(sha256, png) VALUES (?, ?)", (digest, png)
+                ).lastrowid
+            return image_ids[digest]
+
+        def media(image_id: int) -> str:
+            token = new_token()
+            conn.execute("INSERT INTO media VALUES (?, ?)", (token, image_id))
+            return token
+
+        used = sorted(set(main_items) | set(catch_items))
+        item_id, output_png = {}, {}
+        for k, name in enumerate(used):
+            cond_id = store_image(encode_png(source.cond[name]))
+            ex_png = encode_png(source.exemplar[name])
+            item_id[name] = conn.execute(
+                "INSERT INTO items(name, cond_image, exemplar_image) VALUES (?, ?, ?)",
+                (name, cond_id, store_image(ex_png)),
+            ).lastrowid
+            output_png[name] = {m: encode_png(source.methods[m][name]) for m in method_names}
+            output_png[name]["__exemplar__"] = ex_png
+            if progress:
+                progress(k + 1, len(used))
+
+        def add_trial(name, kind, catch_kind=None, repeat_of=None) -> int:
+            item = conn.execute("SELECT * FROM items WHERE id = ?", (item_id[name],)).fetchone()
+            return conn.execute(
+                "INSERT INTO trials(token, item_id, kind, catch_kind, repeat_of, cond_token, exemplar_token)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (new_token(), item["id"], kind, catch_kind, repeat_of,
+                 media(item["cond_image"]), media(item["exemplar_image"])),
+            ).lastrowid
+
+        def add_candidate(trial_id, slot, png, method, role, expected=False):
+            conn.execute(
+                "INSERT INTO candidates(trial_id, slot, token, method_id, role, expected) VALUES (?, ?, ?, ?, ?, ?)",
+                (trial_id, slot, media(store_image(png)), method_id.get(method), role, int(expected)),
+            )
+
+        main_ids = []
+        for name, order in zip(main_items, orders):
+            tid = add_trial(name, "main")
+            main_ids.append((tid, name, order))
+            for slot, m in enumerate(order, start=1):
+                add_candidate(tid, slot, output_png[name][method_names[m]], method_names[m], "method")
+        for j in repeat_src:
+            src_id, name, order = main_ids[j]
+            tid = add_trial(name, "repeat", repeat_of=src_id)
+            for slot, m in enumerate(reversed(order), start=1):
+                add_candidate(tid, slot, output_png[name][method_names[m]], method_names[m], "method")
+        for name, kind in zip(catch_items, catch_kinds):
+            tid = add_trial(name, "catch", catch_kind=kind)
+            order = rng.permutation(n_methods).tolist()
+            special = int(rng.integers(n_methods))  # slot index of the clean / exemplar candidate
+            for slot, m in enumerate(order, start=1):
+                method = method_names[m]
+                png = output_png[name][method]
+                if kind == "corrupt" and slot - 1 != special:
+                    add_candidate(tid, slot, encode_png(corrupt(png, rng)), method, "corrupted")
+                elif kind == "corrupt":
+                    add_candidate(tid, slot, png, method, "method", expected=True)
+                elif slot - 1 == special:
+                    add_candidate(tid, slot, output_png[name]["__exemplar__"], None, "exemplar", expected=True)
+                else:
+                    add_candidate(tid, slot, png, method, "method")
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.close()
+        os.replace(tmp, db)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {
+        "study": str(db),
+        "items": len(names),
+        "methods": method_names,
+        "trials": {"main": config.trials, "catch": n_catch, "repeat": n_repeat},
+        "seed": config.seed,
+        "notes": source.notes,
+    }
+
+
+# --------------------------------------------------------------------------- participants
+
+def participant_order(conn: sqlite3.Connection, seed: int, external_id: str) -> tuple[int, list[int]]:
+    """Per-participant trial order, reproducible from (study seed, participant id).
+
+    A shuffle of all trials; a repeated trial that would come before its original swaps
+    places with it, so the repeat is always seen second.
+    """
+    order_seed = int.from_bytes(hashlib.sha256(f"{seed}:{external_id}".encode()).digest()[:8], "big") >> 1
+    rows = conn.execute("SELECT id, repeat_of FROM trials ORDER BY id").fetchall()
+    order = [r["id"] for r in rows]
+    random.Random(order_seed).shuffle(order)
+    pos = {t: i for i, t in enumerate(order)}
+    for r in rows:
+        if r["repeat_of"] is not None and pos[r["id"]] < pos[r["repeat_of"]]:
+            i, j = pos[r["id"]], pos[r["repeat_of"]]
+            order[i], order[j] = order[j], order[i]
+            pos[r["id"]], pos[r["repeat_of"]] = j, i
+    return order_seed, order
+
+
+def ensure_participant(conn: sqlite3.Connection, external_id: str, source: str = "local") -> sqlite3.Row:
+    """The participant row for ``external_id``, registering it (with its trial order) if new."""
+    external_id = external_id.strip()
+    if not external_id or len(external_id) > 128 or not external_id.isprintable():
+        raise EvalkitError("participant id must be 1-128 printable characters")
+    row = conn.execute("SELECT * FROM participants WHERE external_id = ?", (external_id,)).fetchone()
+    if row is not None:
+        return row
+    seed = int(get_meta(conn)["seed"])
+    order_seed, order = participant_order(conn, seed, external_id)
+    conn.execute(
+        "INSERT OR IGNORE INTO participants(external_id, source, created, order_seed, trial_order)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (external_id, source, time.time(), order_seed, json.dumps(order)),
+    )
+    return conn.execute("SELECT * FROM participants WHERE external_id = ?", (external_id,)).fetchone()
+
+
+def get_meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return {r["key"]: r["value"] for r in conn.execute("SELECT key, value FROM meta")}
+
+
+def get_questions(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    return conn.execute("SELECT * FROM questions ORDER BY id").fetchall()
+
+
+class DuplicateSubmission(EvalkitError):
+    """This participant already answered this trial (or this AMT assignment was imported)."""
+
+
+class UnknownToken(EvalkitError):
+    """A trial, candidate or participant that the study does not have."""
+
+
+def record_submission(
+    conn: sqlite3.Connection,
+    *,
+    participant: str,
+    trial_token: str,
+    answers: dict[str, str],
+    rt_ms: float | None = None,
+    answer_rt_ms: dict[str, float] | None = None,
+    source: str = "local",
+    assignment_id: str | None = None,
+    hit_id: str | None = None,
+    register: bool = False,
+    in_transaction: bool = False,
+) -> int:
+    """Store one participant's answers to one trial, all questions at once, atomically.
+
+    ``answers`` maps question name -> candidate token of that trial. Raises
+    :class:`UnknownToken` / :class:`EvalkitError` for bad input and
+    :class:`DuplicateSubmission` when the participant already answered the trial (the
+    ``UNIQUE(participant_id, trial_id)`` constraint decides, so concurrent replays cannot
+    both succeed). Nothing is stored on any error. Returns the submission id.
+    """
+    questions = {q["name"]: q["id"] for q in get_questions(conn)}
+    if not isinstance(answers, dict) or set(answers) != set(questions):
+        raise EvalkitError(f"answers must give exactly one choice for each question {sorted(questions)}")
+    for value in [rt_ms, *(answer_rt_ms or {}).values()]:
+        if value is not None and (not isinstance(value, (int, float)) or not 0 <= value < 1e9):
+            raise EvalkitError(f"reaction time {value!r} must be a non-negative number of milliseconds")
+    trial = conn.execute("SELECT id FROM trials WHERE token = ?", (str(trial_token),)).fetchone()
+    if trial is None:
+        raise UnknownToken("unknown trial token")
+    cands = {
+        r["token"]: r["id"]
+        for r in conn.execute("SELECT id, token FROM candidates WHERE trial_id = ?", (trial["id"],))
+    }
+    for q, token in answers.items():
+        if token not in cands:
+            raise UnknownToken(f"answer to {q!r} is not a candidate of this trial")
+
+    def write() -> int:
+        if register:
+            person = ensure_participant(conn, participant, source)
+        else:
+            person = conn.execute("SELECT * FROM participants WHERE external_id = ?", (participant,)).fetchone()
+            if person is None:
+                raise UnknownToken("unknown participant; open the start page first")
+        try:
+            sid = conn.execute(
+                "INSERT INTO submissions(participant_id, trial_id, rt_ms, source, assignment_id, hit_id, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (person["id"], trial["id"], rt_ms, source, assignment_id, hit_id, time.time()),
+            ).lastrowid
+        except sqlite3.IntegrityError as err:
+            if "assignment_id" in str(err):
+                raise DuplicateSubmission(f"AMT assignment {assignment_id} was already imported") from err
+            raise DuplicateSubmission("this participant already answered this trial; resubmissions are refused") from err
+        conn.executemany(
+            "INSERT INTO responses(submission_id, trial_id, question_id, candidate_id, rt_ms) VALUES (?, ?, ?, ?, ?)",
+            [(sid, trial["id"], questions[q], cands[t], (answer_rt_ms or {}).get(q)) for q, t in answers.items()],
+        )
+        return sid
+
+    if in_transaction:
+        return write()
+    with transaction(conn):
+        return write()
+
+
+def next_trial(conn: sqlite3.Connection, participant: sqlite3.Row) -> tuple[int, int, sqlite3.Row | None]:
+    """(number answered, total, next unanswered trial row in this participant's order or None)."""
+    order = json.loads(participant["trial_order"])
+    done = {
+        r[0] for r in conn.execute("SELECT trial_id FROM submissions WHERE participant_id = ?", (participant["id"],))
+    }
+    for tid in order:
+        if tid not in done:
+            return len(done), len(order), conn.execute("SELECT * FROM trials WHERE id = ?", (tid,)).fetchone()
+    return len(done), len(order), None
+
+
+def image_bytes(conn: sqlite3.Connection, token: str) -> bytes | None:
+    row = conn.execute(
+        "SELECT images.png FROM media JOIN images ON images.id = media.image_id WHERE media.token = ?", (token,)
+    ).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def export_rows(conn: sqlite3.Connection) -> list[dict]:
+    """Every answer, un-blinded (method names included): one dict per (submission, question)."""
+    rows = conn.execute(
+        """
+        SELECT p.external_id AS participant, p.source AS participant_source, s.source, s.assignment_id,
+               s.hit_id, s.rt_ms AS trial_rt_ms, s.created, t.token AS trial, t.kind, t.catch_kind,
+               rt.token AS repeat_of, i.name AS item, q.name AS question, c.slot, c.role, c.expected,
+               m.name AS method, r.rt_ms
+        FROM responses r
+        JOIN submissions s ON s.id = r.submission_id
+        JOIN participants p ON p.id = s.participant_id
+        JOIN trials t ON t.id = s.trial_id
+        LEFT JOIN trials rt ON rt.id = t.repeat_of
+        JOIN items i ON i.id = t.item_id
+        JOIN questions q ON q.id = r.question_id
+        JOIN candidates c ON c.id = r.candidate_id
+        LEFT JOIN methods m ON m.id = c.method_id
+        ORDER BY s.id, q.id
+        """
+    ).fetchall()
+    return [dict(r) for r in rows]
