@@ -88,3 +88,50 @@ class StyleEncoder(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.adaptive_avg_pool2d(self.body(image), 4).flatten(1)
         return self.fc_mu(x), self.fc_var(x)
+
+
+class CorrespondenceNet(nn.Module):
+    """The alignment network shared by CoCosNet, RABIT and UNITE.
+
+    F_X (conditional input → features) and F_Z (exemplar image → features) on the
+    correspondence grid, optional position channels appended to both (``position``
+    module: ``None``, RABIT's semantic position encoding or a global CoordConv grid,
+    given as a callable ``(one_hot_or_channels [B, C, h, w]) -> [B, 2, h, w]``) and an
+    ``aligner`` module from :mod:`methods.alignment` (``aligner(query, key) -> Correspondence``).
+    Features are L2-normalised per position before the position channels are appended,
+    so ``pos_weight`` sets the position/semantics balance of the matching cost.
+    """
+
+    def __init__(self, cond_nc: int, size: int, corr_size: int, ngf: int, feat_nc: int, n_res: int,
+                 aligner: nn.Module, position=None, pos_weight: float = 1.0):
+        super().__init__()
+        n_down = n_down_for(size, corr_size)
+        self.f_x = FeatureExtractor(cond_nc, ngf, feat_nc, n_down, n_res)
+        self.f_z = FeatureExtractor(3, ngf, feat_nc, n_down, n_res)
+        self.aligner = aligner
+        self.position = position
+        self.pos_weight = pos_weight
+        self.corr_size = corr_size
+
+    def _with_position(self, feat: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.position is None:
+            return feat
+        small = F.interpolate(cond.float(), size=feat.shape[-2:], mode="nearest")
+        pos = self.position(small).to(feat.dtype)
+        return torch.cat([F.normalize(feat, dim=1), self.pos_weight * pos / math.sqrt(2)], 1)
+
+    def forward(self, cond: torch.Tensor, exemplar: torch.Tensor, exemplar_cond: torch.Tensor) -> dict:
+        fx, _ = self.f_x(cond)
+        fz, z_stages = self.f_z(exemplar)
+        qx, kz = self._with_position(fx, cond), self._with_position(fz, exemplar_cond)
+        return {"corr": self.aligner(qx, kz), "fx": fx, "fz": fz, "qx": qx, "kz": kz, "z_stages": z_stages}
+
+    def cycle(self, out: dict, values: torch.Tensor) -> torch.Tensor:
+        """``T^T T Z``: ``values`` warped onto the query, then back with the reverse alignment (F_Z → F_X)."""
+        back = self.aligner(out["kz"], out["qx"])
+        return back.warp(out["corr"].warp(values))
+
+    def consistency(self, out: dict, real: torch.Tensor) -> torch.Tensor:
+        """``||F_X(X) - F_Z(X')||_1`` with ``X'`` the ground-truth image."""
+        f_real, _ = self.f_z(real)
+        return F.l1_loss(out["fx"], f_real)

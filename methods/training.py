@@ -1,0 +1,248 @@
+"""Training and inference loops shared by every translator.
+
+``train`` runs ``steps`` optimisation steps (one G step + one D step each) over a
+dataset in a seeded, reproducible order: step ``s`` uses the ``s mod E``-th batch of the
+permutation of epoch ``s div E`` (``E = len(dataset) // batch_size``) drawn from
+``seed`` and the epoch number. Checkpoints (``OUT/last.pt``) hold the model, both Adam
+states, the torch / numpy / python RNG states, the step and the loss history; they are
+written to a temp file in the same folder and renamed into place, so a crash never
+leaves half a checkpoint. ``resume=True`` continues from ``OUT/last.pt``: the loss at
+step ``k + 1`` equals the one an uninterrupted run gets.
+
+``infer`` writes the outputs layout of ``docs/contracts.md``::
+
+    OUT/inputs/{real,exemplar,cond}/<name>.png, OUT/inputs/pairs.csv
+    OUT/<variant_dir>/images/<name>.<png|jpg>, OUT/<variant_dir>/warped/<name>.png, OUT/<variant_dir>/meta.json
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from evalkit.data import collate, to_uint8_image, visualise_cond
+from evalkit.errors import EvalkitError
+from methods.registry import build_translator, variant_dir
+from methods.translator import Translator
+
+__all__ = ["train", "infer", "load_checkpoint", "save_checkpoint", "batch_indices", "CHECKPOINT", "IMAGE_FORMATS"]
+
+CHECKPOINT = "last.pt"
+IMAGE_FORMATS = {"png": ("png", {}), "jpeg": ("jpg", {"quality": 95, "subsampling": 0})}
+
+
+# -- reproducible data order ---------------------------------------------------------------
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """Dataset indices of the batch used at ``step`` (0-based): seeded per-epoch permutations, last partial batch dropped."""
+    if n < batch_size:
+        raise EvalkitError(f"dataset has {n} samples, fewer than batch size {batch_size}; lower --batch-size")
+    per_epoch = n // batch_size
+    epoch, i = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    return perm[i * batch_size:(i + 1) * batch_size].tolist()
+
+
+# -- atomic files --------------------------------------------------------------------------
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(translator: Translator, path: str | Path, *, step: int, history: list[dict] | None = None,
+                    extra: dict | None = None) -> Path:
+    """Atomically write model + optimiser + RNG state + step to ``path``."""
+    path = Path(path)
+    payload = {
+        "format": "evalkit-translator/1",
+        "build_args": getattr(translator, "build_args", None),
+        "variant": translator.variant,
+        "step": int(step),
+        "model": translator.state_dict(),
+        "optimizers": translator.optimizer_state(),
+        "rng": _rng_state(),
+        "history": list(history or []),
+        "extra": dict(extra or {}),
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    _atomic_bytes(path, buf.getvalue())
+    return path
+
+
+def _read_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise EvalkitError(f"checkpoint not found: {path}; train first with `evalkit train --out {path.parent}`", path=path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError) as err:
+        raise EvalkitError(f"cannot read checkpoint {path} ({err}); it is corrupt or not an evalkit checkpoint", path=path) from err
+    if not isinstance(payload, dict) or payload.get("format") != "evalkit-translator/1":
+        raise EvalkitError(f"{path} is not an evalkit translator checkpoint", path=path)
+    return payload
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Translator:
+    """Rebuild the translator a checkpoint was saved from and load its weights strictly."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    payload = _read_checkpoint(path)
+    args = payload["build_args"]
+    if not args:
+        raise EvalkitError(f"{path} does not record how its translator was built", path=path)
+    translator = build_translator(args["variant"], cond_channels=args["cond_channels"], preset=args["preset"],
+                                  seed=args["seed"], **args["overrides"])
+    translator.load_state_dict(payload["model"])
+    return _to_device(translator, device)
+
+
+def _to_device(translator: Translator, device) -> Translator:
+    device = torch.device(device)
+    if hasattr(translator, "prepare_device"):
+        return translator.prepare_device(device)
+    return translator.to(device)
+
+
+# -- training ------------------------------------------------------------------------------
+def train(translator: Translator, dataset, *, steps: int, out_dir: str | Path, resume: bool = False,
+          batch_size: int = 4, seed: int = 0, progress: bool = True, checkpoint_every: int = 100,
+          log_every: int = 10, device: str | torch.device | None = None) -> Path:
+    """Train ``translator`` for ``steps`` total steps on ``dataset``; returns ``OUT/last.pt``.
+
+    With ``resume=True`` training continues from ``OUT/last.pt`` (same variant) up to
+    ``steps`` in total. Checkpoints every ``checkpoint_every`` steps and at the end.
+    """
+    out_dir = Path(out_dir)
+    ckpt = out_dir / CHECKPOINT
+    if steps < 1:
+        raise EvalkitError(f"steps must be >= 1, got {steps}")
+    if not getattr(translator, "trainable", True):
+        raise EvalkitError(f"variant {translator.variant!r} is not trainable")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    translator = _to_device(translator, device)
+    n = len(dataset)
+    batch_indices(n, batch_size, seed, 0)  # validates sizes before anything is written
+    start, history = 0, []
+    if resume:
+        payload = _read_checkpoint(ckpt)
+        if payload["variant"] != translator.variant:
+            raise EvalkitError(f"{ckpt} was trained as {payload['variant']!r}, not {translator.variant!r}", path=ckpt)
+        translator.load_state_dict(payload["model"])
+        translator.load_optimizer_state(payload["optimizers"])
+        _set_rng_state(payload["rng"])
+        start, history = int(payload["step"]), list(payload["history"])
+        if start >= steps:
+            return ckpt
+    elif ckpt.exists():
+        raise EvalkitError(f"{ckpt} already exists; pass --resume to continue it or choose another --out", path=ckpt)
+    else:
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+    meta = {"variant": translator.variant, "batch_size": batch_size, "seed": seed,
+            "dataset": getattr(dataset, "name", type(dataset).__name__),
+            "perceptual_pretrained": bool(getattr(getattr(translator, "vgg", None), "pretrained", False))}
+    t0 = time.perf_counter()
+    for step in range(start, steps):
+        batch = collate([dataset[i] for i in batch_indices(n, batch_size, seed, step)])
+        losses = translator.train_step(batch)
+        bad = [k for k, v in losses.items() if not np.isfinite(v)]
+        if bad:
+            save_checkpoint(translator, out_dir / "diverged.pt", step=step, history=history, extra=meta)
+            raise EvalkitError(f"training diverged at step {step + 1}: non-finite {bad}; state saved to {out_dir / 'diverged.pt'}")
+        history.append({"step": step + 1, **losses})
+        done = step + 1
+        if progress and (done % log_every == 0 or done == steps):
+            rate = (time.perf_counter() - t0) / (done - start)
+            shown = " ".join(f"{k}={v:.3f}" for k, v in losses.items())
+            print(f"[{translator.variant}] step {done}/{steps} ({rate:.2f}s/step) {shown}", file=sys.stderr, flush=True)
+        if done % checkpoint_every == 0 or done == steps:
+            save_checkpoint(translator, ckpt, step=done, history=history, extra=meta)
+    _atomic_bytes(out_dir / "losses.json", json.dumps(history, indent=1).encode())
+    return ckpt
+
+
+# -- inference -----------------------------------------------------------------------------
+def _save_image(array: np.ndarray, path: Path, image_format: str = "png") -> None:
+    fmt, opts = IMAGE_FORMATS[image_format]
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="JPEG" if fmt == "jpg" else "PNG", **opts)
+    _atomic_bytes(path, buf.getvalue())
+
+
+def infer(translator: Translator, dataset, out_dir: str | Path, image_format: str = "png", *,
+          batch_size: int = 4, progress: bool = True, device: str | torch.device | None = None) -> Path:
+    """Translate every sample of ``dataset`` and write the outputs layout; returns the variant folder."""
+    if image_format not in IMAGE_FORMATS:
+        raise EvalkitError(f"unknown image format {image_format!r}; choose one of {sorted(IMAGE_FORMATS)}")
+    out_dir = Path(out_dir)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    translator = _to_device(translator, device)
+    vdir = out_dir / variant_dir(translator.variant)
+    ext = IMAGE_FORMATS[image_format][0]
+    rows, n, has_warped = [], len(dataset), False
+    names = set()
+    for start in range(0, n, batch_size):
+        samples = [dataset[i] for i in range(start, min(n, start + batch_size))]
+        for s in samples:
+            if s.name in names:
+                raise EvalkitError(f"dataset yields sample name {s.name!r} twice; names must be unique file stems")
+            names.add(s.name)
+        out = translator.translate(collate(samples))
+        for j, s in enumerate(samples):
+            _save_image(to_uint8_image(s.image), out_dir / "inputs" / "real" / f"{s.name}.png")
+            _save_image(to_uint8_image(s.exemplar), out_dir / "inputs" / "exemplar" / f"{s.name}.png")
+            _save_image(visualise_cond(s.cond), out_dir / "inputs" / "cond" / f"{s.name}.png")
+            _save_image(to_uint8_image(out.image[j].clamp(-1, 1)), vdir / "images" / f"{s.name}.{ext}", image_format)
+            if out.warped is not None:
+                has_warped = True
+                _save_image(to_uint8_image(out.warped[j].clamp(-1, 1)), vdir / "warped" / f"{s.name}.png")
+            rows.append((s.name, s.query, s.exemplar_name))
+        if progress:
+            print(f"[{translator.variant}] infer {min(n, start + batch_size)}/{n}", file=sys.stderr, flush=True)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["name", "query", "exemplar_name"])
+    w.writerows(rows)
+    _atomic_bytes(out_dir / "inputs" / "pairs.csv", buf.getvalue().encode())
+    meta = {"variant": translator.variant, "image_format": image_format, "extension": ext,
+            "jpeg_quality": IMAGE_FORMATS[image_format][1].get("quality"), "n_images": n,
+            "warped": has_warped, "dataset": getattr(dataset, "name", type(dataset).__name__),
+            "build_args": getattr(translator, "build_args", None)}
+    meta.update(getattr(translator, "protocol_meta", {}))
+    _atomic_bytes(vdir / "meta.json", json.dumps(meta, indent=1).encode())
+    return vdir
