@@ -4,6 +4,7 @@ layouts (ADE20K, CelebA-HQ, DeepFashion, COCO-Stuff) and the built-in "shapes"."
 from evalkit.data.registry import DatasetSpec, dataset_spec, get_dataset, list_datasets, register_dataset
 from evalkit.data.sample import Batch, Sample, collate, label_palette, to_uint8_image, visualise_cond
 from evalkit.data import shapes  # noqa: F401  (registers shapes, shapes-edge, shapes-keypoints)
+from evalkit.data import ade20k, celebahq, cocostuff, deepfashion  # noqa: F401  (register the official layouts)
 
 __all__ = [
     "Sample", "Batch", "collate", "to_uint8_image", "visualise_cond", "label_palette",

@@ -1,0 +1,289 @@
+"""Exemplar pair lists and the paired-dataset base class of the official layouts.
+
+Pair list (CoCosNet ``data/<dataset>_ref[_test].txt``): one line per query,
+``query,exemplar1[,exemplar2,...]``; paths may use backslashes (DeepFashion). At test
+time the first exemplar is used. At train time CoCosNet (``data/pix2pix_dataset.py``)
+draws ``p ~ U[0, 1)``: ``p < hard_reference_probability`` (0.2) → the *last* exemplar
+(hard), ``p < real_reference_probability`` (0.7) → the first (easy), otherwise a
+*self-reference*: the ground truth itself, re-cropped and flipped with fresh transform
+parameters (so 20% hard, 50% easy, 30% self-reference).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from evalkit.data.sample import Sample
+from evalkit.data.transforms import TransformParams, apply_pil, get_params
+from evalkit.errors import EvalkitError
+
+__all__ = [
+    "read_pair_list", "write_pair_list", "normalise_key", "choose_exemplar", "PairedDataset",
+    "open_image", "open_label", "check_label_range", "image_to_tensor",
+]
+
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def normalise_key(text: str) -> str:
+    """A pair-list entry as a forward-slash relative path."""
+    return text.strip().replace("\\", "/")
+
+
+def read_pair_list(path: str | Path) -> dict[str, list[str]]:
+    """``{query: [exemplar, ...]}`` from a CoCosNet pair list (blank lines skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvalkitError(f"pair list not found: {path}; pass --pairs or build one with `evalkit data pairs`", path=path)
+    pairs: dict[str, list[str]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        items = [normalise_key(t) for t in line.split(",")]
+        if len(items) < 2 or not all(items):
+            raise EvalkitError(f"{path}:{number}: expected 'query,exemplar[,...]', got {line.strip()!r}", path=path)
+        pairs[items[0]] = items[1:]
+    if not pairs:
+        raise EvalkitError(f"pair list {path} is empty; build one with `evalkit data pairs`", path=path)
+    return pairs
+
+
+def write_pair_list(path: str | Path, pairs: dict[str, list[str]]) -> Path:
+    """Write a pair list atomically (temp file in the same folder, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        for query, exemplars in pairs.items():
+            f.write(",".join([query, *exemplars]) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def choose_exemplar(exemplars: list[str], split: str, rng: np.random.Generator,
+                    real_reference_probability: float = 0.7,
+                    hard_reference_probability: float = 0.2) -> str | None:
+    """CoCosNet's exemplar choice; None means a self-reference pair."""
+    if split == "test":
+        return exemplars[0]
+    p = float(rng.uniform())
+    if p < real_reference_probability:
+        return exemplars[-1] if p < hard_reference_probability else exemplars[0]
+    return None
+
+
+def open_image(path: Path) -> Image.Image:
+    """Decode an RGB image (EvalkitError naming the file when missing or corrupt)."""
+    if not path.is_file():
+        raise EvalkitError(f"image not found: {path}", path=path)
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except DECODE_ERRORS as err:
+        raise EvalkitError(f"cannot decode image {path} (corrupt or not an image: {err}); replace the file",
+                           path=path) from err
+
+
+def open_label(path: Path, what: str = "label map") -> np.ndarray:
+    """Decode a single-channel PNG label map as ``uint8 [H, W]`` (RGB masks: first channel)."""
+    if not path.is_file():
+        raise EvalkitError(f"{what} not found: {path}", path=path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I", "I;16", "F"):
+                raise EvalkitError(f"{what} {path} has mode {im.mode}; expected 8-bit class ids", path=path)
+            arr = np.asarray(im.convert("RGB"))[..., 0] if im.mode not in ("L", "P") else np.asarray(im)
+    except DECODE_ERRORS as err:
+        raise EvalkitError(f"cannot decode {what} {path} (corrupt or not a PNG: {err}); replace the file",
+                           path=path) from err
+    return arr
+
+
+def check_label_range(label: np.ndarray, valid: np.ndarray, path: Path) -> None:
+    """Every value of ``label`` must be in ``valid`` (a sorted array of allowed ids)."""
+    values = np.unique(label)
+    bad = values[~np.isin(values, valid)]
+    if len(bad):
+        raise EvalkitError(f"label id {int(bad[0])} out of range in {path} (allowed {int(valid[0])}..{int(valid[-1])}"
+                           f"{', 255 = unlabeled' if 255 in valid else ''}); wrong dataset or corrupt label map",
+                           path=path)
+
+
+def image_to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB → float ``[3, H, W]`` in [-1, 1] (ToTensor + Normalize(0.5, 0.5))."""
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy()) * 2.0 - 1.0
+
+
+@dataclass
+class _Item:
+    key: str  # the pair-list key of the query
+    exemplars: list[str]
+
+
+class PairedDataset(Dataset):
+    """Base of the official layouts: query keys, a pair list, CoCosNet transforms.
+
+    Subclasses set ``name``, ``cond_channels``, ``num_classes``, ``cond_kind``,
+    ``pair_stem`` and implement :meth:`list_keys`, :meth:`image_path`, :meth:`encode`
+    (and :meth:`label_files` for validation). ``epoch`` (see :meth:`set_epoch`) enters the
+    per-sample generator so that train crops change between epochs.
+    """
+
+    name = "paired"
+    cond_channels = 0
+    num_classes: int | None = None
+    cond_kind = "label"
+    pair_stem = ""  # CoCosNet's pair-list name: data/<pair_stem>_ref[_test].txt
+
+    def __init__(self, *, root: Path, split: str = "test", size: int = 256, n: int | None = None,
+                 seed: int = 0, pairs: str | Path | None = None, strict: bool = True,
+                 real_reference_probability: float = 0.7, hard_reference_probability: float = 0.2):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise EvalkitError(f"dataset root not found: {self.root}; pass the folder laid out as in docs/data.md",
+                               path=self.root)
+        self.split, self.size, self.seed, self.epoch = split, int(size), int(seed), 0
+        self.real_p, self.hard_p = float(real_reference_probability), float(hard_reference_probability)
+        keys = self.list_keys()
+        if not keys:
+            raise EvalkitError(f"empty split {split!r}: no samples found for {self.name} under {self.root} "
+                               f"({self.split_source()}); check --root and --split", path=self.root)
+        self.pairs_path = Path(pairs) if pairs is not None else self.default_pairs_path()
+        pair_dict = read_pair_list(self.pairs_path)
+        self.problems: list[str] = []
+        items = []
+        for key in keys:
+            if key not in pair_dict:
+                self.problems.append(f"{self.pairs_path}: no exemplar listed for query {key}; add a line "
+                                     f"'{key},<exemplar>' or rebuild with `evalkit data pairs`")
+                continue
+            items.append(_Item(key, pair_dict[key]))
+        self.items = items[:n] if n is not None else items
+        self.problems += self._missing_files()
+        if strict and self.problems:
+            more = f" (and {len(self.problems) - 1} more problems; run `evalkit data check`)" if len(self.problems) > 1 else ""
+            raise EvalkitError(self.problems[0] + more)
+
+    # -- subclass hooks -------------------------------------------------------------------
+    def list_keys(self) -> list[str]:
+        raise NotImplementedError
+
+    def split_source(self) -> str:
+        """Where the keys of the split come from (for the empty-split message)."""
+        raise NotImplementedError
+
+    def image_path(self, key: str, exemplar: bool) -> Path:
+        raise NotImplementedError
+
+    def label_files(self, key: str, exemplar: bool) -> list[Path]:
+        """Annotation files that must exist for ``key``."""
+        raise NotImplementedError
+
+    def encode(self, key: str, exemplar: bool, params: TransformParams,
+               image: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(cond [C, size, size], label [size, size] long or None)`` under ``params``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def check_same_size(image: Image.Image, label: np.ndarray, label_path: Path) -> None:
+        """Image and label map must have the same pixel size."""
+        if (label.shape[1], label.shape[0]) != image.size:
+            raise EvalkitError(f"image/label size mismatch: {label_path} is {label.shape[1]}x{label.shape[0]} but its "
+                               f"image is {image.size[0]}x{image.size[1]}; the label map belongs to another image",
+                               path=label_path)
+
+    def sample_name(self, key: str) -> str:
+        return Path(key).with_suffix("").as_posix().replace("/", "__")
+
+    # -- shared machinery ---------------------------------------------------------------
+    def default_pairs_path(self) -> Path:
+        """``<root>/<stem>_ref[_test].txt`` or, CoCosNet's layout, ``<root>/../../data/...``."""
+        fname = f"{self.pair_stem}_ref{'_test' if self.split == 'test' else ''}.txt"
+        candidates = [self.root / fname, self.root.parent.parent / "data" / fname]
+        for c in candidates:
+            if c.is_file():
+                return c
+        raise EvalkitError(f"no pair list for {self.name} {self.split}: looked for {candidates[0]} and "
+                           f"{candidates[1]}; pass --pairs or build one with `evalkit data pairs`",
+                           path=candidates[0])
+
+    def _refs(self, item: _Item) -> list[tuple[str, bool]]:
+        """The query and the exemplars it may use (test: the first; train: first and last)."""
+        used = item.exemplars[:1] if self.split == "test" else list(dict.fromkeys([item.exemplars[0], item.exemplars[-1]]))
+        return [(item.key, False)] + [(e, True) for e in used]
+
+    def _missing_files(self) -> list[str]:
+        problems = []
+        seen: set[tuple[str, bool]] = set()
+        for item in self.items:
+            for key, is_ex in self._refs(item):
+                if (key, is_ex) in seen:
+                    continue
+                seen.add((key, is_ex))
+                img = self.image_path(key, is_ex)
+                where = f" (exemplar of {item.key} in {self.pairs_path})" if is_ex else ""
+                if not img.is_file():
+                    problems.append(f"image not found: {img}{where}")
+                for lab in self.label_files(key, is_ex):
+                    if not lab.is_file():
+                        problems.append(f"annotation not found: {lab} (for image {img}){where}")
+        return problems
+
+    def set_epoch(self, epoch: int) -> None:
+        """Re-draw train crops, flips and exemplar choices for a new epoch."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, key: str, exemplar: bool, params: TransformParams):
+        """``(image tensor, cond, label)`` of one key under ``params``."""
+        image = open_image(self.image_path(key, exemplar))
+        cond, label = self.encode(key, exemplar, params, image)
+        return image_to_tensor(apply_pil(image, params, Image.BICUBIC)), cond, label
+
+    def __getitem__(self, i: int) -> Sample:
+        item = self.items[i]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        image, cond, label = self.load(item.key, False, get_params(rng, self.split, self.size))
+        ex_key = choose_exemplar(item.exemplars, self.split, rng, self.real_p, self.hard_p)
+        self_ref = ex_key is None
+        if self_ref:  # the ground truth with fresh crop/flip parameters
+            ex, ex_cond, ex_label = self.load(item.key, False, get_params(rng, "train", self.size))
+            ex_key = item.key
+        else:
+            ex, ex_cond, ex_label = self.load(ex_key, True, get_params(rng, self.split, self.size))
+        return Sample(cond=cond, image=image, exemplar=ex, exemplar_cond=ex_cond, self_ref=self_ref,
+                      name=self.sample_name(item.key), exemplar_name=self.sample_name(ex_key),
+                      label=label, exemplar_label=ex_label)
+
+    def validate(self) -> list[str]:
+        """Every problem of this dataset: missing files, then decode/encode errors of each
+        query and its exemplars (used by ``evalkit data check``)."""
+        problems = list(self.problems)
+        missing = {p.split(": ", 1)[1].split(" ")[0] for p in problems if "not found: " in p}
+        p = get_params(np.random.default_rng(0), "test", self.size)
+        done: set[tuple[str, bool]] = set()
+        for item in self.items:
+            for key, is_ex in self._refs(item):
+                if (key, is_ex) in done:
+                    continue
+                done.add((key, is_ex))
+                files = [self.image_path(key, is_ex), *self.label_files(key, is_ex)]
+                if any(str(f) in missing or not f.is_file() for f in files):
+                    continue
+                try:
+                    self.load(key, is_ex, p)
+                except EvalkitError as err:
+                    problems.append(str(err))
+        return problems
