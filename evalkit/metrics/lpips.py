@@ -1,0 +1,121 @@
+"""LPIPS (Zhang et al., CVPR 2018, Eq. 1) with the ``lpips`` package: AlexNet trunk, v0.1
+linear layers (shipped inside the package), eval mode, inputs in [-1, 1].
+
+    d(x, y) = sum_l mean_{h,w} || w_l * (f̂_l(x) - f̂_l(y)) ||²,   f̂ = unit-normalised channels
+
+:class:`LPIPSAlex` splits ``lpips.LPIPS.forward`` into per-image features (``features``)
+and a pairwise combination (``distance``), so diversity over K outputs needs K trunk passes,
+not K². Pretrained trunk weights are the torchvision AlexNet file verified by
+:mod:`evalkit.weights` (loaded here, so lpips never tries to download); ``weights="random"``
+is ``lpips.LPIPS(pnet_rand=True)`` built under ``torch.manual_seed(seed)``.
+
+Diversity (RABIT Sec. 4.1, UNITE Sec. 4.1): per conditional input, outputs under 3
+exemplars, mean LPIPS over all pairs, then mean over inputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from evalkit import weights as W
+from evalkit.errors import EvalkitError
+from evalkit.features import check_weights_choice, seeded
+from evalkit.images import as_uint8_batch
+from evalkit.protocol import random_init_tag
+
+# torchvision alexnet().features index -> lpips alexnet slice holding it
+_ALEX_SLICES = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
+
+
+class LPIPSAlex(nn.Module):
+    backbone = "alexnet-lpips-v0.1"
+    resize = "none"
+
+    def __init__(self, weights: str = "pretrained", seed: int = 0):
+        super().__init__()
+        check_weights_choice(weights)
+        import lpips
+
+        if weights == "pretrained":
+            path, self.weights_id = W.require("alexnet")  # before building: no download attempt
+        with seeded(seed):
+            self.model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+        if weights == "pretrained":
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            trunk = {f"slice{_ALEX_SLICES[int(k.split('.')[1])]}.{k.split('.', 1)[1]}": v
+                     for k, v in state.items() if k.startswith("features.")}
+            self.model.net.load_state_dict(trunk, strict=True)
+        else:
+            self.weights_id = random_init_tag(seed)
+        self.model.eval()
+        self.calls = 0
+
+    @staticmethod
+    def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 -> [-1, 1], as ``lpips.im2tensor``."""
+        return images_uint8.float() / 127.5 - 1
+
+    @torch.no_grad()
+    def features(self, images_uint8: torch.Tensor) -> list[torch.Tensor]:
+        """Unit-normalised trunk activations of each layer (one trunk pass)."""
+        import lpips
+
+        self.calls += 1
+        x = self.model.scaling_layer(self.to_input(images_uint8))
+        return [lpips.normalize_tensor(f) for f in self.model.net.forward(x)]
+
+    @torch.no_grad()
+    def distance(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor]) -> torch.Tensor:
+        """``[B]`` LPIPS between two feature lists (as ``lpips.LPIPS.forward``)."""
+        val = 0
+        for lin, fa, fb in zip(self.model.lins, feats_a, feats_b):
+            val = val + lin((fa - fb) ** 2).mean([2, 3], keepdim=True)
+        return val.reshape(-1)
+
+    def protocol_key(self) -> dict:
+        return dict(backbone=self.backbone, weights=self.weights_id, resolution="native", resize=self.resize)
+
+
+def _model(model, weights, seed):
+    return model if model is not None else LPIPSAlex(weights, seed)
+
+
+def lpips_distance(images_a, images_b, *, weights: str = "pretrained", seed: int = 0, batch_size: int = 16,
+                   model: LPIPSAlex | None = None) -> np.ndarray:
+    """Per-pair LPIPS between uint8 ``[N, 3, H, W]`` sets (output vs ground truth)."""
+    a, b = as_uint8_batch(images_a, "LPIPS images_a"), as_uint8_batch(images_b, "LPIPS images_b")
+    if a.shape != b.shape:
+        raise EvalkitError(f"LPIPS needs paired images of equal shape, got {list(a.shape)} and {list(b.shape)}")
+    net = _model(model, weights, seed)
+    out = [net.distance(net.features(a[i:i + batch_size]), net.features(b[i:i + batch_size]))
+           for i in range(0, len(a), batch_size)]
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def group_diversity(net: LPIPSAlex, group_uint8: torch.Tensor) -> float:
+    """Mean LPIPS over all pairs of one group ``[K, 3, H, W]`` (K trunk passes in one batch)."""
+    feats = net.features(group_uint8)
+    pairs = list(itertools.combinations(range(group_uint8.shape[0]), 2))
+    i = torch.tensor([p[0] for p in pairs])
+    j = torch.tensor([p[1] for p in pairs])
+    return float(net.distance([f[i] for f in feats], [f[j] for f in feats]).double().mean())
+
+
+def lpips_diversity(groups, *, weights: str = "pretrained", seed: int = 0, model: LPIPSAlex | None = None) -> float:
+    """Diversity: ``groups`` is uint8 ``[G, K, 3, H, W]`` or a list of ``[K_g, 3, H, W]``
+    (outputs of one conditional input under K_g >= 2 exemplars)."""
+    groups = list(groups)
+    if not groups:
+        raise EvalkitError("LPIPS diversity needs at least one group of outputs")
+    net = _model(model, weights, seed)
+    values = []
+    for g, group in enumerate(groups):
+        group = as_uint8_batch(group, f"LPIPS diversity group {g}")
+        if group.shape[0] < 2:
+            raise EvalkitError(f"LPIPS diversity group {g} has {group.shape[0]} output; each conditional input needs >= 2 (papers: 3)")
+        values.append(group_diversity(net, group))
+    return float(np.mean(values))
