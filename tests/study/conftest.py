@@ -76,3 +76,17 @@ class LiveServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
+
+
+def candidate_for(conn, trial_token: str, method: str | None = None, role: str | None = None) -> str:
+    """The candidate token of ``method`` (or of ``role``) in a trial (reads the un-blinded map)."""
+    row = conn.execute(
+        "SELECT c.token FROM candidates c JOIN trials t ON t.id = c.trial_id LEFT JOIN methods m ON m.id = c.method_id "
+        "WHERE t.token = ? AND (m.name = ? OR c.role = ?) ORDER BY c.role = 'corrupted' LIMIT 1",
+        (trial_token, method, role),
+    ).fetchone()
+    return row[0]
+
+
+def trial_tokens(conn, kind: str = "main") -> list[str]:
+    return [r[0] for r in conn.execute("SELECT token FROM trials WHERE kind = ? ORDER BY id", (kind,))]

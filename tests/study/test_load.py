@@ -1,0 +1,77 @@
+"""Bounded load test against the real threaded server on 127.0.0.1: no lost or doubled votes."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import urllib.error
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import LiveServer, build_study
+
+from evalkit.study import store
+
+N_PARTICIPANTS, N_TRIALS = 100, 10
+TIMEOUT_S = 60  # per request; the pool below is bounded, so the test always stops
+
+
+def call(url, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_1000_concurrent_votes_from_100_participants(tmp_path):
+    db = build_study(tmp_path, trials=N_TRIALS, catch_rate=0, repeat_rate=0, questions="quality,style")
+    conn = store.connect(db)
+    trials = {r["token"]: [c[0] for c in conn.execute("SELECT token FROM candidates WHERE trial_id = ?", (r["id"],))]
+              for r in conn.execute("SELECT id, token FROM trials")}
+    conn.close()
+    assert len(trials) == N_TRIALS
+    rng = random.Random(0)
+    people = [f"worker-{i:03d}" for i in range(N_PARTICIPANTS)]
+    votes = [{"participant": p, "trial": t, "answers": {"quality": rng.choice(c), "style": rng.choice(c)},
+              "rt_ms": rng.uniform(100, 5000)} for p in people for t, c in trials.items()]
+    rng.shuffle(votes)
+    with LiveServer(db) as live, ThreadPoolExecutor(max_workers=64) as pool:
+        registered = list(pool.map(lambda p: call(f"{live.url}/api/next?participant={p}")[0], people,
+                                   timeout=TIMEOUT_S * 4))
+        assert registered == [200] * N_PARTICIPANTS
+        start = threading.Barrier(64, timeout=TIMEOUT_S)
+        local = threading.local()
+
+        def submit(vote):
+            if not getattr(local, "started", False):  # the first 64 requests leave together
+                local.started = True
+                start.wait()
+            return call(f"{live.url}/api/vote", vote)[0]
+
+        statuses = Counter(pool.map(submit, votes, timeout=TIMEOUT_S * 10))
+        assert statuses == {201: 1000}
+        # a replayed submission is refused, and so are 15 simultaneous copies of a fresh one
+        assert call(f"{live.url}/api/vote", votes[0])[0] == 409
+        assert call(f"{live.url}/api/next?participant=racer")[0] == 200
+        fresh = {**votes[1], "participant": "racer"}
+        race = threading.Barrier(16, timeout=TIMEOUT_S)
+        results = list(pool.map(lambda _: (race.wait(), call(f"{live.url}/api/vote", fresh)[0])[1], range(16),
+                                timeout=TIMEOUT_S * 2))
+        assert sorted(results) == [201] + [409] * 15
+    conn = store.connect(db)
+    rows = conn.execute("SELECT p.external_id, t.token FROM submissions s JOIN participants p ON p.id = s.participant_id "
+                        "JOIN trials t ON t.id = s.trial_id WHERE p.external_id != 'racer'").fetchall()
+    assert len(rows) == 1000 and len(set(map(tuple, rows))) == 1000  # 0 lost, 0 duplicated
+    stored = {(r["participant"], r["trial"], r["question"]): r["method"] for r in store.export_rows(conn)}
+    token_method = {r[0]: r[1] for r in conn.execute(
+        "SELECT c.token, m.name FROM candidates c JOIN methods m ON m.id = c.method_id")}
+    for v in votes:  # every stored answer is the one sent
+        for q, cand in v["answers"].items():
+            assert stored[(v["participant"], v["trial"], q)] == token_method[cand]
+    assert conn.execute("SELECT COUNT(*) FROM submissions s JOIN participants p ON p.id = s.participant_id "
+                        "WHERE p.external_id = 'racer'").fetchone()[0] == 1
