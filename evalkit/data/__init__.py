@@ -5,6 +5,7 @@ from evalkit.data.registry import DatasetSpec, dataset_spec, get_dataset, list_d
 from evalkit.data.sample import Batch, Sample, collate, label_palette, to_uint8_image, visualise_cond
 from evalkit.data import shapes  # noqa: F401  (registers shapes, shapes-edge, shapes-keypoints)
 from evalkit.data import ade20k, celebahq, cocostuff, deepfashion  # noqa: F401  (register the official layouts)
+from evalkit.data import manipulation  # noqa: F401  (registers manipulation, shapes-manipulation)
 
 __all__ = [
     "Sample", "Batch", "collate", "to_uint8_image", "visualise_cond", "label_palette",

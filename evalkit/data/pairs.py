@@ -146,7 +146,7 @@ class PairedDataset(Dataset):
     pair_stem = ""  # CoCosNet's pair-list name: data/<pair_stem>_ref[_test].txt
 
     def __init__(self, *, root: Path, split: str = "test", size: int = 256, n: int | None = None,
-                 seed: int = 0, pairs: str | Path | None = None, strict: bool = True,
+                 seed: int = 0, pairs: str | Path | None = None, strict: bool = True, require_pairs: bool = True,
                  real_reference_probability: float = 0.7, hard_reference_probability: float = 0.2):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -158,9 +158,13 @@ class PairedDataset(Dataset):
         if not keys:
             raise EvalkitError(f"empty split {split!r}: no samples found for {self.name} under {self.root} "
                                f"({self.split_source()}); check --root and --split", path=self.root)
+        self.problems: list[str] = []
+        self.keys = keys
+        if not require_pairs:  # key listing only (retrieval builds the pair list)
+            self.pairs_path, self.items = None, [_Item(k, []) for k in (keys[:n] if n is not None else keys)]
+            return
         self.pairs_path = Path(pairs) if pairs is not None else self.default_pairs_path()
         pair_dict = read_pair_list(self.pairs_path)
-        self.problems: list[str] = []
         items = []
         for key in keys:
             if key not in pair_dict:

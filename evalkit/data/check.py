@@ -1,0 +1,29 @@
+"""``evalkit data check``: every problem of a dataset root + pair list, all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evalkit.data.registry import dataset_spec, get_dataset
+from evalkit.errors import EvalkitError
+
+__all__ = ["check_dataset"]
+
+
+def check_dataset(name: str, root: str | Path | None, split: str = "test", pairs: str | Path | None = None,
+                  size: int = 64) -> tuple[int, list[str]]:
+    """``(number of samples checked, problems)``: missing images/annotations/exemplars,
+    queries without a pair-list line, corrupt files, label ids out of range and
+    image/label size mismatches. Problems that prevent reading the split at all (no
+    root, empty split, no pair list) come back as the only problem."""
+    spec = dataset_spec(name)
+    kw = {"pairs": pairs, "strict": False} if spec.needs_root else {}
+    try:
+        ds = get_dataset(name, root=root, split=split, size=size, **kw)
+    except EvalkitError as err:
+        return 0, [str(err)]
+    if not spec.needs_root:  # built-in datasets: generate every sample once
+        for i in range(len(ds)):
+            ds[i]
+        return len(ds), []
+    return len(ds.items), ds.validate()
