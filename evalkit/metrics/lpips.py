@@ -16,6 +16,7 @@ exemplars, mean LPIPS over all pairs, then mean over inputs.
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import torch
@@ -42,7 +43,8 @@ class LPIPSAlex(nn.Module):
 
         if weights == "pretrained":
             path, self.weights_id = W.require("alexnet")  # before building: no download attempt
-        with seeded(seed):
+        with seeded(seed), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")  # lpips' `pretrained=` call
             self.model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
         if weights == "pretrained":
             state = torch.load(path, map_location="cpu", weights_only=True)
