@@ -81,9 +81,10 @@ class _Progress:
 def _applicable(inp: _Inputs) -> dict[str, str | None]:
     """metric -> None when computable, else why not."""
     n, paired = len(inp.generated), inp.pairs is not None
+    few = None if min(n, len(inp.real)) >= 2 else f"needs at least 2 images per set ({n} generated, {len(inp.real)} real); add images"
     why_pair = "needs generated images paired with real ones (same names / same count and size)"
     return {
-        "fid": None, "kid": None,
+        "fid": few, "kid": few,
         "swd": None if (len(inp.generated) == (len(inp.pairs) if paired else len(inp.real))
                         and (inp.generated.shape[2:] == inp.real.shape[2:])) else
         f"SWD needs as many real as generated images of the same size ({n} generated, {len(inp.real)} real)",
