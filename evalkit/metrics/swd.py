@@ -86,14 +86,15 @@ def sample_centres(n_images: int, height: int, width: int, generator: torch.Gene
 def extract_descriptors(level: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor,
                         per_image: int = NHOODS_PER_IMAGE) -> torch.Tensor:
     """``[N * per_image, C, 7, 7]`` neighbourhoods of ``level`` at the given centres
-    (neighbourhood ``k`` comes from image ``k // per_image``)."""
+    (neighbourhood ``k`` comes from image ``k // per_image``), laid out ``[C, x, y]`` as the
+    reference's ``np.ogrid[0:N, 0:3, -H:H+1, -H:H+1]`` indexing does."""
     h = NHOOD_SIZE // 2
     off = torch.arange(-h, h + 1)
     img = torch.arange(ys.numel()) // per_image
     yy = (ys[:, None] + off)[:, :, None]  # [K, 7, 1]
     xx = (xs[:, None] + off)[:, None, :]  # [K, 1, 7]
-    patches = level[img[:, None, None], :, yy, xx]  # [K, 7, 7, C]
-    return patches.permute(0, 3, 1, 2)
+    patches = level[img[:, None, None], :, yy, xx]  # [K, 7 (y), 7 (x), C]
+    return patches.permute(0, 3, 2, 1)  # [K, C, x, y]: the reference's ogrid order (x before y)
 
 
 def normalise_descriptors(desc: torch.Tensor) -> torch.Tensor:
