@@ -1,0 +1,25 @@
+"""Alignment core shared by RABIT, UNITE and CoCosNet: correspondences and their solvers.
+
+``from methods.alignment import ...``: see docs/alignment.md.
+"""
+
+from methods.alignment.confidence import peak_correlation
+from methods.alignment.correspondence import (BlockCorrespondence, Correspondence,
+                                              DenseCorrespondence, PotentialCorrespondence)
+from methods.alignment.cosine import cosine_similarity, dense_cosine_attention
+from methods.alignment.position import coord_grid, semantic_position_encoding
+from methods.alignment.ranking import RankingAttention
+from methods.alignment.topk import hard_topk_straight_through, ot_topk
+from methods.alignment.transport import (TransportPotentials, UnbalancedTransport,
+                                         balanced_sinkhorn, cosine_cost, transport_apply,
+                                         unbalanced_sinkhorn, unbalanced_sinkhorn_streaming,
+                                         unite_masses)
+
+__all__ = [
+    "Correspondence", "DenseCorrespondence", "BlockCorrespondence", "PotentialCorrespondence",
+    "dense_cosine_attention", "cosine_similarity", "RankingAttention", "ot_topk",
+    "hard_topk_straight_through", "unbalanced_sinkhorn", "balanced_sinkhorn",
+    "unbalanced_sinkhorn_streaming", "transport_apply", "unite_masses", "cosine_cost",
+    "TransportPotentials", "UnbalancedTransport", "semantic_position_encoding", "coord_grid",
+    "peak_correlation",
+]

@@ -1,0 +1,188 @@
+"""`Correspondence`: the result of any alignment, able to warp exemplar-side tensors.
+
+Every alignment module in :mod:`methods.alignment` (dense cosine, ranking-and-attention,
+unbalanced optimal transport, dense or streaming) returns a :class:`Correspondence`.
+It keeps only what it needs to warp: a dense ``[B, Lq, Lk]`` matrix for small grids,
+block indices plus block attention for RAS, or the two dual potentials for streaming OT,
+so that nothing of size ``Lq x Lk`` is built when the method does not need it.
+
+``warp(values)`` moves any exemplar-side tensor (image, features, one-hot labels) onto
+the query grid: ``out[:, :, q] = sum_k W[q, k] * values[:, :, k]`` where ``W`` is the
+(row-normalised) correspondence.  ``values`` may come at another resolution than the
+key grid; it is resized to the key grid first (area averaging when shrinking, bilinear
+interpolation when enlarging).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+
+from evalkit.errors import EvalkitError
+
+
+def resize_to(values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``values [B, C, H, W]`` to ``size``: area when shrinking, bilinear otherwise."""
+    if tuple(values.shape[-2:]) == tuple(size):
+        return values
+    shrinking = values.shape[-2] >= size[0] and values.shape[-1] >= size[1]
+    if shrinking:
+        return F.adaptive_avg_pool2d(values, size)
+    return F.interpolate(values, size=size, mode="bilinear", align_corners=False)
+
+
+class Correspondence(ABC):
+    """A correspondence from a key grid ``key_size`` onto a query grid ``size``.
+
+    Attributes:
+        size: query grid ``(H, W)``; ``warp`` returns tensors of this spatial size.
+        key_size: key (exemplar) grid ``(h, w)`` the correspondence indexes.
+        confidence: ``[B, 1, H, W]`` reliability of each query position, or None.
+    """
+
+    def __init__(self, size: tuple[int, int], key_size: tuple[int, int], batch: int,
+                 confidence: torch.Tensor | None = None):
+        self.size = (int(size[0]), int(size[1]))
+        self.key_size = (int(key_size[0]), int(key_size[1]))
+        self.batch = int(batch)
+        self.confidence = confidence
+
+    @abstractmethod
+    def _apply(self, flat: torch.Tensor) -> torch.Tensor:
+        """Map ``[B, C, Lk]`` exemplar values to ``[B, C, Lq]`` query values."""
+
+    def warp(self, values: torch.Tensor) -> torch.Tensor:
+        """Warp ``values [B, C', h', w']`` onto the query grid: ``[B, C', H, W]``."""
+        if values.dim() != 4:
+            raise EvalkitError(
+                f"warp expects values shaped [B, C, H, W], got {tuple(values.shape)}; "
+                "add the missing batch/channel dimension")
+        if values.shape[0] != self.batch:
+            raise EvalkitError(
+                f"warp got a batch of {values.shape[0]} but the correspondence was built for "
+                f"{self.batch}; pass the exemplar tensors of the same batch")
+        if not values.is_floating_point():
+            values = values.float()
+        values = resize_to(values, self.key_size)
+        b, c = values.shape[:2]
+        out = self._apply(values.reshape(b, c, -1))
+        return out.reshape(b, c, *self.size)
+
+    def matrix(self) -> torch.Tensor:
+        """The dense ``[B, Lq, Lk]`` warping matrix (for tests and small grids only)."""
+        lk = self.key_size[0] * self.key_size[1]
+        eye = torch.eye(lk, device=self.device, dtype=self.dtype)
+        eye = eye.unsqueeze(0).expand(self.batch, lk, lk)
+        return self._apply(eye).transpose(1, 2)
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device: ...
+
+    @property
+    @abstractmethod
+    def dtype(self) -> torch.dtype: ...
+
+
+class DenseCorrespondence(Correspondence):
+    """A materialised ``[B, Lq, Lk]`` warping matrix (rows sum to one)."""
+
+    def __init__(self, weights: torch.Tensor, size, key_size, confidence=None):
+        super().__init__(size, key_size, weights.shape[0], confidence)
+        self.weights = weights
+
+    def _apply(self, flat):
+        return torch.bmm(flat.to(self.weights.dtype), self.weights.transpose(1, 2))
+
+    def matrix(self):
+        return self.weights
+
+    @property
+    def device(self):
+        return self.weights.device
+
+    @property
+    def dtype(self):
+        return self.weights.dtype
+
+
+class BlockCorrespondence(Correspondence):
+    """Ranking-and-attention result: per query block, ``k`` retrieved key blocks.
+
+    ``indices [B, N, k]`` are the retrieved key blocks of every query block and
+    ``attention [B, N, b, k*b]`` the dense attention between the ``b`` positions of a
+    query block and the ``k*b`` positions of its retrieved blocks (rows sum to one).
+    Blocks are ``block x block`` squares in raster order.
+    """
+
+    def __init__(self, indices, attention, block: int, size, key_size, confidence=None):
+        super().__init__(size, key_size, indices.shape[0], confidence)
+        self.indices = indices
+        self.attention = attention
+        self.block = block
+
+    def _apply(self, flat):
+        b, c, _ = flat.shape
+        s = self.block
+        blocks = to_blocks(flat.reshape(b, c, *self.key_size), s)  # [B, Nk, s*s, C]
+        n, k = self.indices.shape[1:]
+        gathered = torch.gather(
+            blocks, 1,
+            self.indices.reshape(b, n * k, 1, 1).expand(b, n * k, s * s, c))
+        gathered = gathered.reshape(b, n, k * s * s, c).to(self.attention.dtype)
+        out = torch.matmul(self.attention, gathered)  # [B, N, s*s, C]
+        return from_blocks(out, s, self.size).reshape(b, c, -1)
+
+    @property
+    def device(self):
+        return self.attention.device
+
+    @property
+    def dtype(self):
+        return self.attention.dtype
+
+
+class PotentialCorrespondence(Correspondence):
+    """Entropic transport kept as dual potentials; the plan is rebuilt chunk by chunk.
+
+    ``warp`` applies the barycentric projection ``T z / T 1`` of the plan
+    ``T_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)`` without ever holding ``T``
+    (see :func:`methods.alignment.transport.transport_apply`).
+    """
+
+    def __init__(self, potentials, size, key_size, confidence=None):
+        super().__init__(size, key_size, potentials.f.shape[0], confidence)
+        self.potentials = potentials
+
+    def _apply(self, flat):
+        from methods.alignment.transport import transport_apply
+
+        return transport_apply(self.potentials, flat)
+
+    @property
+    def device(self):
+        return self.potentials.f.device
+
+    @property
+    def dtype(self):
+        return self.potentials.f.dtype
+
+
+def to_blocks(x: torch.Tensor, s: int) -> torch.Tensor:
+    """``[B, C, H, W]`` → ``[B, N, s*s, C]`` with N = (H/s)(W/s) blocks in raster order."""
+    b, c, h, w = x.shape
+    if h % s or w % s:
+        raise EvalkitError(
+            f"a {h}x{w} grid cannot be split into {s}x{s} blocks; use a size divisible by {s}")
+    x = x.reshape(b, c, h // s, s, w // s, s).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(b, (h // s) * (w // s), s * s, c)
+
+
+def from_blocks(x: torch.Tensor, s: int, size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`to_blocks`: ``[B, N, s*s, C]`` → ``[B, C, H, W]``."""
+    b, _, _, c = x.shape
+    h, w = size
+    x = x.reshape(b, h // s, w // s, s, s, c).permute(0, 5, 1, 3, 2, 4)
+    return x.reshape(b, c, h, w)

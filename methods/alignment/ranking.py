@@ -1,0 +1,100 @@
+"""RABIT's ranking-and-attention scheme (RAS, §3.1 "Bi-level Feature Alignment").
+
+Features are split into ``N = L / b`` blocks of ``b = block x block`` positions.  Level 1:
+each query block ranks all key blocks by the cosine of their block features (the mean
+of the block's position features) and retrieves the top ``k`` (differentiable OT top-k
+of Xie et al., :func:`~methods.alignment.topk.ot_topk`, with anchors ``{-1, 1}`` — or, for
+the official code's variant, a hard top-k with the ``softmax(cos / 0.01)`` straight-through
+gradient).  Level 2: dense attention between the ``b`` position features of the query
+block and the ``k * b`` position features of its retrieved blocks,
+``softmax_j(cos(x_i, z_j) / temperature + log w_blk(j))`` where ``w`` is the block's
+retrieval membership (1 for a hard selection), so the ranking's gradient reaches the
+warp.  Memory ``O(N^2 + N k b^2)``: the ``L x L`` matrix is never built (query blocks are
+processed ``chunk_size`` at a time, so even the ``N x N`` ranking is only held whole when
+autograd keeps it for the backward pass).  With ``k = N`` it equals dense attention.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from evalkit.errors import EvalkitError
+from methods.alignment.confidence import block_features, expand_blocks
+from methods.alignment.correspondence import BlockCorrespondence, to_blocks
+from methods.alignment.cosine import check_features
+from methods.alignment.topk import hard_topk_straight_through, ot_topk
+
+RETRIEVALS = ("ot", "softmax")
+
+
+class RankingAttention(nn.Module):
+    """Ranking-and-attention correspondence (RAS).
+
+    Args:
+        block: block side (``block x block`` positions per block; paper: 2).
+        k: retrieved blocks per query block (paper: 3; official code: 1).
+        retrieval: ``"ot"`` (paper: OT top-k) or ``"softmax"`` (code: hard top-k,
+            softmax straight-through gradient).
+        eps: OT top-k regularisation (anchors ``{-1, 1}`` on cosine scores).
+        temperature: attention temperature (and the softmax retrieval's).
+        n_iters: OT top-k solver iterations.
+        chunk_size: query blocks processed at once (bounds peak memory).
+    """
+
+    def __init__(self, block: int = 2, k: int = 3, retrieval: str = "ot", eps: float = 1e-2,
+                 temperature: float = 0.01, n_iters: int = 60, chunk_size: int = 1024):
+        super().__init__()
+        if retrieval not in RETRIEVALS:
+            raise EvalkitError(f"retrieval must be one of {RETRIEVALS}, got {retrieval!r}")
+        if block < 1 or k < 1 or chunk_size < 1:
+            raise EvalkitError(
+                f"block, k and chunk_size must be >= 1, got block={block}, k={k}, "
+                f"chunk_size={chunk_size}")
+        if not (eps > 0 and temperature > 0):
+            raise EvalkitError(f"eps and temperature must be > 0, got {eps}, {temperature}")
+        self.block, self.k, self.retrieval = int(block), int(k), retrieval
+        self.eps, self.temperature = float(eps), float(temperature)
+        self.n_iters, self.chunk_size = int(n_iters), int(chunk_size)
+
+    def extra_repr(self) -> str:
+        return (f"block={self.block}, k={self.k}, retrieval={self.retrieval!r}, eps={self.eps}, "
+                f"temperature={self.temperature}")
+
+    def _membership(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.retrieval == "ot":
+            return ot_topk(scores, self.k, eps=self.eps, n_iters=self.n_iters, anchors=(-1.0, 1.0))
+        return hard_topk_straight_through(scores, self.k, temperature=self.temperature)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor) -> BlockCorrespondence:
+        """Correspondence from ``key [B, C, h, w]`` onto ``query [B, C, H, W]``."""
+        check_features(query, key)
+        s, k = self.block, self.k
+        qpos = F.normalize(to_blocks(query, s), dim=-1)  # [B, N, b, C]
+        kpos = F.normalize(to_blocks(key, s), dim=-1)    # [B, Nk, b, C]
+        bsz, n_key, b, c = kpos.shape
+        if k > n_key:
+            raise EvalkitError(
+                f"k={k} exceeds the {n_key} key blocks of a {key.shape[-2]}x{key.shape[-1]} grid "
+                f"with {s}x{s} blocks; lower k or use a larger grid")
+        qblk = block_features(query, s)  # normalised block means [B, N, C]
+        kblk = block_features(key, s)
+        indices, attention, peaks = [], [], []
+        for start in range(0, qblk.shape[1], self.chunk_size):
+            scores = torch.bmm(qblk[:, start:start + self.chunk_size], kblk.transpose(1, 2))
+            peaks.append(scores.detach().amax(-1))
+            idx = scores.detach().topk(k, dim=-1).indices                       # [B, n, k]
+            weight = self._membership(scores).gather(-1, idx)                   # [B, n, k]
+            n = idx.shape[1]
+            keys = torch.gather(kpos, 1, idx.reshape(bsz, n * k, 1, 1).expand(bsz, n * k, b, c))
+            keys = keys.reshape(bsz, n, k * b, c)
+            logits = torch.matmul(qpos[:, start:start + n], keys.transpose(-1, -2)) / self.temperature
+            log_w = weight.clamp_min(torch.finfo(weight.dtype).tiny).log()
+            logits = logits + log_w.repeat_interleave(b, dim=-1).unsqueeze(2)
+            indices.append(idx)
+            attention.append(torch.softmax(logits, dim=-1))
+        size = tuple(query.shape[-2:])
+        confidence = expand_blocks(torch.cat(peaks, 1), size, s)
+        return BlockCorrespondence(torch.cat(indices, 1), torch.cat(attention, 1), s, size,
+                                   tuple(key.shape[-2:]), confidence)

@@ -1,0 +1,500 @@
+r"""Entropic unbalanced optimal transport (UNITE §3.1, eq. 2-5), dense and streaming.
+
+The problem (identical to POT's ``ot.unbalanced.sinkhorn_unbalanced(a, b, C, reg=eps,
+reg_m=tau)`` with its default ``reg_type='kl'``)::
+
+    min_T  <C, T> + eps KL(T | a b^T) + tau KL(T 1 | a) + tau KL(T^T 1 | b)
+
+with the generalised divergence ``KL(p | q) = sum p log(p / q) - p + q``.  UNITE writes
+the entropy as ``-eta H(T)``; against the reference ``a b^T`` it differs only by terms
+that are linear in ``T`` and so changes nothing for ``eta = eps``.  ``tau = inf`` gives
+balanced entropic OT (``T 1 = a``, ``T^T 1 = b``, as ``ot.sinkhorn``).
+
+Dual form (UNITE eq. 4): the plan is ``T_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)``
+(eq. 5) and the Sinkhorn iterations are, with ``phi = tau / (tau + eps)``::
+
+    f_i <- -phi eps log sum_j b_j exp((g_j - C_ij) / eps)
+    g_j <- -phi eps log sum_i a_i exp((f_i - C_ij) / eps)
+
+**Solver.** Log-domain Sinkhorn with absorption (Schmitzer 2019; Chizat et al. 2018 for
+the unbalanced case): the potentials are split as ``f = F + eps log u``; the kernel
+``K = a b^T exp((F + G - C) / eps)`` is only rebuilt when the scalings ``u, v`` leave a
+safe range, so most iterations are two matrix-vector products (fast), and whenever a
+kernel row or column sum underflows the half-step is done exactly with a log-sum-exp
+(stable at the paper's ``eps = 1e-4``, where POT's scaling solvers return zeros).
+
+**Stopping rule.** Every 10 iterations, stop when the largest change of a dual potential
+over the last iteration, divided by ``eps`` (= the relative change of the scalings
+``exp(f / eps)``, the quantity POT's ``sinkhorn_knopp_unbalanced`` thresholds), is below
+``tol``.  ``tol=0`` runs exactly ``n_iters`` iterations.
+
+**Gradients.** The dense solvers are differentiated by unrolling (autograd through
+every iteration; memory grows with the number of kernel rebuilds).  The streaming
+solver never stores the plan: it runs without autograd and ``transport_apply`` rebuilds
+the plan from the *detached* converged potentials, so gradients reach the features and
+masses through ``C`` and ``a, b`` in eq. 5 (the envelope-theorem gradient of the
+transport cost), chunk by chunk with recomputation (``torch.utils.checkpoint``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from evalkit.errors import EvalkitError
+from methods.alignment.correspondence import DenseCorrespondence, PotentialCorrespondence
+
+__all__ = [
+    "unbalanced_sinkhorn", "balanced_sinkhorn", "unbalanced_sinkhorn_streaming",
+    "transport_apply", "unite_masses", "cosine_cost", "TransportPotentials",
+    "UnbalancedTransport",
+]
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _check_params(eps: float, tau: float, n_iters: int, tol: float) -> None:
+    if not (eps > 0 and math.isfinite(eps)):
+        raise EvalkitError(f"eps must be a positive finite number, got {eps}")
+    if not tau > 0:
+        raise EvalkitError(f"tau must be > 0 (use math.inf for balanced OT), got {tau}")
+    if n_iters < 1:
+        raise EvalkitError(f"n_iters must be >= 1, got {n_iters}")
+    if tol < 0:
+        raise EvalkitError(f"tol must be >= 0, got {tol}")
+
+
+def _check_masses(a: torch.Tensor, b: torch.Tensor) -> None:
+    for name, m in (("a", a), ("b", b)):
+        if not m.is_floating_point():
+            raise EvalkitError(f"mass vector {name} must be floating point, got {m.dtype}")
+        if not torch.isfinite(m).all():
+            raise EvalkitError(f"mass vector {name} contains NaN or inf")
+        if (m < 0).any():
+            raise EvalkitError(
+                f"mass vector {name} has negative entries (min {m.min().item():.3g}); "
+                "masses must be >= 0")
+        if (m.sum(-1) <= 0).any():
+            raise EvalkitError(f"mass vector {name} has zero total mass")
+
+
+def _check_problem(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor) -> None:
+    if cost.dim() < 2:
+        raise EvalkitError(f"cost must be [..., n, m], got shape {tuple(cost.shape)}")
+    if a.shape[-1] != cost.shape[-2] or b.shape[-1] != cost.shape[-1]:
+        raise EvalkitError(
+            f"shape mismatch: a {tuple(a.shape)}, b {tuple(b.shape)}, cost {tuple(cost.shape)}; "
+            "need a [..., n], b [..., m], cost [..., n, m]")
+    if a.shape[:-1] != cost.shape[:-2] or b.shape[:-1] != cost.shape[:-2]:
+        raise EvalkitError(
+            f"batch shapes differ: a {tuple(a.shape[:-1])}, b {tuple(b.shape[:-1])}, "
+            f"cost {tuple(cost.shape[:-2])}; give a, b and cost the same leading dimensions")
+    if not cost.is_floating_point():
+        raise EvalkitError(f"cost must be floating point, got {cost.dtype}")
+    if not torch.isfinite(cost).all():
+        raise EvalkitError("cost matrix contains NaN or inf; check the features it came from")
+    _check_masses(a, b)
+
+
+# ----------------------------------------------------------------------------- dense solver
+
+def _log(x: torch.Tensor) -> torch.Tensor:
+    """log with log(0) = -inf and a zero gradient there (not NaN)."""
+    return torch.where(x > 0, x, torch.ones_like(x)).log().masked_fill(x <= 0, -math.inf)
+
+
+def _kernel(fa, gb, cost, eps):
+    """``exp((fa_i + gb_j - C_ij) / eps)`` with fa = F + eps log a, gb = G + eps log b."""
+    t = fa.unsqueeze(-1) - cost
+    t = t + gb.unsqueeze(-2)
+    return torch.exp(t / eps)
+
+
+def _lse_rows(h, cost, eps):
+    """``log sum_j exp((h_j - C_ij) / eps)`` over the last axis."""
+    return torch.logsumexp((h.unsqueeze(-2) - cost) / eps, dim=-1)
+
+
+def _lse_cols(h, cost, eps):
+    return torch.logsumexp((h.unsqueeze(-1) - cost) / eps, dim=-2)
+
+
+def _sinkhorn_dense(a, b, cost, eps, tau, n_iters, tol, init=None):
+    """Returns ``(plan, f, g)``; ``init`` = warm-start potentials ``(f, g)``."""
+    phi = 1.0 if math.isinf(tau) else tau / (tau + eps)
+    damp = 0.0 if math.isinf(tau) else 1.0 / (eps + tau)  # u also carries exp(-F / (eps + tau))
+    dt = cost.dtype
+    a = a.to(dt)
+    b = b.to(dt)
+    log_a, log_b = _log(a), _log(b)
+    a_pos, b_pos = a > 0, b > 0
+    finfo = torch.finfo(dt)
+    tiny = math.sqrt(finfo.tiny)
+    bound = 0.25 * math.log(finfo.max)
+
+    zero = torch.zeros((), dtype=dt, device=cost.device)
+    Fp = torch.zeros_like(a) if init is None else torch.where(a_pos, init[0], zero)
+    Gp = torch.zeros_like(b) if init is None else torch.where(b_pos, init[1], zero)
+    u = torch.ones_like(a)
+    v = torch.ones_like(b)
+
+    def rebuild(Fp, Gp):  # zero masses give log = -inf, hence exact zeros in K
+        return _kernel(Fp + eps * log_a, Gp + eps * log_b, cost, eps)
+
+    K = rebuild(Fp, Gp)
+    for it in range(n_iters):
+        # ---- row update
+        Kv = (K @ v.unsqueeze(-1)).squeeze(-1)
+        if bool(((Kv <= tiny) & a_pos).any()):
+            g = Gp + eps * _log(v)
+            Fp = torch.where(a_pos, -phi * eps * _lse_rows(g + eps * log_b, cost, eps), zero)
+            Gp, u, v = g, torch.ones_like(a), torch.ones_like(b)
+            K = rebuild(Fp, Gp)
+        else:
+            u = torch.where(a_pos, (a / Kv.clamp_min(finfo.tiny)) ** phi * torch.exp(-damp * Fp), zero)
+        # ---- column update
+        Ktu = (u.unsqueeze(-2) @ K).squeeze(-2)
+        if bool(((Ktu <= tiny) & b_pos).any()):
+            f = Fp + eps * _log(u)
+            Gp = torch.where(b_pos, -phi * eps * _lse_cols(f + eps * log_a, cost, eps), zero)
+            Fp, u, v = f, torch.ones_like(a), torch.ones_like(b)
+            K = rebuild(Fp, Gp)
+        else:
+            v = torch.where(b_pos, (b / Ktu.clamp_min(finfo.tiny)) ** phi * torch.exp(-damp * Gp), zero)
+        lu, lv = _log(u), _log(v)
+        if not math.isinf(tau):
+            # translation-invariant step (Sejourne et al. 2022): (f + lam, g - lam) with the
+            # lam that maximises the dual; K depends on F + G only, so it is unchanged
+            f = torch.where(a_pos, Fp + eps * lu, zero)
+            g = torch.where(b_pos, Gp + eps * lv, zero)
+            lam = 0.5 * tau * (torch.logsumexp(log_a - f / tau, -1)
+                               - torch.logsumexp(log_b - g / tau, -1))
+            Fp = torch.where(a_pos, Fp + lam.unsqueeze(-1), zero)
+            Gp = torch.where(b_pos, Gp - lam.unsqueeze(-1), zero)
+        # ---- absorb large scalings into the potentials
+        big = max(lu.masked_fill(~a_pos, 0).abs().max().item(),
+                  lv.masked_fill(~b_pos, 0).abs().max().item())
+        if big > bound:
+            Fp = torch.where(a_pos, Fp + eps * lu, zero)
+            Gp = torch.where(b_pos, Gp + eps * lv, zero)
+            u, v = torch.ones_like(a), torch.ones_like(b)
+            K = rebuild(Fp, Gp)
+        # ---- stopping rule
+        if tol > 0 and it % 10 in (8, 9):  # change over iteration it, every 10th
+            with torch.no_grad():
+                f = torch.where(a_pos, Fp + eps * _log(u), zero)
+                g = torch.where(b_pos, Gp + eps * _log(v), zero)
+                if it % 10 == 9:
+                    err = max((f - f_prev).abs().max().item(), (g - g_prev).abs().max().item()) / eps
+                    if err < tol:
+                        break
+                f_prev, g_prev = f, g
+    plan = u.unsqueeze(-1) * K * v.unsqueeze(-2)
+    return plan, torch.where(a_pos, Fp + eps * _log(u), zero), torch.where(b_pos, Gp + eps * _log(v), zero)
+
+
+def _eps_schedule(eps: float, steps: int, scale: float) -> list[float]:
+    """Geometric schedule from ``max(eps, scale)`` down to ``eps`` in ``steps`` stages."""
+    if steps < 1:
+        raise EvalkitError(f"eps_steps must be >= 1, got {steps}")
+    start = max(eps, scale)
+    if steps == 1 or start == eps:
+        return [eps]
+    return [start * (eps / start) ** (i / (steps - 1)) for i in range(steps)]
+
+
+def unbalanced_sinkhorn(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, *,
+                        eps: float, tau: float, n_iters: int = 100, tol: float = 1e-6,
+                        eps_steps: int = 1) -> torch.Tensor:
+    r"""Entropic unbalanced OT plan (UNITE eq. 2-5; POT ``sinkhorn_unbalanced``, KL reg).
+
+    ``min_T <C,T> + eps KL(T | a b^T) + tau KL(T 1 | a) + tau KL(T^T 1 | b)``.
+
+    Args:
+        a: ``[..., n]`` source masses (>= 0, need not sum to one).
+        b: ``[..., m]`` target masses (>= 0).
+        cost: ``[..., n, m]`` cost matrix (finite); its dtype sets the compute dtype.
+        eps: entropic regularisation (UNITE's eta; the paper uses 1e-4).
+        tau: marginal relaxation (``math.inf`` = balanced).
+        n_iters: maximum Sinkhorn iterations (one row + one column update) per stage.
+        tol: stopping threshold on the potentials' change / eps (0: run all iterations).
+        eps_steps: ``> 1`` anneals eps geometrically from ``max|C|`` down to ``eps`` over
+            that many warm-started stages (eps-scaling; Sinkhorn converges slowly at small
+            eps without it).  ``1`` = plain Sinkhorn, iteration for iteration POT's.
+
+    Returns:
+        The plan ``[..., n, m]``, differentiable (unrolled) in ``a``, ``b`` and ``cost``.
+    """
+    _check_params(eps, tau, n_iters, tol)
+    _check_problem(a, b, cost)
+    lead = cost.shape[:-2]
+    n, m = cost.shape[-2:]
+    a, b, cost = a.reshape(-1, n), b.reshape(-1, m), cost.reshape(-1, n, m)
+    init = None
+    for stage_eps in _eps_schedule(float(eps), int(eps_steps), float(cost.detach().abs().max())):
+        plan, f, g = _sinkhorn_dense(a, b, cost, stage_eps, float(tau), int(n_iters), float(tol), init)
+        init = (f, g)
+    return plan.reshape(*lead, n, m)
+
+
+def balanced_sinkhorn(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, *,
+                      eps: float, n_iters: int = 100, tol: float = 1e-6,
+                      eps_steps: int = 1) -> torch.Tensor:
+    r"""Entropic balanced OT plan: ``min <C,T> + eps KL(T | a b^T)`` s.t. ``T1=a, T^T1=b``.
+
+    The ``tau -> inf`` limit of :func:`unbalanced_sinkhorn` (same as ``ot.sinkhorn``);
+    ``a`` and ``b`` must have the same total mass.
+    """
+    _check_params(eps, math.inf, n_iters, tol)
+    _check_problem(a, b, cost)
+    sa, sb = a.sum(-1), b.sum(-1)
+    if not torch.allclose(sa, sb.to(sa.dtype), rtol=1e-5, atol=0):
+        raise EvalkitError(
+            f"balanced OT needs equal total masses, got sum(a)={sa.flatten()[0].item():.6g} and "
+            f"sum(b)={sb.flatten()[0].item():.6g}; normalise them or use unbalanced_sinkhorn")
+    return unbalanced_sinkhorn(a, b, cost, eps=eps, tau=math.inf, n_iters=n_iters, tol=tol,
+                               eps_steps=eps_steps)
+
+
+# ----------------------------------------------------------------------------- UNITE inputs
+
+def unite_masses(x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""UNITE's cross-inner-product masses (eq. 3), normalised to probability vectors.
+
+    Eq. 3: ``alpha_i = x_i . mean_j z_j``, ``beta_j = z_j . mean_i x_i``.  Raw inner
+    products can be negative, which no transport problem accepts, so evalkit takes them
+    on L2-normalised features and maps them through a softmax over positions (the
+    official code's choice): ``alpha = softmax_i(x^_i . mean z^)``, likewise ``beta``.
+    Features ``x [B, C, N]``, ``z [B, C, M]``; returns ``(alpha [B, N], beta [B, M])``.
+    """
+    if x.dim() != 3 or z.dim() != 3 or x.shape[:2] != z.shape[:2]:
+        raise EvalkitError(
+            f"unite_masses needs features x [B, C, N] and z [B, C, M], got {tuple(x.shape)} "
+            f"and {tuple(z.shape)}")
+    xn, zn = F.normalize(x, dim=1), F.normalize(z, dim=1)
+    alpha = torch.softmax(torch.einsum("bcn,bc->bn", xn, zn.mean(2)), dim=1)
+    beta = torch.softmax(torch.einsum("bcm,bc->bm", zn, xn.mean(2)), dim=1)
+    return alpha, beta
+
+
+def cosine_cost(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """UNITE's cost ``C_ij = 1 - cos(x_i, z_j)`` ``[B, N, M]`` for ``x [B, C, N]``, ``z [B, C, M]``."""
+    if x.dim() != 3 or z.dim() != 3 or x.shape[:2] != z.shape[:2]:
+        raise EvalkitError(
+            f"cosine_cost needs features x [B, C, N] and z [B, C, M], got {tuple(x.shape)} "
+            f"and {tuple(z.shape)}")
+    return 1.0 - torch.bmm(F.normalize(x, dim=1).transpose(1, 2), F.normalize(z, dim=1))
+
+
+# ----------------------------------------------------------------------------- streaming
+
+@dataclass
+class TransportPotentials:
+    """Converged dual potentials of the cosine-cost problem, enough to rebuild the plan.
+
+    ``T_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)`` with ``C_ij = 1 - x^_i . z^_j``.
+    ``x`` ``[B, C, n]`` and ``z`` ``[B, C, m]`` are the L2-normalised features.
+    """
+
+    f: torch.Tensor
+    g: torch.Tensor
+    x: torch.Tensor
+    z: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    eps: float
+    chunk_size: int
+    iterations: int
+
+    def plan(self) -> torch.Tensor:
+        """The dense plan ``[B, n, m]`` (small problems and tests only)."""
+        cost = 1.0 - torch.bmm(self.x.transpose(1, 2), self.z)
+        return _plan_block(self.f, self.g, self.a, self.b, cost, self.eps)
+
+
+def _plan_block(f, g, a, b, cost, eps):
+    return torch.exp((f.unsqueeze(-1) + g.unsqueeze(-2) - cost) / eps + _log(a).unsqueeze(-1)
+                     + _log(b).unsqueeze(-2))
+
+
+def _stream_lse(h, xs, zs, eps, chunk, dim_rows):
+    """Chunked ``log sum exp((h - C) / eps)``: over j for every row (dim_rows) or over i."""
+    if dim_rows:  # result per row i of x, sum over columns j of z
+        out = torch.empty(xs.shape[0], xs.shape[2], dtype=xs.dtype, device=xs.device)
+        for s in range(0, xs.shape[2], chunk):
+            cost = 1.0 - torch.bmm(xs[:, :, s:s + chunk].transpose(1, 2), zs)  # [B, c, m]
+            out[:, s:s + chunk] = torch.logsumexp((h.unsqueeze(1) - cost).div_(eps), dim=2)
+        return out
+    out = torch.empty(zs.shape[0], zs.shape[2], dtype=zs.dtype, device=zs.device)
+    for s in range(0, zs.shape[2], chunk):
+        cost = 1.0 - torch.bmm(xs.transpose(1, 2), zs[:, :, s:s + chunk])  # [B, n, c]
+        out[:, s:s + chunk] = torch.logsumexp((h.unsqueeze(2) - cost).div_(eps), dim=1)
+    return out
+
+
+@torch.no_grad()
+def unbalanced_sinkhorn_streaming(x: torch.Tensor, z: torch.Tensor, a: torch.Tensor,
+                                  b: torch.Tensor, *, eps: float, tau: float,
+                                  n_iters: int = 100, tol: float = 1e-6, eps_steps: int = 1,
+                                  chunk_size: int = 1024) -> TransportPotentials:
+    r"""Unbalanced Sinkhorn on the cost ``1 - cos(x_i, z_j)`` in ``O((n + m) C)`` memory.
+
+    The same iterations as :func:`unbalanced_sinkhorn` (pure log domain), but each
+    log-sum-exp runs over chunks of ``chunk_size`` rows/columns whose cost block is
+    computed on the fly from the features, so no ``n x m`` matrix is ever built (peak
+    extra memory ``chunk_size x max(n, m)``).  Runs without autograd; see
+    :func:`transport_apply` for the gradient.
+
+    Args:
+        x: ``[B, C, n]`` query features; z: ``[B, C, m]`` key features.
+        a: ``[B, n]``, b: ``[B, m]`` masses (e.g. :func:`unite_masses`).
+        tau: marginal relaxation, ``math.inf`` for balanced OT.
+        n_iters, tol, eps_steps: as in :func:`unbalanced_sinkhorn` (the cost scale for
+            eps-scaling is 2, the range of ``1 - cos``).
+
+    Returns:
+        :class:`TransportPotentials` (use :func:`transport_apply` to warp with the plan).
+    """
+    _check_params(eps, tau, n_iters, tol)
+    if x.dim() != 3 or z.dim() != 3 or x.shape[:2] != z.shape[:2]:
+        raise EvalkitError(
+            f"streaming transport needs features x [B, C, n] and z [B, C, m], got "
+            f"{tuple(x.shape)} and {tuple(z.shape)}")
+    if a.shape != (x.shape[0], x.shape[2]) or b.shape != (z.shape[0], z.shape[2]):
+        raise EvalkitError(
+            f"shape mismatch: masses a {tuple(a.shape)}, b {tuple(b.shape)} for features "
+            f"{tuple(x.shape)}, {tuple(z.shape)}; need a [B, n], b [B, m]")
+    if not (torch.isfinite(x).all() and torch.isfinite(z).all()):
+        raise EvalkitError("features contain NaN or inf, so the cosine cost would too")
+    if chunk_size < 1:
+        raise EvalkitError(f"chunk_size must be >= 1, got {chunk_size}")
+    _check_masses(a, b)
+    xs = F.normalize(x.detach(), dim=1)
+    zs = F.normalize(z.detach(), dim=1)
+    a = a.detach().to(xs.dtype)
+    b = b.detach().to(xs.dtype)
+    log_a, log_b = _log(a), _log(b)
+    f = torch.zeros_like(a)
+    g = torch.zeros_like(b)
+    it = 0
+    for stage_eps in _eps_schedule(float(eps), int(eps_steps), 2.0):  # cosine cost is in [0, 2]
+        phi = 1.0 if math.isinf(tau) else tau / (tau + stage_eps)
+        for _ in range(n_iters):
+            it += 1
+            f_new = -phi * stage_eps * _stream_lse(g + stage_eps * log_b, xs, zs, stage_eps,
+                                                   chunk_size, True)
+            g_new = -phi * stage_eps * _stream_lse(f_new + stage_eps * log_a, xs, zs, stage_eps,
+                                                   chunk_size, False)
+            if not math.isinf(tau):  # translation-invariant step, as in the dense solver
+                lam = 0.5 * tau * (torch.logsumexp(log_a - f_new / tau, -1)
+                                   - torch.logsumexp(log_b - g_new / tau, -1))
+                f_new = f_new + lam.unsqueeze(-1)
+                g_new = g_new - lam.unsqueeze(-1)
+            f_new = torch.where(a > 0, f_new, torch.zeros_like(f_new))
+            g_new = torch.where(b > 0, g_new, torch.zeros_like(g_new))
+            err = max((f_new - f).abs().max().item(), (g_new - g).abs().max().item()) / stage_eps
+            f, g = f_new, g_new
+            if tol > 0 and err < tol:
+                break
+    return TransportPotentials(f, g, xs, zs, a, b, float(eps), int(chunk_size), it)
+
+
+def _apply_chunk(f, g, a, b, xs, zs, values, eps):
+    cost = 1.0 - torch.bmm(xs.transpose(1, 2), zs)  # [B, c, m]
+    plan = _plan_block(f, g, a, b, cost, eps)
+    mass = plan.sum(-1, keepdim=True).clamp_min(torch.finfo(plan.dtype).tiny)
+    return torch.bmm(plan / mass, values.transpose(1, 2))  # [B, c, C']
+
+
+def transport_apply(plan_or_potentials, values: torch.Tensor) -> torch.Tensor:
+    """Barycentric projection ``(T z)_i / (T 1)_i``: warp ``values [B, C', m]`` → ``[B, C', n]``.
+
+    Accepts a dense plan ``[B, n, m]`` or :class:`TransportPotentials`; with potentials the
+    plan is rebuilt ``chunk_size`` rows at a time (checkpointed when gradients are on), so
+    memory stays ``O(chunk_size x m)``.
+    """
+    if isinstance(plan_or_potentials, TransportPotentials):
+        p = plan_or_potentials
+        if values.shape[0] != p.z.shape[0] or values.shape[2] != p.z.shape[2]:
+            raise EvalkitError(
+                f"values {tuple(values.shape)} do not match the transport's key grid "
+                f"[B={p.z.shape[0]}, C', m={p.z.shape[2]}]")
+        # the normalised features carry the gradient of the cost; potentials are constants
+        xs, zs = p.x, p.z
+        out = []
+        for s in range(0, xs.shape[2], p.chunk_size):
+            args = (p.f[:, s:s + p.chunk_size], p.g, p.a[:, s:s + p.chunk_size], p.b,
+                    xs[:, :, s:s + p.chunk_size], zs, values.to(xs.dtype), p.eps)
+            if torch.is_grad_enabled() and any(t.requires_grad for t in args[:-1]):
+                out.append(checkpoint(_apply_chunk, *args, use_reentrant=False))
+            else:
+                out.append(_apply_chunk(*args))
+        return torch.cat(out, dim=1).transpose(1, 2)
+    plan = plan_or_potentials
+    if plan.dim() != 3 or values.dim() != 3 or values.shape[2] != plan.shape[2] \
+            or values.shape[0] != plan.shape[0]:
+        raise EvalkitError(
+            f"values {tuple(values.shape)} do not match the plan {tuple(plan.shape)}; need "
+            "values [B, C', m] for a plan [B, n, m]")
+    mass = plan.sum(-1, keepdim=True).clamp_min(torch.finfo(plan.dtype).tiny)
+    return torch.bmm(values.to(plan.dtype), (plan / mass).transpose(1, 2))
+
+
+# ----------------------------------------------------------------------------- module
+
+class UnbalancedTransport(nn.Module):
+    """UNITE's feature transport (§3.1): masses (eq. 3), cost 1 - cos, UOT plan (eq. 5).
+
+    ``forward(query [B, C, H, W], key [B, C, h, w]) -> Correspondence`` whose ``warp`` is the
+    barycentric projection of the plan (rows of ``T`` normalised to sum to one).
+
+    Args:
+        eps: entropic regularisation (paper: 1e-4; official code: balanced, 0.025).
+        tau: marginal relaxation (ignored when ``balanced``).
+        n_iters: Sinkhorn iterations per eps stage; tol: stopping threshold.
+        eps_steps: eps-scaling stages (see :func:`unbalanced_sinkhorn`); the default
+            6 x 50 iterations converges at the paper's eps = 1e-4.
+        balanced: use balanced OT (the official code's choice).
+        chunk_size: when set, use the streaming solver (no ``L x L`` matrix) with this chunk.
+    """
+
+    def __init__(self, eps: float = 1e-4, tau: float = 1.0, n_iters: int = 50,
+                 balanced: bool = False, tol: float = 1e-6, eps_steps: int = 6,
+                 chunk_size: int | None = None):
+        super().__init__()
+        _check_params(eps, tau, n_iters, tol)
+        _eps_schedule(eps, eps_steps, 1.0)
+        self.eps_steps = int(eps_steps)
+        self.eps, self.tau, self.n_iters, self.tol = float(eps), float(tau), int(n_iters), float(tol)
+        self.balanced = bool(balanced)
+        self.chunk_size = chunk_size
+
+    def extra_repr(self) -> str:
+        return (f"eps={self.eps}, tau={self.tau}, n_iters={self.n_iters}, "
+                f"balanced={self.balanced}, eps_steps={self.eps_steps}, chunk_size={self.chunk_size}")
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor):
+        from methods.alignment.cosine import check_features
+
+        check_features(query, key)
+        tau = math.inf if self.balanced else self.tau
+        size, key_size = tuple(query.shape[-2:]), tuple(key.shape[-2:])
+        x, z = query.flatten(2), key.flatten(2)
+        alpha, beta = unite_masses(x, z)
+        if self.chunk_size is not None:
+            pots = unbalanced_sinkhorn_streaming(x, z, alpha, beta, eps=self.eps, tau=tau,
+                                                 n_iters=self.n_iters, tol=self.tol,
+                                                 eps_steps=self.eps_steps,
+                                                 chunk_size=self.chunk_size)
+            pots.x, pots.z = F.normalize(x, dim=1), F.normalize(z, dim=1)  # carry gradients
+            pots.a, pots.b = alpha, beta
+            return PotentialCorrespondence(pots, size, key_size)
+        plan = unbalanced_sinkhorn(alpha, beta, cosine_cost(x, z), eps=self.eps, tau=tau,
+                                   n_iters=self.n_iters, tol=self.tol, eps_steps=self.eps_steps)
+        mass = plan.sum(-1, keepdim=True).clamp_min(torch.finfo(plan.dtype).tiny)
+        return DenseCorrespondence(plan / mass, size, key_size)

@@ -1,0 +1,216 @@
+"""Unbalanced/balanced Sinkhorn against POT, at small eps, streaming vs dense, gradients."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from evalkit.errors import EvalkitError
+from methods.alignment import (UnbalancedTransport, balanced_sinkhorn, cosine_cost,
+                               transport_apply, unbalanced_sinkhorn,
+                               unbalanced_sinkhorn_streaming, unite_masses)
+
+
+def problem(n=24, m=31, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 8, n, generator=g, dtype=dtype)
+    z = torch.randn(1, 8, m, generator=g, dtype=dtype)
+    a = torch.rand(n, generator=g, dtype=dtype) + 0.1
+    b = torch.rand(m, generator=g, dtype=dtype) + 0.1
+    return a / a.sum(), b / (1.5 * b.sum()), cosine_cost(x, z)[0]
+
+
+@pytest.mark.parametrize("eps,tau", [(0.1, 1.0), (0.05, 0.5), (0.01, 1.0), (0.02, 10.0)])
+def test_unbalanced_matches_pot(eps, tau):
+    a, b, C = problem()
+    plan = unbalanced_sinkhorn(a, b, C, eps=eps, tau=tau, n_iters=20000, tol=1e-13)
+    ref = ot.unbalanced.sinkhorn_unbalanced(a.numpy(), b.numpy(), C.numpy(), reg=eps, reg_m=tau,
+                                            numItermax=200000, stopThr=1e-15)
+    assert np.abs(plan.numpy() - ref).max() <= 1e-6 * ref.max()
+
+
+def test_fixed_iterations_match_pot_iterate_for_iterate_when_balanced():
+    # balanced updates have no translation step, so 7 iterations are POT's 7 iterations
+    # (POT's unbalanced Sinkhorn with reg_m=inf updates u then v, as evalkit does)
+    a, b, C = problem(n=12, m=12)
+    b = b * (a.sum() / b.sum())
+    plan = balanced_sinkhorn(a, b, C, eps=0.1, n_iters=7, tol=0)
+    ref = ot.unbalanced.sinkhorn_unbalanced(a.numpy(), b.numpy(), C.numpy(), 0.1, math.inf,
+                                            numItermax=7, stopThr=0)
+    assert np.abs(plan.numpy() - ref).max() <= 1e-10 * ref.max()
+
+
+def test_batched_equals_each_problem():
+    problems = [problem(seed=s) for s in range(3)]
+    a = torch.stack([p[0] for p in problems])
+    b = torch.stack([p[1] for p in problems])
+    C = torch.stack([p[2] for p in problems])
+    plans = unbalanced_sinkhorn(a, b, C, eps=0.05, tau=1.0, n_iters=5000, tol=1e-12)
+    assert plans.shape == (3, 24, 31)
+    for i, (ai, bi, Ci) in enumerate(problems):
+        ref = ot.unbalanced.sinkhorn_unbalanced(ai.numpy(), bi.numpy(), Ci.numpy(), 0.05, 1.0,
+                                                numItermax=100000, stopThr=1e-15)
+        assert np.abs(plans[i].numpy() - ref).max() <= 1e-6 * ref.max()
+
+
+def test_balanced_matches_pot_sinkhorn():
+    a, b, C = problem()
+    b = b * (a.sum() / b.sum())
+    plan = balanced_sinkhorn(a, b, C, eps=0.03, n_iters=20000, tol=1e-13)
+    ref = ot.sinkhorn(a.numpy(), b.numpy(), C.numpy(), 0.03, numItermax=200000, stopThr=1e-15)
+    assert np.abs(plan.numpy() - ref).max() <= 1e-6 * ref.max()
+    np.testing.assert_allclose(plan.sum(1).numpy(), a.numpy(), rtol=1e-8)
+    np.testing.assert_allclose(plan.sum(0).numpy(), b.numpy(), rtol=1e-8)
+
+
+def test_small_eps_where_pot_fails_continues_the_sequence():
+    a, b, C = problem()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pot = ot.unbalanced.sinkhorn_unbalanced(a.numpy(), b.numpy(), C.numpy(), 1e-4, 1.0,
+                                                numItermax=1000)
+    assert pot.sum() == 0.0  # POT's plain scaling underflows at eps = 1e-4
+    masses, rows = [], []
+    for eps in (1e-1, 1e-2, 1e-3, 1e-4):
+        plan = unbalanced_sinkhorn(a, b, C, eps=eps, tau=1.0, n_iters=300, tol=1e-10, eps_steps=8)
+        assert torch.isfinite(plan).all() and plan.sum() > 0
+        masses.append(plan.sum().item())
+        rows.append(plan.sum(1))
+    # the eps -> 0 limit is unregularised UOT, solved independently by POT's MM solver
+    limit = ot.unbalanced.mm_unbalanced(a.numpy(), b.numpy(), C.numpy(), 1.0, div="kl",
+                                        numItermax=100000, stopThr=1e-15).sum()
+    gaps = [abs(m - limit) for m in masses]
+    assert gaps[0] > gaps[1] > gaps[2] > gaps[3]
+    assert gaps[3] < 1e-3
+    steps = [(rows[i + 1] - rows[i]).abs().sum().item() for i in range(3)]
+    assert steps[2] < steps[1] < steps[0]
+
+
+def test_float32_small_eps_is_finite_and_close_to_float64():
+    a, b, C = problem()
+    p64 = unbalanced_sinkhorn(a, b, C, eps=1e-3, tau=1.0, n_iters=200, eps_steps=6)
+    p32 = unbalanced_sinkhorn(a.float(), b.float(), C.float(), eps=1e-3, tau=1.0, n_iters=200,
+                              eps_steps=6)
+    assert torch.isfinite(p32).all()
+    assert abs(p32.sum().item() - p64.sum().item()) < 1e-3
+
+
+def test_zero_masses_give_zero_rows():
+    a, b, C = problem()
+    a = a.clone()
+    a[3] = 0.0
+    plan = unbalanced_sinkhorn(a, b, C, eps=0.05, tau=1.0, n_iters=3000, tol=1e-12)
+    keep = np.arange(len(a)) != 3  # POT divides 0 by 0 here, so solve it without that row
+    ref = ot.unbalanced.sinkhorn_unbalanced(a.numpy()[keep], b.numpy(), C.numpy()[keep], 0.05,
+                                            1.0, numItermax=100000, stopThr=1e-15)
+    assert plan[3].abs().max() == 0.0
+    assert np.abs(plan.numpy()[keep] - ref).max() <= 1e-6 * ref.max()
+
+
+def test_gradcheck_unbalanced():
+    a, b, C = problem(n=5, m=4)
+    a.requires_grad_(True)
+    C.requires_grad_(True)
+    fn = lambda a_, C_: unbalanced_sinkhorn(a_, b, C_, eps=0.5, tau=1.0, n_iters=20, tol=0)
+    assert torch.autograd.gradcheck(fn, (a, C), eps=1e-6, atol=1e-6)
+
+
+def test_streaming_matches_dense():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 8, 40, generator=g, dtype=torch.float64)
+    z = torch.randn(2, 8, 36, generator=g, dtype=torch.float64)
+    a, b = unite_masses(x, z)
+    dense = unbalanced_sinkhorn(a, b, cosine_cost(x, z), eps=0.02, tau=1.0, n_iters=3000,
+                                tol=1e-12)
+    pots = unbalanced_sinkhorn_streaming(x, z, a, b, eps=0.02, tau=1.0, n_iters=3000, tol=1e-12,
+                                         chunk_size=7)
+    assert (pots.plan() - dense).abs().max() <= 1e-8 * dense.max()
+    values = torch.randn(2, 3, 36, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(transport_apply(pots, values), transport_apply(dense, values))
+
+
+def test_streaming_gradient_through_features_matches_dense_envelope():
+    # with detached converged potentials the plan's gradient in the cost is the envelope one
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 4, 10, generator=g, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(1, 4, 9, generator=g, dtype=torch.float64)
+    a, b = [m.detach() for m in unite_masses(x, z)]
+    pots = unbalanced_sinkhorn_streaming(x, z, a, b, eps=0.1, tau=1.0, n_iters=2000, tol=1e-13,
+                                         chunk_size=3)
+    pots.x = torch.nn.functional.normalize(x, dim=1)
+    values = torch.randn(1, 2, 9, generator=g, dtype=torch.float64)
+    transport_apply(pots, values).sum().backward()
+    grad_stream = x.grad.clone()
+    x.grad = None
+    f, gg = pots.f, pots.g
+    cost = cosine_cost(x, z)
+    plan = a[..., None] * b[:, None] * torch.exp((f[..., None] + gg[:, None] - cost) / 0.1)
+    transport_apply(plan, values).sum().backward()
+    torch.testing.assert_close(grad_stream, x.grad)
+
+
+def test_unbalanced_transport_module_dense_and_streaming_agree():
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(1, 6, 6, 6, generator=g)
+    k = torch.randn(1, 6, 6, 6, generator=g)
+    dense = UnbalancedTransport(eps=1e-2, n_iters=100, eps_steps=3)(q, k)
+    stream = UnbalancedTransport(eps=1e-2, n_iters=100, eps_steps=3, chunk_size=10)(q, k)
+    image = torch.randn(1, 3, 12, 12, generator=g)
+    out_d, out_s = dense.warp(image), stream.warp(image)
+    assert out_d.shape == (1, 3, 6, 6)
+    torch.testing.assert_close(out_d, out_s, atol=2e-4, rtol=1e-3)
+    torch.testing.assert_close(dense.matrix().sum(-1), torch.ones(1, 36))
+
+
+def test_unite_masses_follow_eq3():
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 5, 7, generator=g)
+    z = torch.randn(2, 5, 9, generator=g)
+    alpha, beta = unite_masses(x, z)
+    xn = x / x.norm(dim=1, keepdim=True)
+    zn = z / z.norm(dim=1, keepdim=True)
+    raw_alpha = (xn * zn.mean(2, keepdim=True)).sum(1)  # x_i . mean(z)
+    raw_beta = (zn * xn.mean(2, keepdim=True)).sum(1)
+    torch.testing.assert_close(alpha, torch.softmax(raw_alpha, 1))
+    torch.testing.assert_close(beta, torch.softmax(raw_beta, 1))
+    # same ordering as the paper's raw inner products
+    assert torch.equal(alpha.argsort(1), raw_alpha.argsort(1))
+
+
+def test_cosine_cost_is_one_minus_cosine():
+    from scipy.spatial.distance import cdist
+
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(1, 5, 6, generator=g, dtype=torch.float64)
+    z = torch.randn(1, 5, 8, generator=g, dtype=torch.float64)
+    ref = cdist(x[0].T.numpy(), z[0].T.numpy(), metric="cosine")
+    np.testing.assert_allclose(cosine_cost(x, z)[0].numpy(), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("case,match", [
+    ("shape", "shape mismatch"),
+    ("negative", "negative"),
+    ("nan", "NaN"),
+    ("eps", "eps"),
+    ("balanced_mass", "equal total"),
+])
+def test_bad_input(case, match):
+    a, b, C = problem(n=4, m=5)
+    with pytest.raises(EvalkitError, match=match):
+        if case == "shape":
+            unbalanced_sinkhorn(a, b[:4], C, eps=0.1, tau=1.0)
+        elif case == "negative":
+            unbalanced_sinkhorn(-a, b, C, eps=0.1, tau=1.0)
+        elif case == "nan":
+            C = C.clone()
+            C[0, 0] = math.nan
+            unbalanced_sinkhorn(a, b, C, eps=0.1, tau=1.0)
+        elif case == "eps":
+            unbalanced_sinkhorn(a, b, C, eps=0.0, tau=1.0)
+        else:
+            balanced_sinkhorn(a, b, C, eps=0.1)
