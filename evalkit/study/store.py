@@ -287,22 +287,22 @@ def corrupt(png: bytes, rng: np.random.Generator) -> np.ndarray:
 
 # --------------------------------------------------------------------------- connections
 
-def connect(db: str | Path, *, must_exist: bool = True) -> sqlite3.Connection:
+def connect(db: str | Path) -> sqlite3.Connection:
     """One connection (use one per thread/request): WAL, busy timeout, foreign keys on."""
     db = Path(db)
-    if must_exist and not db.is_file():
+    if not db.is_file():
         raise EvalkitError(f"study database {db} not found; create it with `evalkit study create`", path=db)
-    conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     conn.row_factory = sqlite3.Row
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")
-        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if must_exist else 1
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except sqlite3.DatabaseError as err:
         conn.close()
         raise EvalkitError(f"{db} is not an evalkit study database ({err})", path=db) from err
-    if must_exist and (version is None or int(version[0]) != SCHEMA_VERSION):
+    if version is None or int(version[0]) != SCHEMA_VERSION:
         conn.close()
         raise EvalkitError(f"{db} has study schema {version and version[0]}, expected {SCHEMA_VERSION}", path=db)
     return conn
