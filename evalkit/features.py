@@ -185,6 +185,8 @@ class InceptionFID(nn.Module):
     def _legacy_network(self, weights: str, seed: int):
         from cleanfid import inception_pytorch as ip
 
+        if weights == "pretrained":
+            path, self.weights_id = W.require("inception-pytorch-fid")  # fail before building
         with seeded(seed):
             net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008,
                                                   init_weights=weights == "random")
@@ -198,7 +200,6 @@ class InceptionFID(nn.Module):
             net.Mixed_7b = ip.FIDInceptionE_1(1280)
             net.Mixed_7c = ip.FIDInceptionE_2(2048)
         if weights == "pretrained":
-            path, self.weights_id = W.require("inception-pytorch-fid")
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
         net.fc = nn.Identity()
         net.eval()
@@ -233,10 +234,11 @@ class VGG19Features(nn.Module):
     def __init__(self, weights: str = "pretrained", seed: int = 0):
         super().__init__()
         check_weights_choice(weights)
+        if weights == "pretrained":
+            path, self.weights_id = W.require("vgg19")  # fail before building the network
         with seeded(seed):
             net = torchvision.models.vgg19(weights=None)
         if weights == "pretrained":
-            path, self.weights_id = W.require("vgg19")
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
         else:
             self.weights_id = random_init_tag(seed)
