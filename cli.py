@@ -52,6 +52,7 @@ def _register() -> None:
 
 # (module in evalkit/commands, group name or None for top-level commands)
 COMMAND_MODULES: list[tuple[str, str | None]] = [
+    ("data", "data"),
     ("evaluate", None),
     ("weights", "weights"),
     ("run", None),

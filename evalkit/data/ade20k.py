@@ -56,6 +56,12 @@ class ADE20K(PairedDataset):
         folder = self._folder(False)
         return sorted(p.name for p in folder.glob(f"*_{phase}_*.jpg")) if folder.is_dir() else []
 
+    def orphan_problems(self) -> list[str]:
+        phase = "train" if self.split == "train" else "val"
+        folder = self._folder(False)
+        return [f"image not found for label map {p}: expected {p.with_suffix('.jpg')}"
+                for p in sorted(folder.glob(f"*_{phase}_*.png")) if not p.with_suffix(".jpg").is_file()]
+
     def image_path(self, key: str, exemplar: bool) -> Path:
         return self._folder(exemplar) / key
 

@@ -60,6 +60,11 @@ class COCOStuff(PairedDataset):
         folder = self._dir("img", False)
         return sorted(p.name for p in folder.glob("*.jpg")) if folder.is_dir() else []
 
+    def orphan_problems(self) -> list[str]:
+        labels, images = self._dir("label", False), self._dir("img", False)
+        return [f"image not found for label map {p}: expected {images / p.with_suffix('.jpg').name}"
+                for p in sorted(labels.glob("*.png")) if not (images / p.with_suffix(".jpg").name).is_file()]
+
     def image_path(self, key: str, exemplar: bool) -> Path:
         return self._dir("img", exemplar) / key
 

@@ -158,7 +158,7 @@ class PairedDataset(Dataset):
         if not keys:
             raise EvalkitError(f"empty split {split!r}: no samples found for {self.name} under {self.root} "
                                f"({self.split_source()}); check --root and --split", path=self.root)
-        self.problems: list[str] = []
+        self.problems: list[str] = self.orphan_problems()
         self.keys = keys
         if not require_pairs:  # key listing only (retrieval builds the pair list)
             self.pairs_path, self.items = None, [_Item(k, []) for k in (keys[:n] if n is not None else keys)]
@@ -185,6 +185,10 @@ class PairedDataset(Dataset):
     def split_source(self) -> str:
         """Where the keys of the split come from (for the empty-split message)."""
         raise NotImplementedError
+
+    def orphan_problems(self) -> list[str]:
+        """Annotations of the split whose image is missing (layouts listing images by folder)."""
+        return []
 
     def image_path(self, key: str, exemplar: bool) -> Path:
         raise NotImplementedError

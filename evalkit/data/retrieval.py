@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
+from torchvision.models import vgg
 from PIL import Image
 
 from evalkit.data.pairs import PairedDataset, image_to_tensor, open_image, write_pair_list
@@ -40,12 +40,18 @@ class VGG19Pool5(torch.nn.Module):
         from evalkit.features import check_weights_choice, seeded
 
         check_weights_choice(weights)
-        with seeded(seed):
-            net = torchvision.models.vgg19(weights=None)
+        with seeded(seed):  # the convolutional trunk only, initialised as torchvision's VGG
+            features = vgg.make_layers(vgg.cfgs["E"], batch_norm=False)
+            for m in features.modules():
+                if isinstance(m, torch.nn.Conv2d):
+                    torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    torch.nn.init.zeros_(m.bias)
         if weights == "pretrained":
             path, _ = W.require("vgg19")
-            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
-        self.features = net.features.eval()
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")},
+                                     strict=True)
+        self.features = features.eval()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
