@@ -60,9 +60,10 @@ def serve(
     token = server.app.config["ADMIN_TOKEN"]
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it can take part")
-    err.print(f"study page:     http://{host}:{server.port}/")
-    err.print(f"admin token:    {token}")
-    err.print(f"results export: curl -H 'Authorization: Bearer {token}' http://{host}:{server.port}/admin/results")
+    err.print(f"study page:     http://{host}:{server.port}/", soft_wrap=True)
+    err.print(f"admin token:    {token}", soft_wrap=True)
+    err.print(f"results export: curl -H 'Authorization: Bearer {token}' http://{host}:{server.port}/admin/results",
+              soft_wrap=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""Fixtures for the study tests: tiny outputs folders written with PIL, and a study database."""
+"""Helpers for the study tests: tiny outputs folders written with PIL, study databases, a live server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image, PngImagePlugin
 
 from evalkit.study import store
@@ -38,11 +37,6 @@ def make_outputs(root: Path, n_items: int = 12, methods=METHODS, size: int = 32,
     for method in methods:
         (root / method.replace("/", "__") / "meta.json").write_text(json.dumps({"variant": method}))
     return root
-
-
-@pytest.fixture
-def outputs_dir(tmp_path) -> Path:
-    return make_outputs(tmp_path / "out")
 
 
 def build_study(tmp_path: Path, *, trials=8, catch_rate=0.25, repeat_rate=0.25, questions="quality,style",

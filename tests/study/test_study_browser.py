@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import METHODS, LiveServer, build_study
+from study_helpers import METHODS, LiveServer, build_study
 
 from evalkit.study import store
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import METHODS, build_study, make_outputs, write_png
+from study_helpers import METHODS, build_study, make_outputs, write_png
 from PIL import Image
 
 from evalkit.errors import EvalkitError

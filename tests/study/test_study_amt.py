@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import METHODS, build_study
+from study_helpers import METHODS, build_study
 
 from evalkit.errors import EvalkitError
 from evalkit.study import amt, analysis, store

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import METHODS, make_outputs
+from study_helpers import METHODS, make_outputs
 from typer.testing import CliRunner
 
 from cli import app

@@ -10,7 +10,7 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import LiveServer, build_study
+from study_helpers import LiveServer, build_study
 
 from evalkit.study import store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import METHODS, build_study
+from study_helpers import METHODS, build_study
 
 from evalkit.errors import EvalkitError
 from evalkit.study import store

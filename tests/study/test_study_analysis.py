@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import METHODS, build_study, candidate_for, make_outputs, trial_tokens
+from study_helpers import METHODS, build_study, candidate_for, make_outputs, trial_tokens
 from scipy import stats
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
