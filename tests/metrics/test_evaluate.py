@@ -1,0 +1,188 @@
+"""One-pass evaluation: results table, feature cache (a re-run computes nothing), and the
+CLI's handling of bad inputs (one line, exit 2, no output file)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cli import app
+from evalkit.features import InceptionFID, VGG19Features
+from evalkit.metrics import LPIPSAlex, evaluate_arrays, evaluate_folders, fid_from_features, lpips_distance, sliced_wasserstein
+from evalkit.protocol import NOT_COMPARABLE_NOTE
+
+
+class Toy(torch.nn.Module):
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+
+
+@pytest.fixture(scope="module")
+def nets():
+    return {"lpips": LPIPSAlex("random", 0), "vgg": VGG19Features("random", 0)}
+
+
+def _backbones(nets):
+    return {"inception": InceptionFID(network=Toy(), network_id="toy"), **nets}
+
+
+def _counts(bb):
+    return {k: v.calls for k, v in bb.items()}
+
+
+def test_evaluate_arrays_rows_agree_with_pure_functions(photos, nets, tmp_path):
+    gen, real = photos(6, 32), photos(6, 32, offset=5)
+    ex = photos(6, 32, offset=9)
+    bb = _backbones(nets)
+    df = evaluate_arrays(gen, real, exemplars_uint8=ex, groups=[[0, 1, 2], [3, 4, 5]], weights="random",
+                         cache_dir=tmp_path, kid_subset_size=6, backbones=bb)
+    v = df.set_index("metric")["value"]
+    expected = {"FID", "KID", "KID-std", "SWD@32", "SWD@16", "SWD", "LPIPS-gt", "LPIPS-diversity", "semantic-relu4_2",
+                "semantic-relu5_2", "style-mean", "style-std", "PSNR", "SSIM"}
+    assert set(v.index) == expected
+    feats = lambda x: bb["inception"](torch.from_numpy(x)).numpy()  # noqa: E731
+    assert v["FID"] == pytest.approx(fid_from_features(feats(gen), feats(real)), rel=1e-9)
+    assert v["SWD"] == pytest.approx(sliced_wasserstein(gen, real)["SWDx1e3_avg"], rel=1e-12)
+    assert v["LPIPS-gt"] == pytest.approx(lpips_distance(gen, real, model=nets["lpips"]).mean(), rel=1e-6)
+    cols = list(df.columns)
+    assert cols[:4] == ["metric", "variant", "value", "n"]
+    assert {"resolution", "resize", "image_format", "backbone", "weights_sha256", "n_images", "library_versions",
+            "evalkit_version", "comparable"} <= set(cols)
+    lp = df[df.metric == "LPIPS-gt"].iloc[0]
+    assert lp.weights_sha256 == "random-init(seed=0)" and not lp.comparable
+
+
+def test_rerun_hits_cache_and_resume_recomputes_only_missing(photos, nets, tmp_path):
+    gen, real = photos(6, 32), photos(6, 32, offset=5)
+    ex = photos(6, 32, offset=9)
+    kw = dict(exemplars_uint8=ex, groups=[[0, 1, 2], [3, 4, 5]], weights="random", cache_dir=tmp_path, kid_subset_size=6)
+    bb = _backbones(nets)
+    first = evaluate_arrays(gen, real, backbones=bb, **kw)
+    c1 = _counts(bb)
+    assert all(c > 0 for c in c1.values())
+    second = evaluate_arrays(gen, real, backbones=bb, **kw)
+    assert _counts(bb) == c1  # nothing recomputed
+    assert np.array_equal(first["value"].to_numpy(), second["value"].to_numpy())
+    assert not list(tmp_path.rglob(".tmp-*"))
+    # a run killed half-way: remove some entries, only those get recomputed
+    entries = sorted(p for p in tmp_path.rglob("*.npy"))
+    for p in entries[::3]:
+        p.unlink()
+    third = evaluate_arrays(gen, real, backbones=bb, **kw)
+    assert np.allclose(first["value"].to_numpy(), third["value"].to_numpy(), rtol=1e-12)
+    assert sum(_counts(bb).values()) > sum(c1.values())
+    assert len(list(tmp_path.rglob("*.npy"))) == len(entries)
+
+
+def test_cache_is_keyed_by_content_not_position(photos, tmp_path):
+    gen, real = photos(4, 32), photos(4, 32, offset=5)
+    inc = InceptionFID(network=Toy(), network_id="toy")
+    evaluate_arrays(gen, real, metrics=["fid"], cache_dir=tmp_path, backbones={"inception": inc})
+    calls = inc.calls
+    evaluate_arrays(real[::-1].copy(), gen[::-1].copy(), metrics=["fid"], cache_dir=tmp_path, backbones={"inception": inc})
+    assert inc.calls == calls
+
+
+def _layout(tmp_path, photos, write_folder, n=4):
+    gen, real, ex = photos(n, 32), photos(n, 32, offset=5), photos(n, 32, offset=9)
+    names = [f"s{i}" for i in range(n)]
+    g = write_folder(tmp_path / "gen", gen, names)
+    r = write_folder(tmp_path / "real", real, names)
+    e = write_folder(tmp_path / "ex", ex, names)
+    pairs = tmp_path / "pairs.csv"
+    with open(pairs, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "query", "exemplar_name"])
+        for i, nm in enumerate(names):
+            w.writerow([nm, f"q{i // 2}", f"ex{i}"])
+    return g, r, e, pairs
+
+
+def test_cli_json_and_csv(tmp_path, photos, write_folder):
+    g, r, e, pairs = _layout(tmp_path, photos, write_folder)
+    out = tmp_path / "res.csv"
+    res = CliRunner().invoke(app, ["evaluate", "--generated", str(g), "--real", str(r), "--exemplars", str(e),
+                                   "--pairs", str(pairs), "--metrics", "swd,lpips,lpips-diversity", "--metrics", "psnr",
+                                   "--weights", "random", "--json", "--out", str(out), "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert {row["metric"] for row in rows} == {"SWD@32", "SWD@16", "SWD", "LPIPS-gt", "LPIPS-diversity", "PSNR"}
+    assert out.is_file() and len(out.read_text().splitlines()) == len(rows) + 1
+    assert NOT_COMPARABLE_NOTE in res.stderr
+    div = next(row for row in rows if row["metric"] == "LPIPS-diversity")
+    assert div["n"] == 2
+
+
+def test_folder_greyscale_and_rgba_are_converted(tmp_path, photos, write_folder):
+    gen = photos(3, 32)
+    g = write_folder(tmp_path / "g", gen)
+    mixed = tmp_path / "m"
+    mixed.mkdir()
+    from PIL import Image
+
+    Image.fromarray(gen[0].transpose(1, 2, 0)).convert("L").save(mixed / "img000.png")
+    Image.fromarray(np.dstack([gen[1].transpose(1, 2, 0), np.full((32, 32), 9, np.uint8)]), "RGBA").save(mixed / "img001.png")
+    Image.fromarray(gen[2].transpose(1, 2, 0)).save(mixed / "img002.png")
+    df = evaluate_folders(mixed, g, metrics=["psnr"], cache_dir=False, progress=False).set_index("metric")
+    grey = np.asarray(Image.fromarray(gen[0].transpose(1, 2, 0)).convert("L"), dtype=np.float64)
+    mse0 = ((gen[0].transpose(1, 2, 0) - grey[..., None]) ** 2).mean()
+    expected = np.mean([10 * np.log10(255 ** 2 / mse0), np.inf, np.inf])
+    assert df.loc["PSNR", "value"] == expected
+
+
+def _bad(tmp_path, args):
+    out = tmp_path / "out.csv"
+    res = CliRunner().invoke(app, ["evaluate", *args, "--out", str(out), "--no-cache"])
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip().splitlines()
+    assert len([ln for ln in err if ln.startswith("error:")]) == 1
+    assert not out.exists() and not list(tmp_path.glob(".out.csv*"))
+    return err[-1]
+
+
+def test_cli_bad_inputs(tmp_path, photos, write_folder, monkeypatch):
+    g, r, e, pairs = _layout(tmp_path, photos, write_folder)
+    base = ["--generated", str(g), "--real", str(r), "--weights", "random"]
+    # truncated file
+    bad = tmp_path / "bad"
+    write_folder(bad, photos(3, 32))
+    data = (bad / "img001.png").read_bytes()
+    (bad / "img001.png").write_bytes(data[:40])
+    assert "img001.png" in _bad(tmp_path, ["--generated", str(bad), "--real", str(r), "--weights", "random"])
+    # mixed sizes
+    mixed = write_folder(tmp_path / "mixed", photos(2, 32))
+    write_folder(mixed, photos(1, 48), ["big"])
+    assert "size" in _bad(tmp_path, ["--generated", str(mixed), "--real", str(r)])
+    # empty folder
+    (tmp_path / "empty").mkdir()
+    assert "no images" in _bad(tmp_path, ["--generated", str(tmp_path / "empty"), "--real", str(r)])
+    # N < 2 for FID
+    one = write_folder(tmp_path / "one", photos(1, 32))
+    assert "at least 2" in _bad(tmp_path, ["--generated", str(one), "--real", str(r), "--metrics", "fid"])
+    # generated / real count mismatch for SWD
+    three = write_folder(tmp_path / "three", photos(3, 32), ["a", "b", "c"])
+    assert "SWD" in _bad(tmp_path, ["--generated", str(three), "--real", str(r), "--metrics", "swd"])
+    # missing exemplar named in the pair list
+    (e / "s2.png").unlink()
+    assert "s2" in _bad(tmp_path, [*base, "--exemplars", str(e), "--pairs", str(pairs)])
+    # missing weights (pretrained, empty weights folder)
+    monkeypatch.setenv("EVALKIT_WEIGHTS", str(tmp_path / "noweights"))
+    msg = _bad(tmp_path, ["--generated", str(g), "--real", str(r), "--metrics", "fid"])
+    assert "inception-2015-12-05.pt" in msg and "evalkit weights import" in msg
+    msg = _bad(tmp_path, ["--generated", str(g), "--real", str(r), "--metrics", "lpips"])
+    assert "alexnet-owt-7be5be79.pth" in msg
+
+
+@pytest.mark.parametrize("mode", ["clean", "legacy"])
+def test_random_inception_is_seeded_2048d(photos, mode):
+    x = torch.from_numpy(photos(2, 32))
+    a = InceptionFID(mode, "random", seed=3)
+    fa = a(x)
+    assert fa.shape == (2, 2048) and torch.isfinite(fa).all()
+    assert torch.equal(fa, InceptionFID(mode, "random", seed=3)(x))
+    assert a.weights_id == "random-init(seed=3)"
