@@ -36,7 +36,8 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def render_hit_template(questions: list[dict], n_slots: int) -> str:
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), undefined=StrictUndefined, autoescape=True)
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), undefined=StrictUndefined, autoescape=True,
+                      trim_blocks=True, lstrip_blocks=True)
     return env.get_template("amt_hit.html").render(
         questions=questions, slots=list(range(1, n_slots + 1)), letters=LETTERS
     )

@@ -225,7 +225,7 @@ def plot_selection(result: StudyAnalysis, path: str | Path) -> Path:
     questions = list(dict.fromkeys(t["question"]))
     methods = result.summary["methods"]
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(questions) * len(methods) * width * 2.5, 3.2))
+    fig, ax = plt.subplots(figsize=(1.5 + 2.4 * len(questions), 3.2))
     x = np.arange(len(questions))
     for k, method in enumerate(methods):
         rows = t[t["method"] == method].set_index("question").loc[questions]

@@ -102,11 +102,13 @@ def create_app(db: str | Path, *, admin_token: str | None = None) -> Flask:
     def api_next():
         pid = _participant_arg(request.args.get("participant"))
         c = conn()
-        try:
-            with store.transaction(c):
-                person = store.ensure_participant(c, pid, "local")
-        except EvalkitError as err:
-            raise ApiError(400, str(err)) from err
+        person = c.execute("SELECT * FROM participants WHERE external_id = ?", (pid,)).fetchone()
+        if person is None:  # first visit: register (a write) with this participant's trial order
+            try:
+                with store.transaction(c):
+                    person = store.ensure_participant(c, pid, "local")
+            except EvalkitError as err:
+                raise ApiError(400, str(err)) from err
         done, total, trial = store.next_trial(c, person)
         if trial is None:
             return jsonify(done=True, answered=done, total=total)

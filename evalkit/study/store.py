@@ -567,10 +567,12 @@ def record_submission(
     both succeed). Nothing is stored on any error. Returns the submission id.
     """
     questions = {q["name"]: q["id"] for q in get_questions(conn)}
-    if not isinstance(answers, dict) or set(answers) != set(questions):
-        raise EvalkitError(f"answers must give exactly one choice for each question {sorted(questions)}")
+    if (not isinstance(answers, dict) or set(answers) != set(questions)
+            or not all(isinstance(v, str) for v in answers.values())):
+        raise EvalkitError(f"answers must give exactly one candidate token for each question {sorted(questions)}")
     for value in [rt_ms, *(answer_rt_ms or {}).values()]:
-        if value is not None and (not isinstance(value, (int, float)) or not 0 <= value < 1e9):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value < 1e9):
             raise EvalkitError(f"reaction time {value!r} must be a non-negative number of milliseconds")
     trial = conn.execute("SELECT id FROM trials WHERE token = ?", (str(trial_token),)).fetchone()
     if trial is None:

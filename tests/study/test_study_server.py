@@ -85,6 +85,8 @@ def test_replay_unknown_and_malformed_votes_are_refused_and_store_nothing(app_db
         ({**good, "participant": "nobody"}, 404, "unknown participant"),
         ({**good, "answers": {"quality": good["answers"]["quality"]}}, 400, "each question"),
         ({**good, "rt_ms": -5}, 400, "reaction time"),
+        ({**good, "answers": {"quality": ["a list"], "style": good["answers"]["style"]}}, 400, "candidate token"),
+        ({**good, "answers": "quality"}, 400, "each question"),
         ({**good, "participant": ""}, 400, "participant id"),
     ]
     if other["trial"] == data["trial"]:
