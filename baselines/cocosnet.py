@@ -11,27 +11,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from methods.alignment.cosine import dense_cosine_attention
 from methods.alignment.correspondence import resize_to
-from methods.common.encoders import CorrespondenceNet
+from methods.common.encoders import CorrespondenceNet, CosineAlignment
 from methods.common.spade import SPADE, SPADEGenerator
 from methods.config import TranslatorConfig
 from methods.translator import GANTranslator
 
-__all__ = ["CosineAlignment", "CoCosNetTranslator"]
-
-
-class CosineAlignment(nn.Module):
-    """Module wrapper of :func:`methods.alignment.cosine.dense_cosine_attention`."""
-
-    def __init__(self, temperature: float = 0.01):
-        super().__init__()
-        self.temperature = temperature
-
-    def forward(self, query: torch.Tensor, key: torch.Tensor):
-        return dense_cosine_attention(query.float(), key.float(), temperature=self.temperature)
+__all__ = ["CoCosNetTranslator"]
 
 
 class CoCosNetTranslator(GANTranslator):

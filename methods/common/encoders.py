@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-__all__ = ["FeatureExtractor", "StyleEncoder", "n_down_for"]
+__all__ = ["FeatureExtractor", "StyleEncoder", "CorrespondenceNet", "CosineAlignment", "n_down_for"]
 
 
 def n_down_for(size: int, corr_size: int) -> int:
@@ -127,11 +127,38 @@ class CorrespondenceNet(nn.Module):
         return {"corr": self.aligner(qx, kz), "fx": fx, "fz": fz, "qx": qx, "kz": kz, "z_stages": z_stages}
 
     def cycle(self, out: dict, values: torch.Tensor) -> torch.Tensor:
-        """``T^T T Z``: ``values`` warped onto the query, then back with the reverse alignment (F_Z → F_X)."""
-        back = self.aligner(out["kz"], out["qx"])
-        return back.warp(out["corr"].warp(values))
+        """``T^T T Z``: ``values`` warped onto the query grid and back onto the key grid.
+
+        A dense correspondence goes back with its own transpose (columns normalised to
+        sum to one, so the result is again an average of exemplar values); a block (RAS)
+        correspondence, which has no dense matrix, goes back through the reverse alignment
+        F_Z → F_X.
+        """
+        from methods.alignment.correspondence import DenseCorrespondence
+
+        corr = out["corr"]
+        warped = corr.warp(values)
+        if isinstance(corr, DenseCorrespondence):
+            t = corr.weights  # [B, Lq, Lk]
+            back = t / t.sum(dim=1, keepdim=True).clamp_min(1e-12)
+            flat = torch.bmm(warped.flatten(2).to(back.dtype), back)  # [B, C, Lk]
+            return flat.reshape(*warped.shape[:2], *corr.key_size)
+        return self.aligner(out["kz"], out["qx"]).warp(warped)
 
     def consistency(self, out: dict, real: torch.Tensor) -> torch.Tensor:
         """``||F_X(X) - F_Z(X')||_1`` with ``X'`` the ground-truth image."""
         f_real, _ = self.f_z(real)
         return F.l1_loss(out["fx"], f_real)
+
+
+class CosineAlignment(nn.Module):
+    """Module wrapper of :func:`methods.alignment.cosine.dense_cosine_attention` (CoCosNet, softmax temperature)."""
+
+    def __init__(self, temperature: float = 0.01):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor):
+        from methods.alignment.cosine import dense_cosine_attention
+
+        return dense_cosine_attention(query.float(), key.float(), temperature=self.temperature)

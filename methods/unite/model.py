@@ -1,0 +1,100 @@
+"""UNITE (Zhan et al., CVPR 2021): unbalanced feature transport + SEACE translation network.
+
+Feature transport network (Sec. 3.1): F_X, F_Z map the conditional input and the
+exemplar onto the transport grid (paper: 64x64, 128-d); masses from the cross inner
+products (eq. 3), cost ``1 - cos``, entropic unbalanced OT with ``eta = 1e-4`` (eq. 2-5),
+all in :class:`methods.alignment.transport.UnbalancedTransport`. Multi-stage transport:
+the exemplar's feature maps at every depth of F_Z (deepest first) and the exemplar
+image itself are transported with the same plan and injected into the generator from
+its coarsest to its finest stages; without ``multi_stage`` only the transported
+exemplar image is injected (CoCosNet-style). Translation network (Sec. 3.2): a SPADE
+generator whose de-normalisations are SEACE layers (``injection="seace"``) or SPADE
+layers guided by the transported exemplar + labels (``injection="concat"``), or by the
+labels alone (``injection="spade"``: Table 3's SPADE baseline). Losses (eq. 8-12): cycle,
+feature consistency, perceptual, contextual, pseudo pairs, adversarial.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from methods.alignment.correspondence import resize_to
+from methods.alignment.transport import UnbalancedTransport
+from methods.common.encoders import CorrespondenceNet, CosineAlignment
+from methods.common.spade import SPADE, SPADEGenerator
+from methods.config import TranslatorConfig
+from methods.translator import GANTranslator
+from methods.unite.seace import SEACE
+
+__all__ = ["UNITETranslator", "make_aligner"]
+
+
+def make_aligner(c: TranslatorConfig):
+    """The feature-alignment module of an ablation: cosine, balanced OT or unbalanced OT."""
+    if c.alignment == "cosine":
+        return CosineAlignment(c.temperature)
+    if c.alignment in ("ot", "uot"):
+        return UnbalancedTransport(eps=c.ot_eps, tau=c.ot_tau, n_iters=c.ot_iters, balanced=c.alignment == "ot")
+    raise ValueError(f"UNITE alignment must be cosine, ot or uot, got {c.alignment!r}")
+
+
+class UNITETranslator(GANTranslator):
+    """UNITE and its Table 3 ablations, selected by ``alignment`` / ``injection`` / ``multi_stage``."""
+
+    def __init__(self, config: TranslatorConfig, cond_channels: int, variant: str = "unite"):
+        super().__init__(config, cond_channels, variant)
+        c = config
+        self.exemplar_based = c.alignment != "none"
+        if c.injection not in ("spade", "concat", "seace"):
+            raise ValueError(f"UNITE injection must be spade, concat or seace, got {c.injection!r}")
+        if self.exemplar_based:
+            self.corr = CorrespondenceNet(cond_channels, c.size, c.corr_size, c.enc_ngf, c.feat_nc,
+                                          c.enc_res_blocks, make_aligner(c))
+            stage_nc = list(reversed(self.corr.f_z.stage_nc)) if c.multi_stage else []
+            self.map_nc = stage_nc + [3]  # transported maps, deepest first, the exemplar image last
+        elif c.injection != "spade":
+            raise ValueError("UNITE without alignment can only use injection='spade'")
+        n_stages = c.num_up + 1  # generator grid sides: start, 2 start, ..., size
+
+        def map_for(stage: int) -> int:
+            i = min(n_stages - 1, max(0, round(torch.log2(torch.tensor(stage / (c.size // 2 ** c.num_up))).item())))
+            return min(len(self.map_nc) - 1, i * len(self.map_nc) // n_stages)
+
+        if c.injection == "seace":
+            make_norm = lambda nc, stage: SEACE(nc, cond_channels, self.map_nc[map_for(stage)], c.spade_hidden,  # noqa: E731
+                                                map_for(stage), c.seace_attn_size)
+            in_nc = cond_channels
+        elif c.injection == "concat":
+            make_norm = lambda nc, stage: SPADE(nc, 3 + cond_channels, c.spade_hidden, c.norm_g, key="guide")  # noqa: E731
+            in_nc = 3 + cond_channels
+        else:
+            make_norm = lambda nc, stage: SPADE(nc, cond_channels, c.spade_hidden, c.norm_g, key="seg")  # noqa: E731
+            in_nc = cond_channels
+        self.netG = SPADEGenerator(in_nc, c.ngf, c.num_up, c.size, make_norm, c.max_mult, c.spectral_g)
+
+    def generate(self, batch) -> dict:
+        c = self.config
+        size = batch.cond.shape[-2:]
+        start = (self.netG.start,) * 2
+        if not self.exemplar_based:
+            x0 = F.interpolate(batch.cond, size=start, mode="nearest")
+            return {"image": self.netG(x0, {"seg": batch.cond}), "aux": {}}
+        a = self.corr(batch.cond, batch.exemplar, batch.exemplar_cond)
+        corr = a["corr"]
+        warped = corr.warp(batch.exemplar)
+        guide = {"seg": batch.cond, "fx": a["fx"]}
+        if c.injection == "seace":
+            maps = [corr.warp(m) for m in reversed(a["z_stages"])] if c.multi_stage else []
+            guide["aligned"] = maps + [warped]
+            x0 = F.interpolate(batch.cond, size=start, mode="nearest")
+        else:
+            guide["guide"] = torch.cat(
+                [F.interpolate(warped, size=size, mode="bilinear", align_corners=False), batch.cond], 1)
+            x0 = F.interpolate(guide["guide"], size=start, mode="nearest")
+        image = self.netG(x0, guide)
+        aux = {}
+        if self.training:
+            aux = {"cycle": F.l1_loss(self.corr.cycle(a, batch.exemplar), resize_to(batch.exemplar, corr.key_size)),
+                   "consistency": self.corr.consistency(a, batch.image)}
+        return {"image": image, "warped": warped, "confidence": corr.confidence, "aux": aux}
