@@ -29,7 +29,7 @@ class VariantSpec:
 
 
 _REGISTRY: dict[str, VariantSpec] = {}
-_MODULES = ("baselines.spade", "baselines.cocosnet", "methods.unite.variants", "methods.rabit.variants")
+_MODULES = ("baselines.spade", "baselines.cocosnet", "baselines.outputs", "methods.unite.variants", "methods.rabit.variants")
 
 
 def register_variant(name: str, builder: Callable, *, description: str, trainable: bool = True, **fields) -> None:

@@ -1,0 +1,97 @@
+"""`evalkit train` and `evalkit infer`: train a translator variant, write its outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else on stdout).")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the top-level ``train`` and ``infer`` commands."""
+
+    @app.command()
+    def train(
+        variant: str = typer.Option(..., "--variant", help="Translator variant (evalkit train --list-variants)."),
+        dataset: str = typer.Option("shapes", "--dataset", help="Dataset name (evalkit data list)."),
+        root: Path = typer.Option(None, "--root", help="Dataset root in the official layout."),
+        preset: str = typer.Option("tiny", "--preset", help="Size preset: tiny (64px, CPU) or paper (256px)."),
+        steps: int = typer.Option(None, "--steps", min=1, help="Total optimisation steps."),
+        epochs: int = typer.Option(None, "--epochs", min=1, help="Total epochs (instead of --steps)."),
+        out: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (checkpoint OUT/last.pt)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue OUT/last.pt up to the total steps."),
+        batch_size: int = typer.Option(4, "--batch-size", min=1),
+        n: int = typer.Option(None, "--n", min=1, help="Use only the first N training samples."),
+        seed: int = typer.Option(0, "--seed", help="Seed of initialisation, data order and sampling."),
+        size: int = typer.Option(None, "--size", help="Override the preset's output size."),
+        device: str = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+        checkpoint_every: int = typer.Option(100, "--checkpoint-every", min=1),
+        json_out: bool = JSON,
+    ) -> None:
+        """Train VARIANT on DATASET; checkpoints atomically to OUT/last.pt."""
+        from evalkit.data import get_dataset
+        from evalkit.errors import EvalkitError
+        from methods.registry import build_translator, variant_spec
+        from methods.training import train as run_train
+
+        if (steps is None) == (epochs is None):
+            raise EvalkitError("give exactly one of --steps N or --epochs N")
+        if not variant_spec(variant).trainable:
+            raise EvalkitError(f"variant {variant!r} is not trainable (it reads saved outputs); use `evalkit infer`")
+        overrides = {} if size is None else {"size": size}
+        probe = get_dataset(dataset, root=root, split="train", size=8 if size is None else size, n=1, seed=seed)
+        translator = build_translator(variant, cond_channels=probe.cond_channels, preset=preset, seed=seed, **overrides)
+        ds = get_dataset(dataset, root=root, split="train", size=translator.config.size, n=n, seed=seed)
+        total = steps if steps is not None else epochs * max(1, len(ds) // batch_size)
+        ckpt = run_train(translator, ds, steps=total, out_dir=out, resume=resume, batch_size=batch_size, seed=seed,
+                         progress=True, checkpoint_every=checkpoint_every, device=device)
+        history = json.loads((out / "losses.json").read_text()) if (out / "losses.json").is_file() else []
+        result = {"variant": variant, "dataset": dataset, "preset": preset, "steps": total,
+                  "checkpoint": str(ckpt), "last_losses": history[-1] if history else None}
+        print(json.dumps(result) if json_out else f"trained {variant} for {total} steps: {ckpt}")
+
+    @app.command()
+    def infer(
+        checkpoint: Path = typer.Option(None, "--checkpoint", help="OUT/last.pt of `evalkit train` (or its folder)."),
+        variant: str = typer.Option(None, "--variant", help="Only for untrained variants: outputs."),
+        folder: Path = typer.Option(None, "--folder", help="outputs: folder of saved output images."),
+        dataset: str = typer.Option("shapes", "--dataset"),
+        root: Path = typer.Option(None, "--root"),
+        split: str = typer.Option("test", "--split"),
+        n: int = typer.Option(None, "--n", min=1, help="Only the first N samples."),
+        size: int = typer.Option(None, "--size", help="Image size (default: the checkpoint's)."),
+        seed: int = typer.Option(0, "--seed"),
+        out: Path = typer.Option(Path("runs/outputs"), "--out", help="Outputs folder (layout in docs/methods.md)."),
+        image_format: str = typer.Option("png", "--format", help="png (default) or jpeg (quality 95)."),
+        batch_size: int = typer.Option(4, "--batch-size", min=1),
+        device: str = typer.Option(None, "--device"),
+        json_out: bool = JSON,
+    ) -> None:
+        """Translate a dataset split with a trained checkpoint (or saved outputs) into the outputs layout."""
+        from evalkit.data import get_dataset
+        from evalkit.errors import EvalkitError
+        from methods.registry import build_translator
+        from methods.training import IMAGE_FORMATS, infer as run_infer, load_checkpoint
+
+        if image_format not in IMAGE_FORMATS:
+            raise EvalkitError(f"--format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
+        if (checkpoint is None) == (variant is None):
+            raise EvalkitError("give exactly one of --checkpoint PATH or --variant outputs --folder DIR")
+        if checkpoint is not None:
+            translator = load_checkpoint(checkpoint, device or "cpu")
+            img_size = size or translator.config.size
+        else:
+            if folder is None:
+                raise EvalkitError(f"--variant {variant} needs --folder DIR of saved outputs")
+            if size is None:
+                raise EvalkitError("--variant outputs needs --size (the resolution of the saved outputs)")
+            probe = get_dataset(dataset, root=root, split=split, size=size, n=1, seed=seed)
+            translator = build_translator(variant, cond_channels=probe.cond_channels, folder=folder)
+            img_size = size
+        ds = get_dataset(dataset, root=root, split=split, size=img_size, n=n, seed=seed)
+        vdir = run_infer(translator, ds, out, image_format, batch_size=batch_size, device=device)
+        result = {"variant": translator.variant, "outputs": str(vdir), "n_images": len(ds), "image_format": image_format}
+        print(json.dumps(result) if json_out else f"wrote {len(ds)} outputs of {translator.variant} to {vdir}")
