@@ -58,6 +58,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("run", None),
     ("report", "report"),
     ("study", "study"),
+    ("train", None),
 ]
 
 _register()
