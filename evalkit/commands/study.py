@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 app = typer.Typer(help="Blinded user studies: create, serve in a browser, AMT in/out, analyze.",
@@ -18,7 +19,8 @@ STUDY = typer.Option(Path("study.sqlite"), "--study", "-s", help="Study database
 
 @app.command()
 def create(
-    outputs: list[str] = typer.Option(..., "--outputs", help="An outputs folder, or method=DIR (repeat)."),
+    outputs: list[str] = typer.Option(..., "--outputs", help="An outputs folder, a run folder, or method=DIR "
+                                                             "(repeat)."),
     questions: str = typer.Option("quality,style", help="Comma list: quality, style, semantic, or name=Prompt."),
     trials: int = typer.Option(..., help="Number of main trials (distinct items)."),
     catch_rate: float = typer.Option(0.1, help="Catch trials, as a fraction of --trials."),
@@ -35,8 +37,11 @@ def create(
     for note in source.notes:
         err.print(f"note: {note}")
     config = store.StudyConfig(tuple(store.parse_questions(questions)), trials, catch_rate, repeat_rate, seed)
-    with err.status("encoding images"):
-        summary = store.create_study(study, source, config)
+    with Progress(TextColumn("encoding items"), BarColumn(), MofNCompleteColumn(), console=err,
+                  transient=True) as bar:
+        task = bar.add_task("items", total=None)
+        summary = store.create_study(study, source, config,
+                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
     if json_out:
         print(json.dumps(summary))
     else:
@@ -109,7 +114,8 @@ def analyze(
     min_catch_pass: float = typer.Option(1.0, help="Catch pass rate a participant needs to be kept."),
     bootstrap: int = typer.Option(2000, help="Cluster-bootstrap replicates."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
-    out: Path = typer.Option(None, help="Report folder (e.g. RUN/report); default: beside the study."),
+    out: Path = typer.Option(None, help="Report folder; default: the run's report/ when the study was made "
+                                        "from a run, else <study>_report/ beside the database."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout only."),
 ) -> None:
     """Selection rates, intervals, tests, Luce strengths, kappa, catch trials; table + plot."""
@@ -121,7 +127,7 @@ def analyze(
         raise EvalkitError(f"--bootstrap {bootstrap} is too few replicates; use 100 or more")
     result = analysis.analyze(study, exclude_failed_catch=exclude_failed_catch, min_catch_pass=min_catch_pass,
                               n_boot=bootstrap, seed=seed)
-    out = out or study.with_name(f"{study.stem}_report")
+    out = out or analysis.default_report_dir(study)
     files = analysis.write_report(result, out)
     if json_out:
         print(json.dumps(result.summary))

@@ -214,6 +214,18 @@ def _jsonable(records):
             for r in records]
 
 
+def default_report_dir(db: str | Path) -> Path:
+    """The run's ``report/`` when the study was made from a benchmark run, else ``<study>_report/``."""
+    conn = store.connect(db)
+    try:
+        run_dir = store.get_meta(conn).get("run_dir", "")
+    finally:
+        conn.close()
+    if run_dir and Path(run_dir).is_dir():
+        return Path(run_dir) / "report"
+    return Path(db).with_name(f"{Path(db).stem}_report")
+
+
 def plot_selection(result: StudyAnalysis, path: str | Path) -> Path:
     """Grouped bars: selection rate per method and question, Wilson 95% error bars, chance line."""
     import matplotlib

@@ -167,6 +167,7 @@ class OutputsSource:
     exemplar: dict[str, Path]
     methods: dict[str, dict[str, Path]]
     notes: list[str] = field(default_factory=list)
+    run_dir: Path | None = None  # the benchmark run the outputs belong to (its report/ gets the analysis)
 
 
 # --------------------------------------------------------------------------- sources
@@ -188,7 +189,8 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
 
     ``outputs`` is either one folder in the outputs layout (``OUT/inputs/{cond,exemplar}``,
     ``OUT/<variant_dir>/images``; the method name is ``meta.json``'s ``variant`` or the
-    folder name), or several ``method=DIR`` entries (``DIR`` holds the images, or has an
+    folder name), a benchmark run folder holding exactly one such folder under
+    ``outputs/`` (``RUN/outputs/<dataset>/seed<S>``), or several ``method=DIR`` entries (``DIR`` holds the images, or has an
     ``images/`` folder). ``inputs`` (a folder with ``cond/`` and ``exemplar/``) defaults to
     ``OUT/inputs``; it is required with ``method=DIR`` entries. Images are matched by file
     name (stem); items missing from any method are dropped with a note.
@@ -196,6 +198,7 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
     if not outputs:
         raise EvalkitError("no --outputs given: pass an outputs folder or method=DIR entries")
     methods: dict[str, dict[str, Path]] = {}
+    run_dir = None
     named = [o for o in outputs if "=" in o]
     if named and len(named) != len(outputs):
         raise EvalkitError("--outputs: give either one outputs folder or only method=DIR entries, not both")
@@ -215,6 +218,15 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
         root = Path(outputs[0])
         if not root.is_dir():
             raise EvalkitError(f"outputs folder {root} not found", path=root)
+        if not (root / "inputs").is_dir() and (root / "outputs").is_dir():
+            layouts = sorted(p.parent for p in (root / "outputs").rglob("inputs") if p.is_dir())
+            if len(layouts) != 1:
+                raise EvalkitError(
+                    f"run {root} has {len(layouts)} outputs folders {[str(p) for p in layouts]}; "
+                    "pass one of them as --outputs", path=root)
+            root = layouts[0]
+        run_dir = next((p for p in [root, *root.parents] if (p / "run.json").is_file() and (p / "outputs").is_dir()),
+                       None)
         inputs = inputs or root / "inputs"
         for sub in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "inputs"):
             if not (sub / "images").is_dir():
@@ -254,6 +266,7 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
         exemplar={n: exemplar[n] for n in keep},
         methods={m: {n: imgs[n] for n in keep} for m, imgs in methods.items()},
         notes=notes,
+        run_dir=None if run_dir is None else run_dir.resolve(),
     )
 
 
@@ -346,7 +359,8 @@ def balanced_orders(n_trials: int, n_methods: int, rng: np.random.Generator) -> 
 def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, progress=None) -> dict:
     """Write a new study database at ``db`` (built in a temp file, then moved into place).
 
-    Returns a summary: numbers of items, methods and trials of each kind.
+    ``progress(done, total)`` is called after each item's images are encoded. Returns a
+    summary: numbers of items, methods and trials of each kind.
     """
     db = Path(db)
     if db.exists():
@@ -393,6 +407,7 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
             "catch_rate": config.catch_rate,
             "repeat_rate": config.repeat_rate,
             "notes": json.dumps(source.notes),
+            "run_dir": "" if source.run_dir is None else str(source.run_dir),
         }
         conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
         conn.executemany(
@@ -486,6 +501,7 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
         "trials": {"main": config.trials, "catch": n_catch, "repeat": n_repeat},
         "seed": config.seed,
         "notes": source.notes,
+        "run_dir": None if source.run_dir is None else str(source.run_dir),
     }
 
 

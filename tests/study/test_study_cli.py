@@ -63,3 +63,28 @@ def test_bad_input_exit_2(tmp_path):
         assert r.exit_code == 2, (args, r.output)
         assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "a.sqlite").exists()
+
+
+def test_study_from_a_run_folder_reports_into_the_run(tmp_path):
+    run_dir = tmp_path / "runs" / "demo"
+    make_outputs(run_dir / "outputs" / "shapes" / "seed0", n_items=4)
+    (run_dir / "run.json").write_text("{}")
+    db = tmp_path / "s.sqlite"
+    r = run("create", "--outputs", run_dir, "--trials", 3, "--catch-rate", 0, "--repeat-rate", 0, "--study", db,
+            "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["run_dir"] == str(run_dir.resolve())
+    conn = store.connect(db)
+    for trial, in conn.execute("SELECT token FROM trials").fetchall():
+        cand = conn.execute("SELECT c.token FROM candidates c JOIN trials t ON t.id = c.trial_id "
+                            "WHERE t.token = ? AND c.slot = 2", (trial,)).fetchone()[0]
+        store.record_submission(conn, participant="p", trial_token=trial, answers={"quality": cand, "style": cand},
+                                register=True)
+    conn.close()
+    r = run("analyze", "--study", db, "--bootstrap", 100)
+    assert r.exit_code == 0, r.output
+    assert (run_dir / "report" / "study.md").is_file() and (run_dir / "report" / "study_selection.png").is_file()
+    # a run with two outputs folders is ambiguous
+    make_outputs(run_dir / "outputs" / "shapes" / "seed1", n_items=4)
+    r = run("create", "--outputs", run_dir, "--trials", 3, "--study", tmp_path / "t.sqlite")
+    assert r.exit_code == 2 and "seed1" in r.stderr
