@@ -37,8 +37,9 @@ def create(
     for note in source.notes:
         err.print(f"note: {note}")
     config = store.StudyConfig(tuple(store.parse_questions(questions)), trials, catch_rate, repeat_rate, seed)
+    store.validate_study(study, source, config)
     with Progress(TextColumn("encoding items"), BarColumn(), MofNCompleteColumn(), console=err,
-                  transient=True) as bar:
+                  transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("items", total=None)
         summary = store.create_study(study, source, config,
                                      progress=lambda done, total: bar.update(task, completed=done, total=total))

@@ -356,18 +356,12 @@ def balanced_orders(n_trials: int, n_methods: int, rng: np.random.Generator) -> 
     return orders[:n_trials]
 
 
-def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, progress=None) -> dict:
-    """Write a new study database at ``db`` (built in a temp file, then moved into place).
-
-    ``progress(done, total)`` is called after each item's images are encoded. Returns a
-    summary: numbers of items, methods and trials of each kind.
-    """
+def validate_study(db: str | Path, source: OutputsSource, config: StudyConfig) -> None:
+    """Raise :class:`EvalkitError` for a study that cannot be created (before any work)."""
     db = Path(db)
     if db.exists():
         raise EvalkitError(f"{db} already exists; choose another --study path or delete it", path=db)
     names = sorted(source.cond)
-    method_names = sorted(source.methods)
-    n_methods = len(method_names)
     if config.trials < 1:
         raise EvalkitError(f"--trials must be at least 1, got {config.trials}")
     if config.trials > len(names):
@@ -378,6 +372,19 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
     for label, rate in [("--catch-rate", config.catch_rate), ("--repeat-rate", config.repeat_rate)]:
         if not 0.0 <= rate <= 1.0:
             raise EvalkitError(f"{label} must be in [0, 1], got {rate}")
+
+
+def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, progress=None) -> dict:
+    """Write a new study database at ``db`` (built in a temp file, then moved into place).
+
+    ``progress(done, total)`` is called after each item's images are encoded. Returns a
+    summary: numbers of items, methods and trials of each kind.
+    """
+    validate_study(db, source, config)
+    db = Path(db)
+    names = sorted(source.cond)
+    method_names = sorted(source.methods)
+    n_methods = len(method_names)
     rng = np.random.default_rng(config.seed)
     chosen = sorted(rng.choice(len(names), size=config.trials, replace=False).tolist())
     main_items = [names[i] for i in chosen]
