@@ -22,7 +22,7 @@ A config names datasets × variants × seeds and how to evaluate and report them
     # overrides = { ngf = 16 }  # TranslatorConfig fields
 
     [evaluation]
-    metrics = ["FID", "SSIM"]   # default: every metric
+    metrics = ["fid", "ssim"]   # metric families of evalkit.metrics (default: every one that applies)
     weights = "random"          # or "pretrained"
 
     [report]
@@ -94,7 +94,7 @@ class VariantConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    metrics: tuple[str, ...] | None = None  # None: every metric evalkit computes
+    metrics: tuple[str, ...] | None = None  # evalkit.metrics.METRICS families; None: all that apply
     weights: str = "pretrained"
 
 
@@ -217,7 +217,7 @@ def _check(cfg: RunConfig, problems: list[str]) -> None:
     from evalkit.data import dataset_spec, list_datasets
     from methods.config import PRESETS, make_config
     from methods.registry import list_variants, variant_spec
-    from reports import results as R
+    from evalkit.metrics import METRICS as METRIC_FAMILIES
     from reports.paper_tables import DATASETS as PAPER_DATASETS
 
     if not _NAME_RE.match(cfg.name):
@@ -282,8 +282,8 @@ def _check(cfg: RunConfig, problems: list[str]) -> None:
     if ev.weights not in WEIGHTS:
         problems.append(f"evaluation.weights: expected one of {', '.join(WEIGHTS)}, got {ev.weights!r}")
     for m in ev.metrics or ():
-        if m not in R.HIGHER_IS_BETTER:
-            problems.append(f"evaluation.metrics: unknown metric {m!r} (choose from: {', '.join(R.HIGHER_IS_BETTER)})")
+        if m not in METRIC_FAMILIES:
+            problems.append(f"evaluation.metrics: unknown metric {m!r} (choose from: {', '.join(METRIC_FAMILIES)})")
     rep = cfg.report
     for f in rep.formats:
         if f not in FORMATS:

@@ -139,23 +139,38 @@ class RunDir:
         m = self.marker(stage)
         return _hash(m) if m else ""
 
-    def run(self, stage: str, key_obj, outputs: list[Path], compute, validate) -> bool:
-        """Run ``compute()`` unless the stage is done; returns True when it computed."""
+    def run(self, stage: str, key_obj, outputs: list[Path], compute, validate, *, collective: bool = False) -> bool:
+        """Run ``compute()`` unless the stage is done; returns True when it computed.
+
+        Under torchrun, rank 0 decides (markers live on its disk) and writes the marker;
+        a ``collective`` stage runs ``compute`` on every rank (it communicates), any other
+        stage on rank 0 only while the other ranks wait.
+        """
+        from evalkit import distributed
+
+        main = distributed.env().is_main
         key = _hash(key_obj)
-        if self.is_done(stage, key):
+        done = distributed.broadcast(self.is_done(stage, key) if main else None)
+        if done:
             self.log.skipped.append(stage)
-            self._append(f"skip {stage}")
+            if main:
+                self._append(f"skip {stage}")
             return False
-        self._append(f"start {stage}")
+        if main:
+            self._append(f"start {stage}")
         t0 = time.perf_counter()
-        compute()
-        validate()
-        seconds = time.perf_counter() - t0
-        R.write_atomic(self._marker(stage), json.dumps(
-            {"stage": stage, "key": key, "outputs": _files(self.root, outputs), "seconds": round(seconds, 3)}, indent=1))
-        self._append(f"done {stage} {seconds:.2f}s")
+        if main or collective:
+            compute()
+        if main:
+            validate()
+            seconds = time.perf_counter() - t0
+            R.write_atomic(self._marker(stage), json.dumps(
+                {"stage": stage, "key": key, "outputs": _files(self.root, outputs), "seconds": round(seconds, 3)},
+                indent=1))
+            self._append(f"done {stage} {seconds:.2f}s")
+            self.log.seconds[stage] = seconds
         self.log.done.append(stage)
-        self.log.seconds[stage] = seconds
+        distributed.barrier()
         return True
 
 
@@ -277,15 +292,22 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
     from methods.registry import build_translator
     from methods.training import infer, load_checkpoint, train
 
+    from evalkit import distributed
+
     t_start = time.perf_counter()
+    dist_env = distributed.init()
+    main = dist_env.is_main
     rd = RunDir(cfg.run_dir)
-    rd.root.mkdir(parents=True, exist_ok=True)
-    R.write_atomic(rd.root / "config.json", json.dumps({"hash": cfg.hash(), "config": cfg.as_dict()}, indent=1))
-    info = _run_info(cfg, rd)
+    info = None
+    if main:
+        rd.root.mkdir(parents=True, exist_ok=True)
+        R.write_atomic(rd.root / "config.json", json.dumps({"hash": cfg.hash(), "config": cfg.as_dict()}, indent=1))
+        info = _run_info(cfg, rd)
+    info = distributed.broadcast(info)
     run_id = info["run_id"]
     device = cfg.device
     eval_csvs = []
-    with _Progress(stage_count(cfg), progress) as bar:
+    with _Progress(stage_count(cfg), progress and main) as bar:
         for d in cfg.datasets:
             for seed in cfg.seeds:
                 test_ds = _dataset(d, "test", seed)
@@ -309,11 +331,18 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
                             train_ds = _dataset(d, "train", seed)
                             tr = build_translator(v.name, cond_channels=train_ds.cond_channels, preset=v.preset,
                                                   seed=seed, **overrides)
-                            train(tr, train_ds, steps=v.steps, out_dir=ckpt_dir, resume=_resumable(ckpt_dir, train_key),
-                                  batch_size=v.batch_size, seed=seed, progress=False, device=device)
+                            if dist_env.world_size == 1:
+                                train(tr, train_ds, steps=v.steps, out_dir=ckpt_dir,
+                                      resume=_resumable(ckpt_dir, train_key), batch_size=v.batch_size, seed=seed,
+                                      progress=False, device=device)
+                            else:
+                                distributed.train_ddp(tr, train_ds, steps=v.steps, out_dir=ckpt_dir,
+                                                      resume=distributed.broadcast(
+                                                          _resumable(ckpt_dir, train_key) if main else None),
+                                                      batch_size=v.batch_size, seed=seed, device=device)
 
                         rd.run(f"train/{tag}", train_key, [ckpt], do_train,
-                               lambda ckpt=ckpt: load_checkpoint(ckpt))
+                               lambda ckpt=ckpt: load_checkpoint(ckpt), collective=True)
                         bar.advance()
                     # -- infer ---------------------------------------------------------------
                     bar.stage(f"infer {tag}")
@@ -336,13 +365,14 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
                     def do_eval(v=v, d=d, seed=seed, out_dir=out_dir, csv=csv):
                         rows = evaluate_outputs(out_dir, v.name, metrics=cfg.evaluation.metrics,
                                                 weights=cfg.evaluation.weights, cache_dir=rd.root / "features")
-                        table = R.make_rows(rows, run_id=run_id, method=v.name.split("/")[0], dataset=d.name,
-                                            split=SPLIT, seed=seed, variant=v.name)
-                        R.write(table, csv)
+                        if main:
+                            table = R.make_rows(rows, run_id=run_id, method=v.name.split("/")[0], dataset=d.name,
+                                                split=SPLIT, seed=seed, variant=v.name)
+                            R.write(table, csv)
 
                     rd.run(f"evaluate/{tag}", {"infer": rd.digest(f"infer/{tag}"), "evaluation": cfg.evaluation.__dict__,
                                                "run_id": run_id},
-                           [csv], do_eval, lambda csv=csv: _validate_csv(csv))
+                           [csv], do_eval, lambda csv=csv: _validate_csv(csv), collective=True)
                     eval_csvs.append((f"evaluate/{tag}", csv))
                     bar.advance()
         # -- report ------------------------------------------------------------------------
@@ -369,19 +399,19 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
         report_files = {p.name: str(p) for p in sorted(report_dir.glob("*")) if p.is_file()}
     summary = RunSummary(run_id=run_id, run_dir=rd.root, results=results_path, report=report_files,
                          computed=rd.log.done, skipped=rd.log.skipped, seconds=time.perf_counter() - t_start)
-    if cfg.report.baseline:
+    if cfg.report.baseline and main:
         summary.comparison = _gate(cfg, results_path)
     return summary
 
 
 def evaluate_outputs(out_dir: Path, variant: str, *, metrics=None, weights="pretrained", cache_dir=None) -> pd.DataFrame:
-    """Metric rows of one variant's outputs folder (the outputs layout), against its inputs."""
-    from evalkit.metrics import evaluate_folders
+    """Metric rows of one variant's outputs folder (the outputs layout), against its inputs;
+    under torchrun the backbone passes are sharded over the ranks (:mod:`evalkit.distributed`)."""
+    from evalkit import distributed
 
-    return evaluate_folders(out_dir / _vdir(variant) / "images", out_dir / "inputs" / "real",
-                            exemplars=out_dir / "inputs" / "exemplar", pairs=out_dir / "inputs" / "pairs.csv",
-                            metrics=list(metrics) if metrics else None, weights=weights, cache_dir=cache_dir,
-                            progress=False)
+    return distributed.evaluate_folders(out_dir / _vdir(variant) / "images", out_dir / "inputs" / "real",
+                                        exemplars=out_dir / "inputs" / "exemplar", pairs=out_dir / "inputs" / "pairs.csv",
+                                        metrics=list(metrics) if metrics else None, weights=weights, cache_dir=cache_dir)
 
 
 def write_report(table: pd.DataFrame, report_dir: Path, cfg: RunConfig, outputs_root: Path) -> dict[str, str]:
@@ -394,7 +424,6 @@ def write_report(table: pd.DataFrame, report_dir: Path, cfg: RunConfig, outputs_
     notes = [f"run {cfg.name}; seeds {list(cfg.seeds)}; datasets {', '.join(d.name for d in cfg.datasets)}; "
              f"example outputs: {first}, seed {cfg.seeds[0]}."]
     for k, p in leaderboard.write(table, report_dir, outputs_dir=grid_dir if cfg.report.examples else None,
-                                  metrics=list(cfg.evaluation.metrics) if cfg.evaluation.metrics else None,
                                   n_examples=cfg.report.examples, notes=notes).items():
         if k in cfg.report.formats:
             files[f"leaderboard.{k}"] = str(p)
@@ -420,6 +449,6 @@ def _gate(cfg: RunConfig, results_path: Path) -> dict:
             "table": str(path)}
 
 
-def print_summary(summary: RunSummary, stream=sys.stderr) -> None:
+def print_summary(summary: RunSummary, stream=None) -> None:
     print(f"run {summary.run_id}: {len(summary.computed)} stage(s) computed, {len(summary.skipped)} skipped "
-          f"in {summary.seconds:.1f}s → {summary.run_dir}", file=stream)
+          f"in {summary.seconds:.1f}s → {summary.run_dir}", file=stream or sys.stderr)

@@ -264,8 +264,8 @@ def compare(base: pd.DataFrame, head: pd.DataFrame, policy: Policy | None = None
     """Line up two runs' measurements; one row per (method, variant, dataset, split, metric).
 
     ``status`` is one of ``ok``, ``improved``, ``regression``, ``missing`` (in base, not
-    in head), ``new``, ``skipped: other machine`` (speed/memory across machines) or
-    ``skipped: protocol differs``.
+    in head), ``new``, ``skipped: other machine`` (speed/memory across machines),
+    ``skipped: protocol differs`` or ``info`` (uncertainty figures such as KID-std).
     """
     policy = policy or Policy()
     b, h = (_summary(df if "protocol" in df.columns else df.assign(protocol=[_protocol_key(r) for r in df.to_dict("records")]))
@@ -281,7 +281,9 @@ def compare(base: pd.DataFrame, head: pd.DataFrame, policy: Policy | None = None
             out["status"] = "missing"
         elif r["_merge"] == "right_only":
             out["status"] = "new"
-        elif R.metric_kind(r["metric"]) != "quality" and not same_machine:
+        elif R.metric_kind(r["metric"]) == "uncertainty":
+            out["status"] = "info"
+        elif R.metric_kind(r["metric"]) in ("speed", "memory") and not same_machine:
             out["status"] = "skipped: other machine"
         elif r["protocol_base"] != r["protocol_head"]:
             out["status"] = "skipped: protocol differs"
@@ -327,7 +329,7 @@ def load_side(spec: str, db: str | Path | None) -> tuple[str, str | None, pd.Dat
 def format_table(table: pd.DataFrame) -> str:
     """Plain-text table of changes for the terminal."""
     def num(v, metric):
-        return "—" if pd.isna(v) else f"{v:.{max(R.decimals(metric), 2) + 1}f}"
+        return "—" if pd.isna(v) else (f"{v:.4e}" if abs(v) >= 1e6 else f"{v:.{max(R.decimals(metric), 2) + 1}f}")
 
     lines = [f"{'variant':<18} {'dataset':<12} {'metric':<18} {'base':>12} {'head':>12} {'delta':>12} {'tol':>10}  status"]
     for r in table.to_dict("records"):

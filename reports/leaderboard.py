@@ -37,7 +37,7 @@ class Leaderboard:
 
 
 def _fmt(value: float, metric: str) -> str:
-    return f"{value:.{R.decimals(metric)}f}"
+    return R.format_value(value, metric)
 
 
 def aggregate(results: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +50,7 @@ def aggregate(results: pd.DataFrame) -> pd.DataFrame:
 
 def _ranks(col: pd.DataFrame, metric: str) -> pd.Series:
     """1 for the best displayed value, 2 for the second, 0 otherwise (ties share the rank)."""
-    shown = col["mean"].round(R.decimals(metric))
+    shown = col["mean"].map(lambda v: float(R.format_value(v, metric)))
     distinct = sorted(shown.unique(), reverse=R.higher_is_better(metric))
     rank = pd.Series(0, index=col.index)
     for r, v in enumerate(distinct[:2], start=1):

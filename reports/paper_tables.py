@@ -28,8 +28,11 @@ _METRICS = {
     "VGG42 semantic": "semantic-relu4_2", "VGG52 semantic": "semantic-relu5_2",
     "VGG_M style": "style-mean", "VGG_V style": "style-std",
 }
-# Paper method name → evalkit variant (the methods evalkit implements).
+# Paper method name → evalkit variant (the methods evalkit implements). In UNITE's
+# ablation (Table 3) the rows are UNITE's own building blocks on a SPADE generator.
 METHODS = {"RABIT": "rabit", "UNITE": "unite", "CoCosNet": "cocosnet", "SPADE": "spade"}
+ABLATION_METHODS = {"SPADE": "unite/spade", "SPADE+COS": "unite/spade+cos", "SPADE+OT": "unite/spade+ot",
+                    "SPADE+UOT": "unite/spade+uot", "SEACE+UOT": "unite/seace+uot", "SEACE+UOT+MS": "unite/seace+uot+ms"}
 # Paper dataset name → evalkit dataset name.
 DATASETS = {
     "ADE20K": "ade20k", "CelebA-HQ (semantic)": "celebahq", "CelebA-HQ": "celebahq",
@@ -56,7 +59,8 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
     if missing:
         raise EvalkitError(f"paper table {path}: missing column(s) {', '.join(missing)}", path=path)
     df["ek_metric"] = [evalkit_metric(m, t) for m, t in zip(df["metric"], df["task"])]
-    df["ek_variant"] = df["method"].map(METHODS)
+    df["ek_variant"] = [(ABLATION_METHODS if t == "ablation" else METHODS).get(m)
+                        for m, t in zip(df["method"], df["task"])]
     df["ek_dataset"] = df["dataset"].map(DATASETS)
     return df
 
@@ -68,18 +72,21 @@ def _protocol_text(rows: pd.DataFrame) -> str:
 
 
 def compare(results: pd.DataFrame, *, dataset_map: dict[str, str] | None = None, paper: pd.DataFrame | None = None,
-            only_ours: bool = True) -> pd.DataFrame:
+            only_ours: bool = True, tasks: tuple[str, ...] = ("translation", "ablation")) -> pd.DataFrame:
     """Published numbers next to ours.
 
     dataset_map: ours → paper dataset name, for comparing a run on a substitute dataset
         (e.g. ``{"shapes": "ADE20K"}``); such rows carry the mark ``data: shapes≠ADE20K``.
         Without it, datasets match by evalkit name.
     only_ours: keep only published numbers that have an evalkit number beside them.
+    tasks: which paper tables to use; ``manipulation`` (RABIT Table 2) is evaluated on
+        edited layouts, so a translation run is never set beside it unless asked.
 
     Returns columns ``paper, table, dataset, method, metric, paper_value, ours, ours_std,
     seeds, delta, ours_better, higher_is_better, protocol, marks``.
     """
     paper = load() if paper is None else paper
+    paper = paper[paper["task"].isin(tasks)]
     results = R.validate(results)
     results = results[results["split"] == "test"]
     dataset_map = dataset_map or {}
@@ -120,14 +127,15 @@ def _digits(metric: str) -> int:
 
 
 def _cell(v: float, metric: str) -> str:
-    return "—" if pd.isna(v) else f"{v:.{_digits(metric)}f}"
+    return "—" if pd.isna(v) else (f"{v:.3e}" if abs(v) >= 1e6 else f"{v:.{_digits(metric)}f}")
 
 
 def _delta_text(row) -> str:
     if pd.isna(row["delta"]):
         return "—"
     sign = "▲" if row["ours_better"] else "▼"
-    return f"{row['delta']:+.{_digits(row['metric'])}f} {sign}"
+    d = row["delta"]
+    return (f"{d:+.3e}" if abs(d) >= 1e6 else f"{d:+.{_digits(row['metric'])}f}") + f" {sign}"
 
 
 def to_markdown(table: pd.DataFrame) -> str:

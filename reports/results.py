@@ -47,19 +47,26 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "style-std": True,
     "PSNR": True,
     "SSIM": True,
+    "KID-std": False,
 }
+# Numbers that describe the uncertainty of another one (KID's std over subsets): stored,
+# shown nowhere as a ranking column, never gated.
+UNCERTAINTY = frozenset({"KID-std"})
 # Rounding used for display (leaderboards, paper tables, compare tables).
 DECIMALS: dict[str, int] = {
     "FID": 2, "KID": 4, "SWD": 2, "LPIPS-diversity": 3, "LPIPS-gt": 3,
     "semantic-relu4_2": 3, "semantic-relu5_2": 3, "style-mean": 3, "style-std": 3,
-    "PSNR": 2, "SSIM": 3,
+    "PSNR": 2, "SSIM": 3, "KID-std": 4,
 }
 # Speed and memory figures share the table; they are lower-is-better and machine-bound.
 _SPEED_RE = re.compile(r"^(time|latency|throughput|peak-memory|memory)(-|$)")
 
 
 def metric_kind(metric: str) -> str:
-    """``"quality"`` for image metrics, ``"speed"`` for time, ``"memory"`` for memory figures."""
+    """``"quality"`` for image metrics, ``"speed"`` for time, ``"memory"`` for memory figures,
+    ``"uncertainty"`` for the spread of another metric."""
+    if metric in UNCERTAINTY:
+        return "uncertainty"
     if metric.startswith(("peak-memory", "memory")):
         return "memory"
     if metric.startswith(("time", "latency", "throughput")):
@@ -81,6 +88,14 @@ def higher_is_better(metric: str) -> bool:
 
 def decimals(metric: str) -> int:
     return DECIMALS.get(metric.split("@", 1)[0], 1 if metric_kind(metric) != "quality" else 3)
+
+
+def format_value(value: float, metric: str) -> str:
+    """A number as displayed: the metric's decimals, scientific notation beyond 1e6
+    (random-initialised backbones give FIDs of 1e20 and more)."""
+    if abs(value) >= 1e6:
+        return f"{value:.3e}"
+    return f"{value:.{decimals(metric)}f}"
 
 
 def arrow(metric: str) -> str:

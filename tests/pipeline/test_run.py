@@ -1,0 +1,158 @@
+"""`evalkit run` end to end on the tiny CI config, resume after SIGKILL, bad configs."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from pipeline_helpers import ROOT, tiny_config
+from reports import results as R
+
+STAGES = ["train/shapes/spade/seed0", "infer/shapes/spade/seed0", "evaluate/shapes/spade/seed0",
+          "train/shapes/cocosnet/seed0", "infer/shapes/cocosnet/seed0", "evaluate/shapes/cocosnet/seed0", "report"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One uninterrupted run of the tiny config (shared by the tests below)."""
+    out = tmp_path_factory.mktemp("full") / "runs"
+    r = CliRunner().invoke(app, ["run", str(tiny_config(out)), "--json", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    return out / "tiny-ci", json.loads(r.stdout)
+
+
+def test_tiny_config_end_to_end(finished):
+    run_dir, summary = finished
+    assert summary["stages_computed"] == STAGES and summary["stages_skipped"] == []
+    table = R.read(run_dir / "results.csv")
+    assert set(table["variant"]) == {"spade", "cocosnet"}
+    assert set(table["metric"]) == {"FID", "KID", "KID-std", "SWD", "SWD@16", "SWD@32", "LPIPS-gt", "LPIPS-diversity",
+                                    "PSNR", "SSIM"}
+    assert (table["run_id"] == summary["run_id"]).all()
+    fid = table[table["metric"] == "FID"]
+    assert not fid["comparable"].any() and (fid["weights_sha256"] == "random-init(seed=0)").all()
+    # SPADE ignores the exemplar: its outputs for the two exemplars of a query are identical.
+    div = table[(table["metric"] == "LPIPS-diversity")].set_index("variant")["value"]
+    assert div["spade"] == 0.0 and div["cocosnet"] > 0.0
+    report = run_dir / "report"
+    for name in ("leaderboard.md", "leaderboard.html", "leaderboard.tex", "leaderboard.csv", "paper_tables.md",
+                 "paper_tables.html", "paper_tables.csv", "metrics.png", "metrics.pdf"):
+        assert (report / name).stat().st_size > 0, name
+    html = (report / "leaderboard.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 * (3 + 2)  # 4 examples: input, exemplar, warped, 2 outputs
+    assert "random-initialised" in (report / "leaderboard.md").read_text()
+    assert "data: shapes≠ADE20K" in (report / "paper_tables.md").read_text()
+    # History: one run row, one measurement per results row, the run's machine and config hash.
+    con = sqlite3.connect(run_dir.parent / "history.sqlite")
+    runs = con.execute("SELECT run_id, config_hash, machine FROM runs").fetchall()
+    n = con.execute("SELECT COUNT(*) FROM measurements WHERE run_id = ?", (summary["run_id"],)).fetchone()[0]
+    con.close()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert runs == [(summary["run_id"], info["config_hash"], info["machine"])]
+    assert n == len(table)
+
+
+def test_second_run_skips_every_stage(finished):
+    run_dir, summary = finished
+    r = CliRunner().invoke(app, ["run", str(run_dir.parent.parent / "tiny-ci.toml"), "--json", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    again = json.loads(r.stdout)
+    assert again["stages_computed"] == [] and again["stages_skipped"] == STAGES
+    assert again["run_id"] == summary["run_id"]
+
+
+def _markers(run_dir: Path) -> dict[str, tuple[float, str]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in (run_dir / "stages").glob("*.json")}
+
+
+def test_sigkill_mid_evaluation_then_resume(finished, tmp_path):
+    out = tmp_path / "runs"
+    config = tiny_config(out)
+    run_dir = out / "tiny-ci"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", str(config), "--no-progress"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = run_dir / "stages.log"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:  # kill as soon as the second evaluation has started
+            lines = log.read_text().splitlines() if log.is_file() else []
+            if lines and lines[-1].endswith("start evaluate/shapes/cocosnet/seed0"):
+                proc.send_signal(signal.SIGKILL)
+                break
+            assert proc.poll() is None, "the run finished before it could be killed"
+            time.sleep(0.02)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    last = log.read_text().splitlines()[-1]
+    assert last.endswith("start evaluate/shapes/cocosnet/seed0")  # killed mid-evaluation
+    before = _markers(run_dir)
+    assert set(before) == {s.replace("/", "__") + ".json" for s in STAGES[:5]}
+    r = CliRunner().invoke(app, ["run", str(config), "--json", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    resumed = json.loads(r.stdout)
+    assert resumed["stages_skipped"] == STAGES[:5]
+    assert resumed["stages_computed"] == STAGES[5:]
+    after = _markers(run_dir)
+    assert all(after[name] == before[name] for name in before)  # finished stages untouched
+    # Same numbers as the uninterrupted run (only the run id differs).
+    a = R.read(finished[0] / "results.csv").drop(columns="run_id")
+    b = R.read(run_dir / "results.csv").drop(columns="run_id")
+    pd.testing.assert_frame_equal(a, b)
+
+
+BAD = """
+name = "bad"
+out = "{out}"
+seeds = [0]
+[[datasets]]
+name = "ade20k"
+size = "big"
+[[variants]]
+name = "rabbit"
+[[variants]]
+name = "spade"
+steps = 2.5
+[evaluation]
+weights = "random"
+"""
+
+
+def test_bad_config_one_line_per_problem_nothing_written(tmp_path):
+    out = tmp_path / "runs"
+    config = tmp_path / "bad.toml"
+    config.write_text(BAD.format(out=out.as_posix()))
+    r = CliRunner().invoke(app, ["run", str(config)])
+    assert r.exit_code == 2
+    lines = [line for line in r.stderr.splitlines() if line]
+    assert len(lines) == 4, r.stderr
+    assert all(line.startswith(f"error: {config}: ") for line in lines)
+    text = "\n".join(lines)
+    assert "datasets[0].size: expected integer, got 'big'" in text
+    assert "datasets[0].root: dataset 'ade20k' needs a root folder" in text
+    assert "variants[0].name: unknown variant 'rabbit'" in text
+    assert "variants[1].steps: expected integer, got 2.5" in text
+    assert not out.exists()
+
+
+def test_yaml_config_and_missing_root_folder(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: y\nout: {tmp_path / 'runs'}\ndatasets:\n  - name: ade20k\n    root: {tmp_path / 'nope'}\n"
+                      "variants:\n  - name: reference/blur\nreport:\n  formats: [md, pdf]\n")
+    r = CliRunner().invoke(app, ["run", str(config)])
+    assert r.exit_code == 2
+    assert f"datasets[0].root: folder '{tmp_path / 'nope'}' does not exist" in r.stderr
+    assert "report.formats: unknown format 'pdf'" in r.stderr
+    assert not (tmp_path / "runs").exists()
