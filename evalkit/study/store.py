@@ -38,6 +38,7 @@ import secrets
 import sqlite3
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -272,18 +273,26 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
 
 # --------------------------------------------------------------------------- images
 
-def encode_png(path_or_array: Path | np.ndarray) -> bytes:
-    """Decode once and re-encode as a plain RGB PNG (drops every metadata chunk)."""
-    if isinstance(path_or_array, np.ndarray):
-        img = Image.fromarray(path_or_array)
-    else:
-        try:
-            with Image.open(path_or_array) as opened:
-                img = opened.convert("RGB")
-        except (OSError, UnidentifiedImageError) as err:
-            raise EvalkitError(f"cannot decode image {path_or_array}: {err}", path=path_or_array) from err
+def _decode(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as opened:
+            return opened.convert("RGB")
+    except (OSError, UnidentifiedImageError) as err:
+        raise EvalkitError(f"cannot decode image {path}: {err}", path=path) from err
+
+
+def encode_png(image: Path | np.ndarray | Image.Image, size: tuple[int, int] | None = None) -> bytes:
+    """Re-encode as a plain RGB PNG (drops every metadata chunk); ``size`` (w, h) resizes
+    with Lanczos when the image has another size."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    elif not isinstance(image, Image.Image):
+        image = _decode(image)
+    image = image.convert("RGB")
+    if size is not None and image.size != tuple(size):
+        image = image.resize(tuple(size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="PNG")
+    image.save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -441,7 +450,7 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
             return token
 
         used = sorted(set(main_items) | set(catch_items))
-        item_id, output_png = {}, {}
+        item_id, output_png, resized = {}, {}, 0
         for k, name in enumerate(used):
             cond_id = store_image(encode_png(source.cond[name]))
             ex_png = encode_png(source.exemplar[name])
@@ -449,10 +458,15 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
                 "INSERT INTO items(name, cond_image, exemplar_image) VALUES (?, ?, ?)",
                 (name, cond_id, store_image(ex_png)),
             ).lastrowid
-            output_png[name] = {m: encode_png(source.methods[m][name]) for m in method_names}
-            output_png[name]["__exemplar__"] = ex_png
+            # candidates of one item share one size (the most common), so pixel size cannot unblind
+            outputs = {m: _decode(source.methods[m][name]) for m in method_names}
+            size = Counter(img.size for img in outputs.values()).most_common(1)[0][0]
+            resized += sum(img.size != size for img in outputs.values())
+            output_png[name] = {m: encode_png(img, size) for m, img in outputs.items()}
+            output_png[name]["__exemplar__"] = encode_png(_decode(source.exemplar[name]), size)
             if progress:
                 progress(k + 1, len(used))
+        conn.execute("INSERT INTO meta VALUES ('resized_candidates', ?)", (str(resized),))
 
         def add_trial(name, kind, catch_kind=None, repeat_of=None) -> int:
             item = conn.execute("SELECT * FROM items WHERE id = ?", (item_id[name],)).fetchone()
@@ -509,6 +523,7 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
         "seed": config.seed,
         "notes": source.notes,
         "run_dir": None if source.run_dir is None else str(source.run_dir),
+        "resized_candidates": resized,
     }
 
 

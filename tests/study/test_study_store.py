@@ -147,3 +147,17 @@ def test_create_refuses_bad_config_and_writes_nothing(tmp_path):
     assert not (tmp_path / "s.sqlite").exists()
     with pytest.raises(EvalkitError):
         store.parse_questions("quality,nonsense")
+
+
+def test_candidates_of_an_item_share_one_size(tmp_path):
+    out = make_outputs(tmp_path / "out", n_items=4)
+    for png in (out / "narwhalnet" / "images").iterdir():  # one method writes larger images
+        write_png(png, np.full((48, 40, 3), 100, np.uint8))
+    src = store.read_outputs([str(out)])
+    qs = tuple(store.parse_questions("quality,style"))
+    summary = store.create_study(tmp_path / "s.sqlite", src, store.StudyConfig(qs, 4, 0.5, 0.0))
+    assert summary["resized_candidates"] == 4  # one per item (catch trials reuse these items)
+    conn = store.connect(tmp_path / "s.sqlite")
+    sizes = {Image.open(io.BytesIO(bytes(r[0]))).size for r in conn.execute(
+        "SELECT i.png FROM candidates c JOIN media m ON m.token = c.token JOIN images i ON i.id = m.image_id")}
+    assert sizes == {(32, 32)}
