@@ -409,8 +409,8 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{db.name}.", suffix=".tmp", dir=db.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    conn = sqlite3.connect(tmp, isolation_level=None)
     try:
-        conn = sqlite3.connect(tmp, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys = ON")
         conn.executescript(SCHEMA)
@@ -450,7 +450,7 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
             return token
 
         used = sorted(set(main_items) | set(catch_items))
-        item_id, output_png, resized = {}, {}, 0
+        item_id, output_png, exemplar_png, resized = {}, {}, {}, 0
         for k, name in enumerate(used):
             cond_id = store_image(encode_png(source.cond[name]))
             ex_png = encode_png(source.exemplar[name])
@@ -463,7 +463,7 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
             size = Counter(img.size for img in outputs.values()).most_common(1)[0][0]
             resized += sum(img.size != size for img in outputs.values())
             output_png[name] = {m: encode_png(img, size) for m, img in outputs.items()}
-            output_png[name]["__exemplar__"] = encode_png(_decode(source.exemplar[name]), size)
+            exemplar_png[name] = encode_png(_decode(source.exemplar[name]), size)
             if progress:
                 progress(k + 1, len(used))
         conn.execute("INSERT INTO meta VALUES ('resized_candidates', ?)", (str(resized),))
@@ -506,7 +506,7 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
                 elif kind == "corrupt":
                     add_candidate(tid, slot, png, method, "method", expected=True)
                 elif slot - 1 == special:
-                    add_candidate(tid, slot, output_png[name]["__exemplar__"], None, "exemplar", expected=True)
+                    add_candidate(tid, slot, exemplar_png[name], None, "exemplar", expected=True)
                 else:
                     add_candidate(tid, slot, png, method, "method")
         conn.execute("COMMIT")
@@ -514,6 +514,7 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
         conn.close()
         os.replace(tmp, db)
     finally:
+        conn.close()
         tmp.unlink(missing_ok=True)
     return {
         "study": str(db),
