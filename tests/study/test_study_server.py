@@ -160,3 +160,22 @@ def test_missing_database_is_a_clear_error(tmp_path):
     (tmp_path / "junk.sqlite").write_text(json.dumps({"not": "sqlite"}))
     with pytest.raises(EvalkitError, match="not an evalkit study"):
         create_app(tmp_path / "junk.sqlite")
+
+
+def test_binds_loopback_by_default_and_refuses_bad_participant_ids(app_db):
+    from evalkit.study.server import make_server
+
+    app, db = app_db
+    server = make_server(db)  # defaults: 127.0.0.1, an ephemeral port
+    try:
+        assert server.server_address[0] == "127.0.0.1" and server.port > 0
+    finally:
+        server.server_close()
+    client = app.test_client()
+    for pid in ["x" * 129, "tab\tinside", "   "]:
+        r = client.get("/api/next", query_string={"participant": pid})
+        assert r.status_code == 400 and "participant id" in r.get_json()["error"]
+    r = client.post("/api/vote", data=b"{" + b" " * 70_000 + b"}", content_type="application/json")
+    assert r.status_code == 413
+    conn = store.connect(db)
+    assert conn.execute("SELECT COUNT(*) FROM participants").fetchone()[0] == 0
