@@ -29,8 +29,8 @@ NUM_CLASSES = 150
 
 def one_hot(label: np.ndarray, k: int) -> torch.Tensor:
     """``[k, H, W]`` float one-hot of an index map."""
-    t = torch.from_numpy(label.astype(np.int64))
-    return torch.nn.functional.one_hot(t, k).permute(2, 0, 1).float()
+    t = torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64))
+    return torch.zeros((k, *t.shape), dtype=torch.float32).scatter_(0, t[None], 1.0)
 
 
 class ADE20K(PairedDataset):

@@ -86,19 +86,19 @@ class Style:
 
 
 def _random_shape(rng: np.random.Generator, cls: int) -> Shape:
-    kind = ("ellipse", "polygon", "stripe")[int(rng.choice(3, p=(0.45, 0.4, 0.15)))]
-    cx, cy = rng.uniform(0.15, 0.85, size=2)
-    angle = float(rng.uniform(0, np.pi))
+    r = rng.random(12)  # one draw per shape: kind, centre, angle, sizes, vertex angles
+    kind = "ellipse" if r[0] < 0.45 else "polygon" if r[0] < 0.85 else "stripe"
+    cx, cy = 0.15 + 0.7 * r[1], 0.15 + 0.7 * r[2]
+    angle = float(np.pi * r[3])
     if kind == "ellipse":
-        rx, ry = rng.uniform(0.08, 0.28, size=2)
-        return Shape(kind, cls, float(cx), float(cy), float(rx), float(ry), angle)
+        return Shape(kind, cls, float(cx), float(cy), float(0.08 + 0.2 * r[4]), float(0.08 + 0.2 * r[5]), angle)
     if kind == "polygon":
-        r = float(rng.uniform(0.1, 0.3))
-        k = int(rng.integers(3, 7))
-        verts = tuple(float(a) for a in np.sort(rng.uniform(0, 2 * np.pi, size=k)))
-        return Shape(kind, cls, float(cx), float(cy), r, r, angle, verts)
-    w = float(rng.uniform(0.04, 0.1))
-    return Shape(kind, cls, float(cx), float(cy), w, w, angle)
+        radius = float(0.1 + 0.2 * r[4])
+        k = 3 + int(r[5] * 4)  # 3..6 vertices on a circle: convex
+        verts = tuple(float(a) for a in np.sort(2 * np.pi * r[6:6 + k]))
+        return Shape(kind, cls, float(cx), float(cy), radius, radius, angle, verts)
+    width = float(0.04 + 0.06 * r[4])
+    return Shape(kind, cls, float(cx), float(cy), width, width, angle)
 
 
 def random_layout(rng: np.random.Generator, num_classes: int, must_include: tuple[int, ...] = ()) -> Layout:
@@ -173,21 +173,18 @@ def render(label: np.ndarray, style: Style) -> np.ndarray:
     x, y = _grid(size)
     shade = cv2.resize(style.shading.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
     fine = cv2.resize(style.noise.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
-    out = np.empty((size, size, 3), dtype=np.float32)
-    for c in np.unique(label):
-        m = label == c
-        xs, ys = x[m], y[m]
-        ca, sa = np.cos(style.tangle[c]), np.sin(style.tangle[c])
-        u, v = xs * ca + ys * sa, -xs * sa + ys * ca
-        kind = style.texture[c]
-        if kind == "stripes":
-            tex = np.sin(2 * np.pi * style.freq[c] * u + style.phase[c])
-        elif kind == "checks":
-            tex = np.sign(np.sin(2 * np.pi * style.freq[c] * u + style.phase[c]) * np.sin(2 * np.pi * style.freq[c] * v))
-        else:
-            tex = fine[m]
-        gain = 1.0 + style.amp[c] * tex + style.shade_amp * shade[m]
-        out[m] = style.palette[c][None, :] * gain[:, None]
+    # every class texture on the whole grid ([K, H, W], vectorised), then gathered by label
+    ca = np.cos(style.tangle).astype(np.float32)[:, None, None]
+    sa = np.sin(style.tangle).astype(np.float32)[:, None, None]
+    w = (2 * np.pi * style.freq).astype(np.float32)[:, None, None]
+    u, v = x[None] * ca + y[None] * sa, y[None] * ca - x[None] * sa
+    wave = np.sin(w * u + style.phase.astype(np.float32)[:, None, None])
+    kinds = np.asarray(style.texture)[:, None, None]
+    tex_all = np.where(kinds == "stripes", wave,
+                       np.where(kinds == "checks", np.sign(wave * np.sin(w * v)), fine[None]))
+    tex = np.take_along_axis(tex_all, label[None], axis=0)[0]
+    gain = 1.0 + style.amp.astype(np.float32)[label] * tex + np.float32(style.shade_amp) * shade
+    out = style.palette.astype(np.float32)[label] * gain[..., None]
     return np.clip(out, 0.0, 1.0)
 
 
