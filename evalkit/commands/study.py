@@ -143,6 +143,6 @@ def analyze(
                       f"{r.luce_prob:.3f}")
     Console().print(table)
     for q in result.questions.itertuples():
-        print(f"{q.question}: chi2={q.chi2:.2f} (df {q.df}) p={q.p_value:.3g}  Fleiss kappa={q.fleiss_kappa:.3f}  "
-              f"consistency={q.consistency:.3f} ({q.repeat_pairs} pairs)")
+        print(f"{q.question}: chi2={q.chi2:.2f} (df {q.df}) p={q.p_value:.3g}  position p={q.position_p:.3g}  "
+              f"Fleiss kappa={q.fleiss_kappa:.3f}  consistency={q.consistency:.3f} ({q.repeat_pairs} pairs)")
     err.print(f"report: {', '.join(str(f) for f in files)}")

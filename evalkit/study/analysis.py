@@ -10,7 +10,10 @@ Per question, over the ``main`` trials of the included participants:
 - a two-way cluster ("pigeonhole", Owen 2007) bootstrap: each replicate resamples
   participants and items with replacement; an answer's weight is the product of its
   participant's and its item's multiplicities; percentile interval of the weighted rate.
-- Pearson's chi-square test of the counts against uniform choice (``scipy.stats.chisquare``).
+- Pearson's chi-square test of the counts against uniform choice (``scipy.stats.chisquare``),
+  and the same test on the positions chosen (position bias; candidate orders are
+  position-balanced, so a position preference does not favour any method). Both treat
+  answers as independent; read them with the bootstrap intervals.
 - Luce (Plackett-Luce top-1; Bradley-Terry for two methods) strengths from the choices,
   ``P(i chosen from S) = exp(t_i) / sum_{j in S} exp(t_j)``, fitted by I-LSR
   (``choix.ilsr_top1``); mean-centred log-strengths and the implied choice probabilities.
@@ -166,6 +169,8 @@ def analyze(db: str | Path, *, exclude_failed_catch: bool = False, min_catch_pas
         strengths = luce_strengths(choice, [range(n_methods)] * n, n_methods, alpha=luce_alpha)
         probs = choix.probabilities(list(range(n_methods)), strengths)
         chi2, p_value = chi_square_uniform(counts)
+        # position bias: choices by slot shown (orders are balanced, so this is separate from methods)
+        pos_chi2, pos_p = chi_square_uniform(np.bincount(sub["slot"].to_numpy() - 1, minlength=n_methods))
         table = sub.pivot_table(index="trial", columns="method", values="participant", aggfunc="size",
                                 fill_value=0).reindex(columns=methods, fill_value=0).to_numpy()
         raters = table.sum(1)
@@ -189,7 +194,8 @@ def analyze(db: str | Path, *, exclude_failed_catch: bool = False, min_catch_pas
         qrows.append({
             "question": question, "n": n, "participants": int(sub["participant"].nunique()),
             "items": int(sub["item"].nunique()), "chi2": chi2, "df": n_methods - 1, "p_value": p_value,
-            "fleiss_kappa": k_fleiss, "randolph_kappa": k_randolph, "kappa_trials": int(len(complete)),
+            "position_chi2": pos_chi2, "position_p": pos_p, "fleiss_kappa": k_fleiss,
+            "randolph_kappa": k_randolph, "kappa_trials": int(len(complete)),
             "kappa_raters": int(raters.max()) if len(raters) else 0, "luce_alpha": luce_alpha,
             "repeat_pairs": int(len(pairs)), "consistency": consistency,
             "median_rt_ms": float(sub["rt_ms"].median()) if sub["rt_ms"].notna().any() else float("nan"),
@@ -297,9 +303,11 @@ def to_markdown(result: StudyAnalysis) -> str:
         lines.append(f"| {r.question} | {r.method} | {r.chosen} / {r.n} | {r.rate:.3f} | "
                      f"[{r.wilson_low:.3f}, {r.wilson_high:.3f}] | [{r.boot_low:.3f}, {r.boot_high:.3f}] | "
                      f"{r.luce_prob:.3f} |")
-    lines += ["", "| question | chi2 (df) | p | Fleiss kappa | Randolph kappa | consistency |", "|---|---|---|---|---|---|"]
+    lines += ["", "| question | chi2 (df) | p | position p | Fleiss kappa | Randolph kappa | consistency |",
+              "|---|---|---|---|---|---|---|"]
     for q in result.questions.itertuples():
-        lines.append(f"| {q.question} | {q.chi2:.2f} ({q.df}) | {q.p_value:.3g} | {_fmt(q.fleiss_kappa)} | "
+        lines.append(f"| {q.question} | {q.chi2:.2f} ({q.df}) | {q.p_value:.3g} | {q.position_p:.3g} | "
+                     f"{_fmt(q.fleiss_kappa)} | "
                      f"{_fmt(q.randolph_kappa)} | {_fmt(q.consistency)} ({q.repeat_pairs} pairs) |")
     return "\n".join(lines) + "\n"
 

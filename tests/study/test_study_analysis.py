@@ -178,3 +178,20 @@ def test_report_files_and_empty_study(tmp_path):
     # a never-chosen method: Luce fit is regularised (alpha recorded), kappa undefined with one rater
     q = res.questions.set_index("question").loc["quality"]
     assert q["luce_alpha"] > 0 and math.isnan(q["fleiss_kappa"])
+
+
+def test_position_bias_is_detected_and_does_not_favour_a_method(tmp_path):
+    db = build_study(tmp_path, trials=12, catch_rate=0, repeat_rate=0, questions="quality", n_items=12)
+    conn = store.connect(db)
+    for person in ["a", "b", "c"]:  # everyone always clicks the first candidate shown
+        for trial in trial_tokens(conn):
+            first = conn.execute("SELECT c.token FROM candidates c JOIN trials t ON t.id = c.trial_id "
+                                 "WHERE t.token = ? AND c.slot = 1", (trial,)).fetchone()[0]
+            store.record_submission(conn, participant=person, trial_token=trial, answers={"quality": first},
+                                    register=True)
+    conn.close()
+    res = analysis.analyze(db, n_boot=200)
+    q = res.questions.set_index("question").loc["quality"]
+    assert q["position_chi2"] == pytest.approx(stats.chisquare([36, 0, 0]).statistic) and q["position_p"] < 1e-10
+    # balanced orders: 12 trials, 3 methods -> each method shown first in exactly 4 trials
+    assert list(res.table["chosen"]) == [12, 12, 12] and q["p_value"] == pytest.approx(1.0)
