@@ -92,12 +92,14 @@ def collate(samples: list[Sample]) -> Batch:
 
 
 def to_uint8_image(tensor: torch.Tensor) -> np.ndarray:
-    """``[3, H, W]`` float in [-1, 1] → ``[H, W, 3]`` uint8 (round, then clamp)."""
+    """``[3, H, W]`` float in [-1, 1] → ``[H, W, 3]`` uint8, quantised as everywhere in
+    evalkit (:func:`evalkit.images.to_uint8`: round half up, clamp)."""
+    from evalkit.images import to_uint8
+
     t = tensor.detach().float().cpu()
     if t.dim() != 3 or t.shape[0] != 3:
         raise ValueError(f"to_uint8_image expects [3, H, W], got {tuple(t.shape)}")
-    t = ((t + 1.0) * 127.5).round().clamp(0, 255)
-    return t.to(torch.uint8).permute(1, 2, 0).numpy()
+    return to_uint8(t).permute(1, 2, 0).numpy()
 
 
 def label_palette(n: int) -> np.ndarray:

@@ -133,7 +133,8 @@ def test_collate_and_visualise():
     b = collate([ds[i] for i in range(3)])
     assert b.cond.shape == (3, 7, 32, 32) and b.self_ref.dtype == torch.bool and b.name == [ds[i].name for i in range(3)]
     assert b.to("cpu").image.shape == (3, 3, 32, 32)
-    img = to_uint8_image(torch.tensor([[[-1.0, 1.0]], [[0.0, 0.5]], [[-0.999, 0.9981]]]))
-    assert img.tolist() == [[[0, 128, 0], [255, 191, 255]]]  # round((x+1)*127.5) then clamp
+    img = to_uint8_image(torch.tensor([[[-1.0, 1.0]], [[0.0, 0.5]], [[-1.5, 1.2]]]))
+    # floor((x + 1) * 127.5 + 0.5), clamped: 0 → 128 (127.5 rounds up), 0.5 → 191 (191.25)
+    assert img.tolist() == [[[0, 128, 0], [255, 191, 255]]] and img.dtype == np.uint8
     vis = visualise_cond(get_dataset("shapes", size=32, n=1)[0].cond)
     assert vis.shape == (32, 32, 3) and vis.dtype == np.uint8
