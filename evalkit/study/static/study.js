@@ -51,9 +51,10 @@
       fig.append(img, cap);
       box.appendChild(fig);
     });
+    shownAt = performance.now();
     show("trial");
     await Promise.all(loads);
-    shownAt = performance.now();
+    shownAt = performance.now(); // times count from when every image is on screen
   }
 
   function pick(q, cand) {
