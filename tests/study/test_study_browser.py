@@ -77,6 +77,9 @@ def test_participant_completes_study_by_clicking(tmp_path):
     assert sorted(clicks) == sorted((r[1], r[0]) for r in rows)
     assert {r[2] for r in rows} == {"browser-participant"}
     assert conn.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == total
+    # reaction times were measured by the page: per answer and per trial, all present and >= 0
+    times = conn.execute("SELECT r.rt_ms, s.rt_ms FROM responses r JOIN submissions s ON s.id = r.submission_id")
+    assert all(a is not None and b is not None and 0 <= a <= b + 1 for a, b in times)
     # blinding: nothing the browser saw names a method (URLs, HTML, JS, JSON, image bytes)
     assert len(seen) > 6 * 5
     for url, body in seen:
