@@ -41,7 +41,7 @@
       cap.appendChild(label);
       questions.forEach((q, qi) => {
         const b = document.createElement("button");
-        b.type = "button"; b.className = "choose";
+        b.type = "button"; b.className = "choose"; b.disabled = true; // enabled once every image is shown
         b.dataset.question = q; b.dataset.candidate = cand.id;
         b.setAttribute("aria-pressed", "false");
         b.textContent = "Q" + (qi + 1);
@@ -51,10 +51,10 @@
       fig.append(img, cap);
       box.appendChild(fig);
     });
-    shownAt = performance.now();
     show("trial");
     await Promise.all(loads);
     shownAt = performance.now(); // times count from when every image is on screen
+    document.querySelectorAll(".choose").forEach((b) => { b.disabled = false; });
   }
 
   function pick(q, cand) {
