@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+import pickle
 import random
 import sys
 import tempfile
@@ -108,7 +109,7 @@ def _read_checkpoint(path: Path) -> dict:
         raise EvalkitError(f"checkpoint not found: {path}; train first with `evalkit train --out {path.parent}`", path=path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as err:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
         raise EvalkitError(f"cannot read checkpoint {path} ({err}); it is corrupt or not an evalkit checkpoint", path=path) from err
     if not isinstance(payload, dict) or payload.get("format") != "evalkit-translator/1":
         raise EvalkitError(f"{path} is not an evalkit translator checkpoint", path=path)
