@@ -96,16 +96,17 @@ def export_amt(
 @app.command("import-amt")
 def import_amt(
     results: Path = typer.Argument(..., help="MTurk batch results CSV."),
+    skip_imported: bool = typer.Option(False, help="Skip assignments already imported (re-import a grown batch)."),
     study: Path = STUDY,
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Import MTurk batch results (all rows or none)."""
     from evalkit.study import amt
 
-    summary = amt.import_amt(study, results)
+    summary = amt.import_amt(study, results, skip_imported=skip_imported)
     print(json.dumps(summary) if json_out else
           f"imported {summary['imported']} assignments from {summary['workers']} workers "
-          f"({summary['skipped_rejected']} rejected skipped)")
+          f"({summary['skipped_rejected']} rejected, {summary['skipped_imported']} already imported: skipped)")
 
 
 @app.command()

@@ -113,8 +113,13 @@ def _read_results(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]
     return header, rows
 
 
-def import_amt(db: str | Path, results_csv: str | Path) -> dict:
-    """Import an MTurk batch results CSV into the study (all rows or none)."""
+def import_amt(db: str | Path, results_csv: str | Path, *, skip_imported: bool = False) -> dict:
+    """Import an MTurk batch results CSV into the study (all rows or none).
+
+    ``skip_imported``: rows whose AssignmentId is already in the study (same worker, same
+    trial) are skipped instead of refused, so a batch's growing results file can be
+    imported again as assignments come in.
+    """
     path = Path(results_csv)
     header, rows = _read_results(path)
     conn = store.connect(db)
@@ -128,7 +133,10 @@ def import_amt(db: str | Path, results_csv: str | Path) -> dict:
         for r in conn.execute("SELECT t.token AS trial, c.slot, c.token FROM candidates c "
                               "JOIN trials t ON t.id = c.trial_id"):
             slots.setdefault(r["trial"], {})[str(r["slot"])] = r["token"]
-        parsed, skipped, seen_pairs, seen_assign = [], 0, set(), set()
+        known = {r[0]: (r[1], r[2]) for r in conn.execute(
+            "SELECT s.assignment_id, p.external_id, t.token FROM submissions s JOIN participants p "
+            "ON p.id = s.participant_id JOIN trials t ON t.id = s.trial_id WHERE s.assignment_id IS NOT NULL")}
+        parsed, skipped, already, seen_pairs, seen_assign = [], 0, 0, set(), set()
         for line, row in rows:
             where = f"{path} line {line}"
             if row.get("AssignmentStatus", "").strip() == "Rejected":
@@ -160,6 +168,12 @@ def import_amt(db: str | Path, results_csv: str | Path) -> dict:
                                    "(or AssignmentId repeats); nothing imported", path=path)
             seen_pairs.add((worker, trial))
             seen_assign.add(assignment)
+            if skip_imported and assignment in known:
+                if known[assignment] != (worker, trial):
+                    raise EvalkitError(f"{where}: assignment {assignment} was imported before for another worker "
+                                       "or trial; nothing imported", path=path)
+                already += 1
+                continue
             parsed.append((where, worker, trial, answers, seconds * 1000.0, assignment, row["HITId"].strip()))
         with store.transaction(conn):
             for where, worker, trial, answers, rt_ms, assignment, hit in parsed:
@@ -173,4 +187,5 @@ def import_amt(db: str | Path, results_csv: str | Path) -> dict:
     finally:
         conn.close()
     workers = {w for _, w, *_ in parsed}
-    return {"imported": len(parsed), "skipped_rejected": skipped, "workers": len(workers)}
+    return {"imported": len(parsed), "skipped_rejected": skipped, "skipped_imported": already,
+            "workers": len(workers)}

@@ -115,7 +115,7 @@ def test_import_gives_same_analysis_as_local_votes(exported, tmp_path):
     path = results_csv(tmp_path / "Batch_123_batch_results.csv", out, answers, [rejected])
     assert b"\r\n" in path.read_bytes() and b'""pick""' in path.read_bytes()  # quotes doubled
     summary = amt.import_amt(db, path)
-    assert summary == {"imported": len(answers), "skipped_rejected": 1, "workers": 5}
+    assert summary == {"imported": len(answers), "skipped_rejected": 1, "skipped_imported": 0, "workers": 5}
     a_local = analysis.analyze(local_db, n_boot=300, seed=1)
     a_amt = analysis.analyze(db, n_boot=300, seed=1)
     pd.testing.assert_frame_equal(a_local.table, a_amt.table)
@@ -127,6 +127,13 @@ def test_import_gives_same_analysis_as_local_votes(exported, tmp_path):
         amt.import_amt(db, path)
     conn = store.connect(db)
     assert conn.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == len(answers)
+    # a grown batch file: old assignments skipped on request, the new ones imported
+    more = simulated_answers(db, n_workers=6, seed=5)[-10:]  # worker A005XYZ, new assignments
+    more = [{**a, "assignment": f"3NEW{k}"} for k, a in enumerate(more)]
+    grown = results_csv(tmp_path / "grown.csv", out, answers + more)
+    summary = amt.import_amt(db, grown, skip_imported=True)
+    assert summary["imported"] == 10 and summary["skipped_imported"] == len(answers)
+    assert conn.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == len(answers) + 10
 
 
 @pytest.mark.parametrize("mutate, message", [
