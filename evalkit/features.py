@@ -51,6 +51,22 @@ def seeded(seed: int):
         yield
 
 
+def he_init_(net: nn.Module) -> nn.Module:
+    """Seeded random initialisation that keeps activations O(1) through a deep network in
+    eval mode: He-normal (fan_in, ReLU) convolutions / linears, zero biases, identity
+    batch norm. (torchvision's Inception ``init_weights`` draws N(0, 0.1) regardless of
+    fan-in, so random pool features reach ~1e11 and FID/KID overflow.)"""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return net
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("EVALKIT_CACHE", Path.home() / ".cache" / "evalkit" / "features"))
 
@@ -139,8 +155,8 @@ class InceptionFID(nn.Module):
     the model, ``2x - 1``, the FID Inception blocks with ``pt_inception-2015-12-05-6726825d.pth``.
 
     ``weights="random"``: clean mode uses torchvision's Inception-v3 (same topology as the TF
-    graph, ``init_weights=True``, fc removed, pool features) and legacy mode the FID blocks,
-    both seeded. ``network`` replaces the network after the resize (any callable mapping
+    graph, fc removed, pool features) and legacy mode the FID blocks, both with the seeded
+    He initialisation of :func:`he_init_`. ``network`` replaces the network after the resize (any callable mapping
     float ``[B, 3, 299, 299]`` in [0, 255] to ``[B, D]``, e.g. a test's toy extractor);
     ``network_id`` then names it in the protocol.
     """
@@ -177,7 +193,7 @@ class InceptionFID(nn.Module):
 
             return InceptionV3W(str(path.parent), download=False, resize_inside=False).eval()
         with seeded(seed):
-            net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True)
+            net = he_init_(torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False))
         net.fc = nn.Identity()
         net.eval()
         return lambda x: net((x - 128) / 128)
@@ -188,8 +204,7 @@ class InceptionFID(nn.Module):
         if weights == "pretrained":
             path, self.weights_id = W.require("inception-pytorch-fid")  # fail before building
         with seeded(seed):
-            net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008,
-                                                  init_weights=weights == "random")
+            net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
             net.Mixed_5b = ip.FIDInceptionA(192, pool_features=32)
             net.Mixed_5c = ip.FIDInceptionA(256, pool_features=64)
             net.Mixed_5d = ip.FIDInceptionA(288, pool_features=64)
@@ -199,6 +214,8 @@ class InceptionFID(nn.Module):
             net.Mixed_6e = ip.FIDInceptionC(768, channels_7x7=192)
             net.Mixed_7b = ip.FIDInceptionE_1(1280)
             net.Mixed_7c = ip.FIDInceptionE_2(2048)
+            if weights == "random":
+                he_init_(net)
         if weights == "pretrained":
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
         net.fc = nn.Identity()
