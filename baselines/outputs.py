@@ -47,7 +47,7 @@ COCOSNET_FLAGS = {
 def _load_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))
     except OSError as err:
         raise EvalkitError(f"cannot decode output image {path} ({err}); re-export it as PNG", path=path) from err
 

@@ -240,10 +240,14 @@ def infer(translator: Translator, dataset, out_dir: str | Path, image_format: st
     w.writerow(["name", "query", "exemplar_name"])
     w.writerows(rows)
     _atomic_bytes(out_dir / "inputs" / "pairs.csv", buf.getvalue().encode())
-    meta = {"variant": translator.variant, "image_format": image_format, "extension": ext,
+    # ``image_format`` is the protocol's: the compression the pixels went through. Outputs of an
+    # external method that were saved as JPEG stay "jpeg" even when re-written here as PNG.
+    meta = {"variant": translator.variant, "image_format": image_format, "written_format": image_format, "extension": ext,
             "jpeg_quality": IMAGE_FORMATS[image_format][1].get("quality"), "n_images": n,
             "warped": has_warped, "dataset": getattr(dataset, "name", type(dataset).__name__),
             "build_args": getattr(translator, "build_args", None)}
     meta.update(getattr(translator, "protocol_meta", {}))
+    if image_format == "jpeg":
+        meta["image_format"] = "jpeg"
     _atomic_bytes(vdir / "meta.json", json.dumps(meta, indent=1).encode())
     return vdir
