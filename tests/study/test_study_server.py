@@ -64,6 +64,12 @@ def test_full_session_is_blinded_and_recorded(app_db):
             slot = conn.execute("SELECT slot FROM candidates WHERE token = ?", (cand,)).fetchone()[0]
             assert stored[(trial, q)]["slot"] == slot and stored[(trial, q)]["participant"] == "alice"
     assert len(stored) == 2 * len(answered)
+    # trials came in this participant's recorded order (reproducible from the study seed and the id)
+    person = conn.execute("SELECT * FROM participants WHERE external_id = 'alice'").fetchone()
+    order = json.loads(person["trial_order"])
+    assert (person["order_seed"], order) == store.participant_order(conn, 0, "alice")
+    token_of = {r[0]: r[1] for r in conn.execute("SELECT id, token FROM trials")}
+    assert [t for t, _ in answered] == [token_of[i] for i in order]
     for url, body in seen:
         for word in LEAK_WORDS:
             assert word not in url.encode() and word not in body, (url, word)
