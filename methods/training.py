@@ -176,7 +176,8 @@ def train(translator: Translator, dataset, *, steps: int, out_dir: str | Path, r
         random.seed(seed)
     meta = {"variant": translator.variant, "batch_size": batch_size, "seed": seed,
             "dataset": getattr(dataset, "name", type(dataset).__name__),
-            "perceptual_pretrained": bool(getattr(getattr(translator, "vgg", None), "pretrained", False))}
+            "perceptual_pretrained": bool(getattr(getattr(translator, "vgg", None), "pretrained", False)),
+            "perceptual_sha256": getattr(getattr(translator, "vgg", None), "weights_sha256", None)}
     t0 = time.perf_counter()
     for step in range(start, steps):
         batch = collate([dataset[i] for i in batch_indices(n, batch_size, seed, step)])

@@ -1,8 +1,8 @@
 """VGG19 feature extractor for the perceptual, contextual and pseudo-pair losses.
 
-Pretrained ImageNet VGG19 (torchvision's ``vgg19-dcbb9e9d.pth``) is loaded when it is
-available, through the weights registry :mod:`evalkit.weights` when that module knows
-it, otherwise from the torch hub checkpoints folder (``torch.hub.get_dir()/checkpoints``).
+Pretrained ImageNet VGG19 (torchvision's ``vgg19-dcbb9e9d.pth``) is loaded when the
+weights registry :mod:`evalkit.weights` finds it (``$EVALKIT_WEIGHTS`` or the torch hub
+checkpoints folder; hash-verified).
 Without it the network is randomly initialised from a fixed seed, ``.pretrained`` is
 False, and a warning says so loudly: losses computed with it are *random-feature*
 perceptual losses, not the papers'. ``width < 64`` builds a narrow VGG19 (same layer
@@ -30,9 +30,13 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
-def _find_pretrained() -> Path | None:
-    candidate = Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILE
-    return candidate if candidate.is_file() else None
+def _find_pretrained() -> tuple[Path, str] | None:
+    """``(path, sha256)`` of the verified VGG19 file when the weights registry has it, else None."""
+    from evalkit import weights
+
+    if not weights.weights_path("vgg19").is_file():
+        return None
+    return weights.require("vgg19")  # a corrupt / wrong file is an EvalkitError, never silently random
 
 
 class VGG19Features(nn.Module):
@@ -59,8 +63,10 @@ class VGG19Features(nn.Module):
                 in_c, conv_i = out_c, conv_i + 1
         self.features = nn.Sequential(*modules)
         self.pretrained = False
-        path = _find_pretrained() if width == 64 else None
-        if path is not None:
+        self.weights_sha256 = None
+        found = _find_pretrained() if width == 64 else None
+        if found is not None:
+            path, self.weights_sha256 = found
             state = torch.load(path, map_location="cpu", weights_only=True)
             feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
             keep = {k: v for k, v in feats.items() if int(k.split(".")[0]) < len(self.features)}
@@ -69,8 +75,10 @@ class VGG19Features(nn.Module):
         else:
             warnings.warn(
                 f"VGG19 perceptual network is RANDOMLY INITIALISED (width={width}): perceptual/contextual "
-                f"losses are random-feature losses. Put {VGG19_FILE} in {Path(torch.hub.get_dir()) / 'checkpoints'} "
-                "(or import it with `evalkit weights`) for the papers' losses.",
+                "losses are random-feature losses. Import vgg19-dcbb9e9d.pth with `evalkit weights import PATH` "
+                "for the papers' losses." if width == 64 else
+                f"VGG19 perceptual network is RANDOMLY INITIALISED (narrow width={width}, the tiny preset): "
+                "perceptual/contextual losses are random-feature losses.",
                 stacklevel=2,
             )
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)

@@ -159,3 +159,14 @@ def test_feature_extractor_and_style_encoder_shapes():
     mu, logvar = StyleEncoder(32, 8, 12)(torch.randn(2, 3, 32, 32))
     assert mu.shape == logvar.shape == (2, 12)
     assert math.isfinite(mu.sum().item())
+
+
+def test_vgg19_uses_the_weights_registry_and_refuses_a_corrupt_file(tmp_path, monkeypatch):
+    from evalkit.errors import EvalkitError
+
+    monkeypatch.setenv("EVALKIT_WEIGHTS", str(tmp_path))
+    with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
+        assert VGG19Features(("relu1_1",), width=64).pretrained is False  # no file: loud random init
+    (tmp_path / "vgg19-dcbb9e9d.pth").write_bytes(b"not the vgg19 weights")
+    with pytest.raises(EvalkitError, match="corrupt or wrong file"):
+        VGG19Features(("relu1_1",), width=64)
