@@ -80,12 +80,12 @@ class ADE20K(PairedDataset):
 
 
 @register_dataset("ade20k", description="ADE20K, CoCosNet encoding: 151 channels, unlabeled = channel 0",
-                  needs_root=True, cond_kind="label", layout=LAYOUT)
+                  needs_root=True, cond_kind="label", layout=LAYOUT, paired=True)
 def _ade20k(*, root, split, size, n, seed, **kw) -> ADE20K:
     return ADE20K(root=root, split=split, size=size, n=n, seed=seed, **kw)
 
 
 @register_dataset("ade20k-spade", description="ADE20K, SPADE encoding: labels shifted by one, unlabeled = channel 150",
-                  needs_root=True, cond_kind="label", layout=LAYOUT)
+                  needs_root=True, cond_kind="label", layout=LAYOUT, paired=True)
 def _ade20k_spade(*, root, split, size, n, seed, **kw) -> ADE20K:
     return ADE20K(root=root, split=split, size=size, n=n, seed=seed, spade_labels=True, **kw)

@@ -189,12 +189,12 @@ class CelebAHQEdge(_CelebABase):
 
 
 @register_dataset("celebahq", description="CelebA-HQ masks (CoCosNet): 19 part channels, channel 16 = glasses",
-                  needs_root=True, cond_kind="label", layout=LAYOUT)
+                  needs_root=True, cond_kind="label", layout=LAYOUT, paired=True)
 def _celebahq(*, root, split, size, n, seed, **kw) -> CelebAHQ:
     return CelebAHQ(root=root, split=split, size=size, n=n, seed=seed, **kw)
 
 
 @register_dataset("celebahq-edge", description="CelebA-HQ edges (CoCosNet): all edges, 13 part distance maps, part edges",
-                  needs_root=True, cond_kind="channels", layout=LAYOUT)
+                  needs_root=True, cond_kind="channels", layout=LAYOUT, paired=True)
 def _celebahq_edge(*, root, split, size, n, seed, **kw) -> CelebAHQEdge:
     return CelebAHQEdge(root=root, split=split, size=size, n=n, seed=seed, **kw)

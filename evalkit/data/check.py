@@ -12,18 +12,28 @@ __all__ = ["check_dataset"]
 
 def check_dataset(name: str, root: str | Path | None, split: str = "test", pairs: str | Path | None = None,
                   size: int = 64) -> tuple[int, list[str]]:
-    """``(number of samples checked, problems)``: missing images/annotations/exemplars,
+    """``(number of samples checked, problems)``.
+
+    Official layouts: missing images/annotations/exemplars, labels without images,
     queries without a pair-list line, corrupt files, label ids out of range and
-    image/label size mismatches. Problems that prevent reading the split at all (no
-    root, empty split, no pair list) come back as the only problem."""
+    image/label size mismatches. Other datasets: every sample is loaded once and each
+    failure reported. Problems that prevent reading the split at all (no root, empty
+    split, no pair list) come back as the only problem.
+    """
     spec = dataset_spec(name)
-    kw = {"pairs": pairs, "strict": False} if spec.needs_root else {}
+    if pairs is not None and not spec.paired:
+        raise EvalkitError(f"dataset {name!r} takes no pair list; drop --pairs")
+    kw = {"pairs": pairs, "strict": False} if spec.paired else {}
     try:
         ds = get_dataset(name, root=root, split=split, size=size, **kw)
     except EvalkitError as err:
         return 0, [str(err)]
-    if not spec.needs_root:  # built-in datasets: generate every sample once
-        for i in range(len(ds)):
+    if spec.paired:
+        return len(ds.items), ds.validate()
+    problems = []
+    for i in range(len(ds)):
+        try:
             ds[i]
-        return len(ds), []
-    return len(ds.items), ds.validate()
+        except EvalkitError as err:
+            problems.append(str(err))
+    return len(ds), problems

@@ -90,6 +90,6 @@ class COCOStuff(PairedDataset):
 
 
 @register_dataset("cocostuff", description="COCO-Stuff (SPADE layout): 183 one-hot channels (255 → 182) + instance edges",
-                  needs_root=True, cond_kind="label", layout=LAYOUT)
+                  needs_root=True, cond_kind="label", layout=LAYOUT, paired=True)
 def _cocostuff(*, root, split, size, n, seed, **kw) -> COCOStuff:
     return COCOStuff(root=root, split=split, size=size, n=n, seed=seed, **kw)

@@ -137,6 +137,6 @@ class DeepFashion(PairedDataset):
 
 
 @register_dataset("deepfashion", description="DeepFashion pose (CoCosNet): RGB skeleton + 17 limb distance maps = 20 channels",
-                  needs_root=True, cond_kind="pose", layout=LAYOUT)
+                  needs_root=True, cond_kind="pose", layout=LAYOUT, paired=True)
 def _deepfashion(*, root, split, size, n, seed, **kw) -> DeepFashion:
     return DeepFashion(root=root, split=split, size=size, n=n, seed=seed, **kw)

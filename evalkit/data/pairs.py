@@ -279,7 +279,6 @@ class PairedDataset(Dataset):
         """Every problem of this dataset: missing files, then decode/encode errors of each
         query and its exemplars (used by ``evalkit data check``)."""
         problems = list(self.problems)
-        missing = {p.split(": ", 1)[1].split(" ")[0] for p in problems if "not found: " in p}
         p = get_params(np.random.default_rng(0), "test", self.size)
         done: set[tuple[str, bool]] = set()
         for item in self.items:
@@ -288,7 +287,7 @@ class PairedDataset(Dataset):
                     continue
                 done.add((key, is_ex))
                 files = [self.image_path(key, is_ex), *self.label_files(key, is_ex)]
-                if any(str(f) in missing or not f.is_file() for f in files):
+                if not all(f.is_file() for f in files):  # already reported as missing
                     continue
                 try:
                     self.load(key, is_ex, p)

@@ -31,18 +31,20 @@ class DatasetSpec:
     needs_root: bool
     cond_kind: str  # "label", "channels" (edges, heat maps) or "pose"
     layout: str = ""  # the folder layout it reads, for `evalkit data list`
+    paired: bool = False  # an official layout read through a pair list (PairedDataset)
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
 
 
-def register_dataset(name: str, *, description: str, needs_root: bool, cond_kind: str, layout: str = ""):
+def register_dataset(name: str, *, description: str, needs_root: bool, cond_kind: str, layout: str = "",
+                     paired: bool = False):
     """Decorator: register ``factory(root, split, size, n, seed, **kw) -> Dataset`` as ``name``."""
 
     def wrap(factory: Callable[..., Dataset]) -> Callable[..., Dataset]:
         if name in _REGISTRY:
             raise ValueError(f"dataset {name!r} registered twice")
-        _REGISTRY[name] = DatasetSpec(name, factory, description, needs_root, cond_kind, layout)
+        _REGISTRY[name] = DatasetSpec(name, factory, description, needs_root, cond_kind, layout, paired)
         return factory
 
     return wrap

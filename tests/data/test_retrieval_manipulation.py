@@ -108,6 +108,9 @@ def test_manipulation_set_roundtrip(shared_data, tmp_path):
     assert set(s.label[changed].tolist()) | set(orig.label[changed].tolist()) >= {int(row["class"])}
     again = runner.invoke(app, ["data", "manipulation", "ade20k", "--root", str(root), "--out", str(out)])
     assert again.exit_code == 2 and "not empty" in again.stderr
+    (out / "exemplar" / f"{ds.rows[1]['name']}.png").unlink()
+    checked = runner.invoke(app, ["data", "check", "manipulation", "--root", str(out)])
+    assert checked.exit_code == 2 and f"image not found: {out / 'exemplar' / ds.rows[1]['name']}.png" in checked.stdout
 
 
 def test_shapes_manipulation_is_exact():
