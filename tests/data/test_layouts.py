@@ -127,6 +127,12 @@ def test_deepfashion_pose(roots):
             assert dists[i].min() == 0, i
     # the neck joint (candidate 1 at x=132, y=74) is drawn; the top-left corner is empty
     assert pose[:, 74, 132].sum() > 0 and pose[:, 0, 0].sum() == 0
+    # each present limb covers the midpoint of its two joints (candidates of the subset file)
+    cand = np.loadtxt(roots["deepfashion"] / "pose/WOMEN/Dresses/id_00000244/02_1_front_candidate.txt")
+    subset = np.loadtxt(roots["deepfashion"] / "pose/WOMEN/Dresses/id_00000244/02_1_front_subset.txt")[:18]
+    for i, (a, b) in enumerate([(1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9)]):
+        mid = (cand[int(subset[a]), :2] + cand[int(subset[b]), :2]) / 2
+        assert dists[i, int(mid[1]), int(mid[0])] == 0, i
     # back view (03_3_back): the nose is missing, so nose-neck and nose-eye limbs are absent
     back = get_dataset("deepfashion", root=roots["deepfashion"], size=64)[0].exemplar_cond
     assert torch.all(back[3 + 12] == 1.0) and torch.all(back[3 + 13] == 1.0)

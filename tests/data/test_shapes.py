@@ -138,3 +138,13 @@ def test_collate_and_visualise():
     assert img.tolist() == [[[0, 128, 0], [255, 191, 255]]] and img.dtype == np.uint8
     vis = visualise_cond(get_dataset("shapes", size=32, n=1)[0].cond)
     assert vis.shape == (32, 32, 3) and vis.dtype == np.uint8
+
+
+def test_same_samples_in_dataloader_workers():
+    from torch.utils.data import DataLoader
+
+    ds = get_dataset("shapes", split="train", size=16, n=4, seed=2)
+    direct = collate([ds[i] for i in range(4)])
+    (batch,) = list(DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate))
+    assert torch.equal(batch.image, direct.image) and torch.equal(batch.exemplar, direct.exemplar)
+    assert torch.equal(batch.self_ref, direct.self_ref) and batch.name == direct.name
