@@ -59,6 +59,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("report", "report"),
     ("study", "study"),
     ("train", None),
+    ("profile", "profile"),
 ]
 
 _register()

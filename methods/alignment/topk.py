@@ -15,7 +15,7 @@ top-k indicator as ``eps -> 0``).  The anchors may be ``{0, 1}`` (Xie et al.) or
 potentials gives ``N Gamma_i,high = sigmoid((delta - D_i) / eps)`` with
 ``D_i = C_i,high - C_i,low``, and the column constraint is the monotone scalar equation
 ``sum_i sigmoid((delta - D_i) / eps) = k``.  It is solved per problem by safeguarded
-Newton (bisection fallback), which yields the same fixed point Sinkhorn iterations
+Newton on ``log(sum) - log(k)`` (bisection fallback): the fixed point Sinkhorn iterations
 approach, with both marginals met to solver tolerance.  **Gradient**: implicit
 differentiation of that equation (as RABIT/Xie et al. do), exact and ``O(N)`` per problem:
 ``dL/dD_l = s'_l / eps * (sum_i g_i s'_i / sum_i s'_i - g_l)``, ``s' = m (1 - m)``.
@@ -45,30 +45,42 @@ def _check(scores: torch.Tensor, k: int) -> int:
     return int(k)
 
 
+def _solve_delta(diff, k, eps, n_iters, atol):
+    """Root ``delta`` of ``sum_i sigmoid((delta - D_i) / eps) = k`` per row (safeguarded Newton)."""
+    n = diff.shape[-1]
+    # bracket around the k-th and (k+1)-th smallest D (d_k, d_k1): at d_k - margin the
+    # N - k + 1 largest terms are each < e^-20 / N, so the sum is < k; at d_k1 + margin
+    # the k + 1 smallest are each > 1 - e^-20 / N, so the sum is > k
+    margin = eps * (math.log(n) + 20.0)
+    smallest = diff.topk(k + 1, dim=-1, largest=False).values
+    d_k, d_k1 = smallest[..., k - 1], smallest[..., k]
+    lo, hi = d_k - margin, d_k1 + margin
+    delta = 0.5 * (d_k + d_k1)  # the eps -> 0 solution
+    for _ in range(n_iters):
+        m = torch.sigmoid((delta.unsqueeze(-1) - diff) / eps)
+        total = m.sum(-1)
+        h = total - k
+        done = h.abs() <= atol
+        if done.all():
+            break
+        lo = torch.where(h < 0, delta, lo)
+        hi = torch.where(h > 0, delta, hi)
+        # Newton on log(sum) - log(k): exact on an exponential tail, where plain Newton crawls
+        slope = (m * (1 - m)).sum(-1) / eps
+        newton = delta - (total.log() - math.log(k)) * total / slope.clamp_min(torch.finfo(diff.dtype).tiny)
+        inside = (newton > lo) & (newton < hi) & (slope > 0)
+        delta = torch.where(done, delta, torch.where(inside, newton, 0.5 * (lo + hi)))
+    return delta
+
+
 class _TwoAnchorOT(torch.autograd.Function):
     """Membership ``m [R, N]`` from cost differences ``D [R, N]`` (see module docstring)."""
 
     @staticmethod
     def forward(ctx, diff, k, eps, n_iters, tol):
-        n = diff.shape[-1]
-        # bracket: at lo every sigmoid < e^-(log N + 10) / ... so sum < k; at hi sum > k
-        margin = eps * (math.log(n) + 20.0)
-        lo = diff.amin(-1) - margin
-        hi = diff.amax(-1) + margin
-        # start between the k-th and (k+1)-th smallest D: the eps -> 0 solution
-        smallest = diff.topk(k + 1, dim=-1, largest=False).values
-        delta = 0.5 * (smallest[..., -2] + smallest[..., -1])
-        for _ in range(n_iters):
-            m = torch.sigmoid((delta.unsqueeze(-1) - diff) / eps)
-            h = m.sum(-1) - k
-            if (h.abs() <= tol * k).all():
-                break
-            lo = torch.where(h < 0, delta, lo)
-            hi = torch.where(h > 0, delta, hi)
-            slope = (m * (1 - m)).sum(-1) / eps
-            newton = delta - h / slope.clamp_min(torch.finfo(diff.dtype).tiny)
-            inside = (newton > lo) & (newton < hi) & (slope > 0)
-            delta = torch.where(inside, newton, 0.5 * (lo + hi))
+        # summing N memberships in this dtype is only accurate to about N * machine eps
+        atol = tol * k + diff.shape[-1] * torch.finfo(diff.dtype).eps
+        delta = _solve_delta(diff, k, eps, n_iters, atol)
         m = torch.sigmoid((delta.unsqueeze(-1) - diff) / eps)
         ctx.save_for_backward(m)
         ctx.eps = eps
@@ -94,7 +106,7 @@ def ot_topk(scores: torch.Tensor, k: int, *, eps: float = 1e-2, n_iters: int = 6
         eps: entropic regularisation, in units of the squared score-to-anchor cost.
         n_iters: maximum Newton/bisection iterations per problem.
         anchors: ``(y_low, y_high)``; ``(0, 1)`` as Xie et al., ``(-1, 1)`` as RABIT.
-        tol: stop when every ``|sum(membership) - k| <= tol * k``.
+        tol: stop when every ``|sum(membership) - k| <= tol * k + N * machine_eps``.
 
     Returns:
         Membership ``[..., N]`` in [0, 1] summing to ``k`` per row, differentiable

@@ -109,10 +109,16 @@ def _log(x: torch.Tensor) -> torch.Tensor:
 
 
 def _kernel(fa, gb, cost, eps):
-    """``exp((fa_i + gb_j - C_ij) / eps)`` with fa = F + eps log a, gb = G + eps log b."""
-    t = fa.unsqueeze(-1) - cost
-    t = t + gb.unsqueeze(-2)
-    return torch.exp(t / eps)
+    """``exp((fa_i + gb_j - C_ij) / eps)`` with fa = F + eps log a, gb = G + eps log b.
+
+    Exponents are clamped so no entry falls below ``e`` times the dtype's smallest normal
+    number: subnormal floats carry almost no precision and make CPU arithmetic tens of
+    times slower (rows/columns of zero mass still come out exactly zero, through u, v).
+    """
+    # a fresh tensor, so the in-place steps below are autograd-safe
+    t = torch.sub(fa.unsqueeze(-1) / eps, cost, alpha=1.0 / eps)
+    t.add_(gb.unsqueeze(-2) / eps).clamp_(min=math.log(torch.finfo(t.dtype).tiny) + 1.0)
+    return t.exp_()
 
 
 def _lse_rows(h, cost, eps):
@@ -138,8 +144,15 @@ def _sinkhorn_dense(a, b, cost, eps, tau, n_iters, tol, init=None):
     bound = 0.25 * math.log(finfo.max)
 
     zero = torch.zeros((), dtype=dt, device=cost.device)
-    Fp = torch.zeros_like(a) if init is None else torch.where(a_pos, init[0], zero)
-    Gp = torch.zeros_like(b) if init is None else torch.where(b_pos, init[1], zero)
+    if init is None:
+        # start from the eps -> 0 c-transforms, so every kernel row and column holds an
+        # entry exp(0) and nothing underflows at the first step, whatever eps
+        with torch.no_grad():
+            Fp = torch.where(a_pos, cost.amin(-1), zero)
+            Gp = torch.where(b_pos, (cost - Fp.unsqueeze(-1)).amin(-2), zero)
+    else:
+        Fp = torch.where(a_pos, init[0], zero)
+        Gp = torch.where(b_pos, init[1], zero)
     u = torch.ones_like(a)
     v = torch.ones_like(b)
 
@@ -194,7 +207,10 @@ def _sinkhorn_dense(a, b, cost, eps, tau, n_iters, tol, init=None):
                     if err < tol:
                         break
                 f_prev, g_prev = f, g
-    plan = u.unsqueeze(-1) * K * v.unsqueeze(-2)
+    if K.requires_grad:
+        plan = u.unsqueeze(-1) * K * v.unsqueeze(-2)
+    else:  # K is ours alone: scale it in place
+        plan = K.mul_(u.unsqueeze(-1)).mul_(v.unsqueeze(-2))
     return plan, torch.where(a_pos, Fp + eps * _log(u), zero), torch.where(b_pos, Gp + eps * _log(v), zero)
 
 
@@ -236,7 +252,8 @@ def unbalanced_sinkhorn(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, *,
     n, m = cost.shape[-2:]
     a, b, cost = a.reshape(-1, n), b.reshape(-1, m), cost.reshape(-1, n, m)
     init = None
-    for stage_eps in _eps_schedule(float(eps), int(eps_steps), float(cost.detach().abs().max())):
+    scale = float(cost.detach().abs().max()) if eps_steps > 1 else float(eps)
+    for stage_eps in _eps_schedule(float(eps), int(eps_steps), scale):
         plan, f, g = _sinkhorn_dense(a, b, cost, stage_eps, float(tau), int(n_iters), float(tol), init)
         init = (f, g)
     return plan.reshape(*lead, n, m)
@@ -322,18 +339,32 @@ def _plan_block(f, g, a, b, cost, eps):
                      + _log(b).unsqueeze(-2))
 
 
+def _lse_inplace(arg: torch.Tensor, dim: int) -> torch.Tensor:
+    """``logsumexp`` that reuses ``arg``'s storage (no autograd; fewer memory passes)."""
+    top = arg.amax(dim, keepdim=True)
+    return arg.sub_(top).exp_().sum(dim).log_().add_(top.squeeze(dim))
+
+
 def _stream_lse(h, xs, zs, eps, chunk, dim_rows):
-    """Chunked ``log sum exp((h - C) / eps)``: over j for every row (dim_rows) or over i."""
-    if dim_rows:  # result per row i of x, sum over columns j of z
+    """Chunked ``log sum exp((h - C) / eps)`` with ``C = 1 - xs^T zs`` built per chunk.
+
+    ``dim_rows``: one value per row ``i`` (sum over the columns ``j``, ``h`` indexed by j);
+    otherwise one value per column ``j`` (sum over ``i``).  ``(h - 1 + xs^T zs) / eps`` is
+    written by a single fused ``baddbmm`` per chunk.
+    """
+    shift = (h - 1.0) / eps
+    if dim_rows:
         out = torch.empty(xs.shape[0], xs.shape[2], dtype=xs.dtype, device=xs.device)
         for s in range(0, xs.shape[2], chunk):
-            cost = 1.0 - torch.bmm(xs[:, :, s:s + chunk].transpose(1, 2), zs)  # [B, c, m]
-            out[:, s:s + chunk] = torch.logsumexp((h.unsqueeze(1) - cost).div_(eps), dim=2)
+            arg = torch.baddbmm(shift.unsqueeze(1), xs[:, :, s:s + chunk].transpose(1, 2), zs,
+                                alpha=1.0 / eps)  # [B, c, m]
+            out[:, s:s + chunk] = _lse_inplace(arg, 2)
         return out
     out = torch.empty(zs.shape[0], zs.shape[2], dtype=zs.dtype, device=zs.device)
     for s in range(0, zs.shape[2], chunk):
-        cost = 1.0 - torch.bmm(xs.transpose(1, 2), zs[:, :, s:s + chunk])  # [B, n, c]
-        out[:, s:s + chunk] = torch.logsumexp((h.unsqueeze(2) - cost).div_(eps), dim=1)
+        arg = torch.baddbmm(shift.unsqueeze(2), xs.transpose(1, 2), zs[:, :, s:s + chunk],
+                            alpha=1.0 / eps)  # [B, n, c]
+        out[:, s:s + chunk] = _lse_inplace(arg, 1)
     return out
 
 

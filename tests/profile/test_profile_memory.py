@@ -1,0 +1,93 @@
+"""`evalkit profile memory`: real measurements in subprocesses, theory counts, fit, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from evalkit.errors import EvalkitError
+from evalkit.profile.memory import (ProfileConfig, ProfileRow, fit_exponent, plot_profile,
+                                    profile_memory, run_case, theory_elements, validate)
+
+
+def test_theory_counts_follow_the_papers():
+    assert theory_elements("cosine", 64, 64) == 4096 ** 2
+    assert theory_elements("uot", 8, 64) == 64 ** 2
+    # RABIT §3.1: N^2 + N k b^2 with b = 4 positions per 2x2 block, N = L / b, k = 3
+    n = 128 * 128 // 4
+    assert theory_elements("ras", 128, 64) == n * n + n * 3 * 16
+    assert theory_elements("uot-streaming", 128, 64) == 1024 * 16384 + 2 * 64 * 16384
+
+
+def test_fit_exponent_recovers_a_power_law():
+    L = [1024, 4096, 16384]
+    assert fit_exponent(L, [3.0 * l ** 2 for l in L]) == pytest.approx(2.0)
+    assert fit_exponent(L, [7.0 * l for l in L]) == pytest.approx(1.0)
+    assert fit_exponent([1024], [5.0]) is None
+    assert fit_exponent(L, [None, 10.0, None]) is None
+
+
+def test_dense_cosine_peak_is_measured_near_two_l_squared_floats():
+    # CoCosNet's forward holds the L x L logits and the L x L softmax at once
+    row = run_case("cosine", 48, ProfileConfig(channels=8))
+    assert row.status == "ok", row.detail
+    two_l2 = 2 * (48 * 48) ** 2 * 4
+    assert 0.8 * two_l2 <= row.peak_bytes <= 1.6 * two_l2
+    assert row.seconds > 0 and row.theory_bytes == (48 * 48) ** 2 * 4
+
+
+def test_out_of_memory_is_recorded_not_raised():
+    row = run_case("cosine", 96, ProfileConfig(channels=8, memory_limit=64 * 2**20))
+    assert row.status == "oom"
+    assert row.peak_bytes is None and "allocate" in row.detail
+
+
+def test_validate_rejects_bad_configs():
+    with pytest.raises(EvalkitError, match="unknown module"):
+        validate(ProfileConfig(modules=("cosine", "flash")))
+    with pytest.raises(EvalkitError, match="even"):
+        validate(ProfileConfig(modules=("ras",), sizes=(15,)))
+    with pytest.raises(EvalkitError, match="device"):
+        validate(ProfileConfig(device="tpu"))
+
+
+def test_plot_is_written_atomically(tmp_path):
+    rows = [ProfileRow("cosine", s, s * s, "cpu", False, "ok", 4 * s ** 4, 0.1, 4 * s ** 4,
+                       "test", 2.0) for s in (8, 16)]
+    rows.append(ProfileRow("cosine", 32, 1024, "cpu", False, "oom", None, None, 4 * 32 ** 4, "t"))
+    out = plot_profile(rows, tmp_path / "mem.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["mem.png"]
+    with pytest.raises(EvalkitError, match="must end"):
+        plot_profile(rows, tmp_path / "mem.txt")
+
+
+def test_cli_json_rows_and_plot(tmp_path):
+    plot = tmp_path / "p.png"
+    result = CliRunner().invoke(app, ["profile", "memory", "--modules", "ras,uot-streaming",
+                                      "--sizes", "8", "--channels", "8", "--iters", "2",
+                                      "--json", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["module"], r["size"], r["L"]) for r in rows] == [("ras", 8, 64),
+                                                                ("uot-streaming", 8, 64)]
+    for r in rows:
+        assert r["status"] == "ok"
+        assert set(r) >= {"module", "size", "L", "peak_bytes", "seconds", "theory_bytes"}
+        assert r["peak_bytes"] >= 0 and r["seconds"] > 0
+    assert plot.is_file()
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--modules", "nope"], "unknown module"),
+    (["--sizes", "a,b"], "integers"),
+    (["--plot", "/nonexistent-dir/x.png"], "does not exist"),
+])
+def test_cli_bad_input_exits_2(args, match):
+    result = CliRunner().invoke(app, ["profile", "memory", *args])
+    assert result.exit_code == 2
+    assert match in result.stderr
