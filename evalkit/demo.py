@@ -8,9 +8,9 @@ memory of the alignment modules, and writes the report into ``OUT/``::
     OUT/report.md           start here: leaderboard, warnings, timings, where everything is
     OUT/summary.json        the same as `evalkit demo --json`
     OUT/run/                the benchmark run (see docs/pipeline.md): checkpoints, outputs,
-                            results.csv, report/ (leaderboard, paper tables, plots)
-    OUT/history.sqlite      the run recorded for `evalkit report compare`
-    OUT/profile/            memory profile table and plot
+                            results.csv, report/ (leaderboard, paper tables, plots,
+                            profile.{csv,png,pdf}: memory/time of the alignment modules)
+    OUT/history.sqlite      the run (results + memory/time profile) for `evalkit report compare`
 
 Metric backbones are the pretrained ones when their files are present, otherwise
 random-initialised (``--weights random``), which the report states in its first line.
@@ -27,13 +27,14 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.config import DatasetConfig, EvaluationConfig, ReportConfig, RunConfig, VariantConfig
+from reports import results as R
 
 METHODS = ("rabit", "unite", "cocosnet", "spade")
 REFERENCES = ("reference/ground-truth", "reference/exemplar-copy")
 SIZE = 64
 N_TRAIN = 64
 N_TEST = 32  # 16 queries x 2 exemplars each (LPIPS diversity needs several exemplars per query)
-STEPS = 60
+STEPS = 20
 BATCH = 4
 PAPER_DATASET = "ADE20K"  # the paper table the demo's numbers are set beside (marked: built-in data)
 
@@ -48,39 +49,53 @@ def metric_weights() -> str:
 
 
 def demo_config(out: Path, weights: str) -> RunConfig:
-    from methods.registry import list_variants
-
-    known = set(list_variants())
-    methods = [m for m in METHODS if m in known]
     return RunConfig(
         name="run",
         out=Path(out),
         seeds=(0,),
         datasets=(DatasetConfig(name="shapes", size=SIZE, n_train=N_TRAIN, n_test=N_TEST,
                                 options={"exemplars_per_query": 2}),),
-        variants=tuple(VariantConfig(name=m, preset="tiny", steps=STEPS, batch_size=BATCH) for m in methods)
+        variants=tuple(VariantConfig(name=m, preset="tiny", steps=STEPS, batch_size=BATCH) for m in METHODS)
         + tuple(VariantConfig(name=r) for r in REFERENCES),
         evaluation=EvaluationConfig(metrics=None, weights=weights),
         report=ReportConfig(paper_datasets={"shapes": PAPER_DATASET}, examples=4),
     )
 
 
-def _profile(report_dir: Path, out: Path) -> dict[str, Path]:
-    """Memory profile of the alignment modules (evalkit.profile) → table + plot."""
-    import evalkit.profile
+PROFILE_SIZES = (16, 32)  # correspondence grid sides (L = 256, 1024 query positions)
 
-    if not hasattr(evalkit.profile, "memory_profile"):  # TRANSITIONAL: evalkit.profile is being built
-        return {}
-    from evalkit.profile import memory_profile
+
+def profile_rows(run_id: str) -> pd.DataFrame:
+    """Memory profile of the alignment modules (:mod:`evalkit.profile.memory`, one fresh
+    subprocess per case) as rows of the long table: method ``alignment``, variant = module,
+    metrics ``peak-memory-MiB@L`` and ``time-s@L`` (machine-bound: history compares them only
+    on the same machine fingerprint)."""
+    from evalkit.profile.memory import ProfileConfig, profile_memory
+    from evalkit.protocol import Protocol
+
+    rows = []
+    for r in profile_memory(ProfileConfig(sizes=PROFILE_SIZES, device="cpu"), progress=False):
+        if r.status != "ok":
+            continue
+        proto = Protocol(resolution=r.size, resize="none", image_format="none", backbone=f"profile-{r.method}",
+                         weights_sha256="none", n_images=0).as_columns()
+        base = {"run_id": run_id, "method": "alignment", "variant": r.module, "dataset": "profile", "split": "test",
+                "n": 1, "seed": 0, **proto}
+        rows.append({**base, "metric": f"peak-memory-MiB@{r.L}", "value": r.peak_bytes / 2**20})
+        rows.append({**base, "metric": f"time-s@{r.L}", "value": r.seconds})
+    return pd.DataFrame(rows, columns=R.COLUMNS)
+
+
+def _profile_report(run_id: str, report_dir: Path) -> tuple[dict[str, Path], pd.DataFrame]:
     from reports import plots
-    from reports.results import write_atomic
 
-    table = memory_profile(sizes=(16, 32), progress=False)
-    prof_dir = out / "profile"
-    csv = write_atomic(prof_dir / "memory.csv", table.to_csv(index=False, float_format="%.6g"))
-    png, pdf = plots.profile_lines(table, prof_dir / "memory", x="size", y="peak_MiB", hue="module",
-                                   xlabel="grid side (query positions = side²)", ylabel="peak memory (MiB)")
-    return {"profile.csv": csv, "profile.png": png, "profile.pdf": pdf}
+    table = profile_rows(run_id)
+    mem = table[table["metric"].str.startswith("peak-memory")].copy()
+    mem["L"] = mem["metric"].str.split("@").str[1].astype(int)
+    csv = R.write_atomic(report_dir / "profile.csv", table.to_csv(index=False, float_format="%.6g"))
+    png, pdf = plots.profile_lines(mem, report_dir / "profile", x="L", y="value", hue="variant",
+                                   xlabel="correspondence size L = H x W", ylabel="peak memory (MiB)")
+    return {"profile.csv": csv, "profile.png": png, "profile.pdf": pdf}, table
 
 
 def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict:
@@ -93,9 +108,20 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
     t0, c0 = time.perf_counter(), time.process_time()
     weights = metric_weights()
     cfg = demo_config(out, weights)
-    extra: dict[str, Path] = {}
-    summary = pipeline.run(cfg, progress=progress,
-                           extra_report=lambda table, report_dir: extra.update(_profile(report_dir, out)) or extra)
+    profile: dict = {}
+
+    def extra_report(table, report_dir):
+        files, rows = _profile_report(table["run_id"].iloc[0], report_dir)
+        profile["rows"] = rows
+        return files
+
+    summary = pipeline.run(cfg, progress=progress, extra_report=extra_report)
+    if "rows" in profile:  # the report stage ran: record the profile beside the results
+        from reports import history
+
+        info = json.loads((summary.run_dir / "run.json").read_text(encoding="utf-8"))
+        history.record(cfg.history_path, history.RunInfo(**info),
+                       pd.concat([R.read(summary.results), profile["rows"]], ignore_index=True))
     results = pd.read_csv(summary.results)
     lb = leaderboard.build(results)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -107,7 +133,6 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
             "metric backbones are random-initialised (pretrained files not found): the numbers rank outputs "
             "consistently within this report but are not comparable with published numbers"),
         "variants": [v.name for v in cfg.variants],
-        "missing_methods": [m for m in METHODS if m not in {v.name for v in cfg.variants}],
         "dataset": {"name": "shapes", "size": SIZE, "n_train": N_TRAIN, "n_test": N_TEST},
         "steps": STEPS,
         "wall_seconds": round(wall, 1),
@@ -133,8 +158,6 @@ def _report_md(data: dict, lb) -> str:
     lines += [f"Run `{data['run_id']}`: {', '.join(data['variants'])} on the built-in `shapes` dataset "
               f"({data['dataset']['size']} px, {data['dataset']['n_train']} training / {data['dataset']['n_test']} test "
               f"samples), {data['steps']} training steps each (preset `tiny`).", ""]
-    if data["missing_methods"]:
-        lines += [f"Not available in this checkout: {', '.join(data['missing_methods'])}.", ""]
     lines += ["## Leaderboard", "", leaderboard.to_markdown(lb), "## Files", ""]
     lines += [f"- `{k}`: {v}" for k, v in sorted(data["files"].items())]
     lines += ["", f"Wall time {data['wall_seconds']} s, CPU time {data['cpu_seconds']} s "
