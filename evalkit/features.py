@@ -145,6 +145,27 @@ def cached_per_item(cache: FeatureCache, namespace: str, keys: list[str], comput
 # --------------------------------------------------------------------------- Inception
 
 
+def fid_inception_v3(seed: int = 0) -> nn.Module:
+    """pytorch-fid's FID Inception (torchvision Inception-v3, 1008 classes, with the FID
+    blocks of clean-fid's port), seeded He-initialised; the layout of
+    ``pt_inception-2015-12-05-6726825d.pth``."""
+    from cleanfid import inception_pytorch as ip
+
+    with seeded(seed):
+        net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
+        net.Mixed_5b = ip.FIDInceptionA(192, pool_features=32)
+        net.Mixed_5c = ip.FIDInceptionA(256, pool_features=64)
+        net.Mixed_5d = ip.FIDInceptionA(288, pool_features=64)
+        net.Mixed_6b = ip.FIDInceptionC(768, channels_7x7=128)
+        net.Mixed_6c = ip.FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6d = ip.FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6e = ip.FIDInceptionC(768, channels_7x7=192)
+        net.Mixed_7b = ip.FIDInceptionE_1(1280)
+        net.Mixed_7c = ip.FIDInceptionE_2(2048)
+        he_init_(net)
+    return net
+
+
 class InceptionFID(nn.Module):
     """Inception-v3 pool features (2048-d) for FID / KID.
 
@@ -199,23 +220,9 @@ class InceptionFID(nn.Module):
         return lambda x: net((x - 128) / 128)
 
     def _legacy_network(self, weights: str, seed: int):
-        from cleanfid import inception_pytorch as ip
-
         if weights == "pretrained":
             path, self.weights_id = W.require("inception-pytorch-fid")  # fail before building
-        with seeded(seed):
-            net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
-            net.Mixed_5b = ip.FIDInceptionA(192, pool_features=32)
-            net.Mixed_5c = ip.FIDInceptionA(256, pool_features=64)
-            net.Mixed_5d = ip.FIDInceptionA(288, pool_features=64)
-            net.Mixed_6b = ip.FIDInceptionC(768, channels_7x7=128)
-            net.Mixed_6c = ip.FIDInceptionC(768, channels_7x7=160)
-            net.Mixed_6d = ip.FIDInceptionC(768, channels_7x7=160)
-            net.Mixed_6e = ip.FIDInceptionC(768, channels_7x7=192)
-            net.Mixed_7b = ip.FIDInceptionE_1(1280)
-            net.Mixed_7c = ip.FIDInceptionE_2(2048)
-            if weights == "random":
-                he_init_(net)
+        net = fid_inception_v3(seed)
         if weights == "pretrained":
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
         net.fc = nn.Identity()

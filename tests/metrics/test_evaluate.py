@@ -186,3 +186,38 @@ def test_random_inception_is_seeded_2048d(photos, mode):
     assert fa.shape == (2, 2048) and torch.isfinite(fa).all()
     assert torch.equal(fa, InceptionFID(mode, "random", seed=3)(x))
     assert a.weights_id == "random-init(seed=3)"
+
+
+def test_legacy_pretrained_matches_cleanfid_pytorch_inception(photos, tmp_path, monkeypatch):
+    """A pytorch-fid-layout state dict in the cache gives the same features as clean-fid's
+    own pytorch-fid port (legacy_pytorch mode), which loads that file from torch hub."""
+    import dataclasses
+
+    from cleanfid.features import feature_extractor
+    from cleanfid.resize import build_resizer
+
+    from evalkit import weights as W
+    from evalkit.features import fid_inception_v3
+
+    ck = tmp_path / "hub" / "checkpoints"
+    ck.mkdir(parents=True)
+    path = ck / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(fid_inception_v3(seed=4).state_dict(), path)
+    entry = dataclasses.replace(W.REGISTRY["inception-pytorch-fid"], sha256=W.file_sha256(path))
+    monkeypatch.setitem(W.REGISTRY, "inception-pytorch-fid", entry)
+    monkeypatch.setenv("EVALKIT_WEIGHTS", str(ck))
+    ours = InceptionFID("legacy", "pretrained")
+    x = photos(2, 32)
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        ref_fn = feature_extractor("pytorch_inception", device=torch.device("cpu"), use_dataparallel=False)
+    finally:
+        torch.hub.set_dir(old)
+    resize = build_resizer("legacy_pytorch")
+    batch = torch.stack([torch.from_numpy(resize(im.transpose(1, 2, 0))).permute(2, 0, 1) for im in x])
+    with torch.no_grad():
+        ref = ref_fn(batch)
+    got = ours(torch.from_numpy(x))
+    assert ours.weights_id == entry.sha256
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
