@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 __all__ = ["Sample", "Batch", "collate", "to_uint8_image", "visualise_cond", "label_palette"]
 
@@ -70,18 +71,19 @@ def _stack_optional(values: list[torch.Tensor | None]) -> torch.Tensor | None:
         return None
     if not all(present):
         raise ValueError("collate: some samples have a label map and others do not")
-    return torch.stack(values)  # type: ignore[arg-type]
+    return default_collate(values)
 
 
 def collate(samples: list[Sample]) -> Batch:
     """Stack samples into a :class:`Batch` (use as a DataLoader ``collate_fn``)."""
     if not samples:
         raise ValueError("collate: empty list of samples")
+    # default_collate stacks tensors straight into shared memory inside DataLoader workers
     return Batch(
-        cond=torch.stack([s.cond for s in samples]),
-        image=torch.stack([s.image for s in samples]),
-        exemplar=torch.stack([s.exemplar for s in samples]),
-        exemplar_cond=torch.stack([s.exemplar_cond for s in samples]),
+        cond=default_collate([s.cond for s in samples]),
+        image=default_collate([s.image for s in samples]),
+        exemplar=default_collate([s.exemplar for s in samples]),
+        exemplar_cond=default_collate([s.exemplar_cond for s in samples]),
         self_ref=torch.tensor([bool(s.self_ref) for s in samples], dtype=torch.bool),
         name=[s.name for s in samples],
         exemplar_name=[s.exemplar_name for s in samples],
