@@ -171,3 +171,24 @@ def test_train_transforms_and_collate(roots, tmp_path):
             assert s.exemplar_name != s.name
     ds.set_epoch(1)
     assert any(not torch.equal(ds[i].image, samples[i].image) for i in range(6))
+
+
+def test_celebahq_glasses_channel(roots, tmp_path):
+    """An ``_eye_g.png`` mask fills channel 16 on top of the one-hot parts (CoCosNet)."""
+    src = roots["celebahq"]
+    for name in ("CelebA-HQ-img",):
+        (tmp_path / name).symlink_to(src / name)
+    anno = tmp_path / "CelebAMask-HQ-mask-anno"
+    (anno / "14").mkdir(parents=True)
+    (anno / "all_parts_except_glasses").symlink_to(src / "CelebAMask-HQ-mask-anno" / "all_parts_except_glasses")
+    glasses = np.zeros((512, 512, 3), np.uint8)
+    glasses[200:260, 100:400] = 255  # a band across the eyes
+    Image.fromarray(glasses).save(anno / "14" / "29922_eye_g.png")
+    (tmp_path / "val.txt").write_text("29922\n")
+    (tmp_path / "pairs.txt").write_text("29922.jpg,26768.jpg\n")
+    s = get_dataset("celebahq", root=tmp_path, size=64, pairs=tmp_path / "pairs.txt")[0]
+    band = np.zeros((64, 64), bool)
+    band[25:32, 12:50] = True  # nearest samples source pixel 8j + 4: rows 200..259, cols 100..399
+    assert torch.all(s.cond[16][torch.from_numpy(band)] == 1) and s.cond[16].sum() == band.sum()
+    # the parts under the glasses stay set: those pixels have two ones
+    assert torch.all(s.cond.sum(0)[torch.from_numpy(band)] == 2) and torch.all(s.label[torch.from_numpy(band)] == 16)
