@@ -94,3 +94,20 @@ def test_ras_bad_input():
         dense_cosine_attention(bad, k)
     with pytest.raises(EvalkitError, match="retrieval"):
         RankingAttention(retrieval="gumbel")
+
+
+def test_gradcheck_ras_warp():
+    # the retrieved indices are piecewise constant; gradients flow through the OT top-k
+    # membership and the attention, and must match finite differences
+    q = feats(16, (1, 3, 4, 4), torch.float64).requires_grad_(True)
+    k = feats(17, (1, 3, 4, 4), torch.float64).requires_grad_(True)
+    image = feats(18, (1, 2, 4, 4), torch.float64)
+    ras = RankingAttention(k=2, eps=0.5, temperature=0.5, n_iters=100)
+    fn = lambda q_, k_: ras(q_, k_).warp(image)
+    assert torch.autograd.gradcheck(fn, (q, k), eps=1e-6, atol=1e-5)
+
+
+def test_warp_rejects_wrong_batch():
+    corr = dense_cosine_attention(feats(19), feats(20))
+    with pytest.raises(EvalkitError, match="batch"):
+        corr.warp(torch.randn(3, 3, 8, 8))

@@ -203,3 +203,16 @@ def test_bad_input(case, match):
             unbalanced_sinkhorn(a, b, C, eps=0.0, tau=1.0)
         else:
             balanced_sinkhorn(a, b, C, eps=0.1)
+
+
+def test_streaming_bad_input():
+    x, z = torch.randn(1, 4, 6), torch.randn(1, 4, 5)
+    a, b = torch.full((1, 6), 1 / 6), torch.full((1, 5), 1 / 5)
+    with pytest.raises(EvalkitError, match="shape mismatch"):
+        unbalanced_sinkhorn_streaming(x, z, a[:, :5], b, eps=0.1, tau=1.0)
+    with pytest.raises(EvalkitError, match="negative"):
+        unbalanced_sinkhorn_streaming(x, z, -a, b, eps=0.1, tau=1.0)
+    bad = x.clone()
+    bad[0, 0, 0] = math.nan
+    with pytest.raises(EvalkitError, match="NaN"):
+        unbalanced_sinkhorn_streaming(bad, z, a, b, eps=0.1, tau=1.0)
