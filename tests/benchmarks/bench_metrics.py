@@ -28,11 +28,10 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import torch
-import torchvision
 from PIL import Image
 from cleanfid import fid as cfid
 
-from evalkit.features import InceptionFID, seeded
+from evalkit.features import InceptionFID
 from evalkit.metrics import LPIPSAlex, evaluate_folders, fid_from_features
 
 N_IMAGES = 16
@@ -142,19 +141,15 @@ def _reference(gdir: Path, rdir: Path, inception, lpips_net) -> dict:
 
 def test_bench_one_call_vs_separate_and_cached_rerun(benchmark, folders, tmp_path):
     gdir, rdir = folders
-    with seeded(0):
-        net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True)
-    net.fc = torch.nn.Identity()
-    net.eval()
-    inception_fn = lambda x: net((x - 128) / 128)  # noqa: E731  same network on both sides
+    inception = InceptionFID("clean", "random", seed=0)
+    inception_fn = inception.network  # float [B, 3, 299, 299] in 0..255 -> [B, 2048]: same network on both sides
     lpips_ours = LPIPSAlex("random", 0)
     torch.manual_seed(0)
     lpips_ref = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
     metrics = ["fid", "kid", "swd", "lpips"]
 
     def ours(cache):
-        bb = {"inception": InceptionFID(network=inception_fn, network_id="random-torchvision-inception"),
-              "lpips": lpips_ours}
+        bb = {"inception": inception, "lpips": lpips_ours}
         return evaluate_folders(gdir, rdir, metrics=metrics, weights="random", cache_dir=cache, progress=False,
                                 backbones=bb)
 
