@@ -48,7 +48,7 @@ from evalkit.data.cocostuff import instance_edges
 from evalkit.data.pairs import image_to_tensor, open_image, open_label
 from evalkit.data.registry import dataset_spec, get_dataset, register_dataset
 from evalkit.data.sample import Sample, to_uint8_image
-from evalkit.data.shapes import ShapesDataset, edit_layout
+from evalkit.data.shapes import ShapesDataset, _grid, _mask, edit_layout
 from evalkit.data.transforms import get_params, apply_pil
 from evalkit.errors import EvalkitError
 
@@ -123,77 +123,87 @@ def _save_png(arr: np.ndarray, path: Path) -> None:
     Image.fromarray(arr).save(path)
 
 
+def _shapes_records(ds: "ShapesManipulation"):
+    for i in range(len(ds)):
+        s = ds[i]
+        yield dict(name=s.name, source=f"{ds.base.name}:{ds.base.split}:{i}", edit=ds.edit(i),
+                   label=s.label.numpy().astype(np.uint8), image=to_uint8_image(s.image),
+                   exemplar=to_uint8_image(s.exemplar), exemplar_label=s.exemplar_label.numpy().astype(np.uint8))
+
+
+def _real_records(ds, ignore: tuple[int, ...], seed: int, size: int, max_shift: float,
+                  scale_range: tuple[float, float], progress: bool):
+    rng = np.random.default_rng(seed)
+    params = get_params(rng, "test", size)
+    keys = [it.key for it in ds.items]
+    for k, key in enumerate(keys):
+        if progress:
+            print(f"\rmanipulation {k + 1}/{len(keys)}", end="", file=sys.stderr)
+        image_t, _, label_t = ds.load(key, False, params)
+        label, image = label_t.numpy(), to_uint8_image(image_t)
+        inst = None
+        if getattr(ds, "instance", False):
+            inst_path = ds.label_files(key, False)[1]
+            inst = np.asarray(apply_pil(Image.fromarray(open_label(inst_path, "instance map")), params, Image.NEAREST))
+        picked = pick_edit(label, rng, ignore, max_shift=max_shift, scale_range=scale_range)
+        if picked is None:
+            print(f"note: {key}: no region of a suitable size to edit; skipped", file=sys.stderr)
+            continue
+        mask, e = picked
+        new_label, new_image, new_inst = edit_object(label, image, mask, e.dx, e.dy, e.scale, inst)
+        rec = dict(name=ds.sample_name(key), source=key, edit=e, label=new_label.astype(np.uint8), image=new_image,
+                   exemplar=image, exemplar_label=label.astype(np.uint8))
+        if inst is not None:
+            rec.update(inst=new_inst.astype(np.uint8), exemplar_inst=inst.astype(np.uint8))
+        yield rec
+
+
 def write_manipulation_set(name: str, root: str | Path | None, out: str | Path, *, split: str = "test",
                            size: int = 256, n: int | None = None, seed: int = 0, max_shift: float = 0.2,
                            scale_range: tuple[float, float] = (0.8, 1.25), progress: bool = True) -> dict:
-    """Build and write a manipulation set (layout in the module docstring); returns meta."""
+    """Build and write a manipulation set (layout in the module docstring); returns meta.
+
+    Samples are written one by one into a temporary folder beside ``out`` that replaces
+    ``out`` only once complete."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise EvalkitError(f"output folder {out} is not empty; choose a new --out", path=out)
     spec = dataset_spec(name)
-    records = []
     if name.startswith("shapes"):
         ds = ShapesManipulation(split=split, size=size, n=n or 64, seed=seed, max_shift=max_shift,
                                 scale_range=scale_range)
-        for i in range(len(ds)):
-            s = ds[i]
-            e = ds.edit(i)
-            records.append(dict(name=s.name, source=f"{ds.base.name}:{ds.base.split}:{i}",
-                                edit=e, label=s.label.numpy().astype(np.uint8), image=to_uint8_image(s.image),
-                                exemplar=to_uint8_image(s.exemplar), exemplar_label=s.exemplar_label.numpy().astype(np.uint8)))
-        num_classes, instance = ds.num_classes, False
+        records, instance = _shapes_records(ds), False
     else:
         if spec.name not in IGNORE:
             raise EvalkitError(f"manipulation sets need a label-map dataset ({', '.join(IGNORE)}), not {name!r}")
         ds = get_dataset(name, root=root, split=split, size=size, require_pairs=False)
-        rng = np.random.default_rng(seed)
-        params = get_params(rng, "test", size)
-        instance = getattr(ds, "instance", False)
-        num_classes = ds.num_classes
-        keys = [it.key for it in ds.items]
-        for k, key in enumerate(keys):
-            if n is not None and len(records) >= n:
-                break
-            image_t, _, label_t = ds.load(key, False, params)
-            label, image = label_t.numpy(), to_uint8_image(image_t)
-            inst = None
-            if instance:
-                inst_path = ds.label_files(key, False)[1]
-                inst = np.asarray(apply_pil(Image.fromarray(open_label(inst_path, "instance map")), params, Image.NEAREST))
-            picked = pick_edit(label, rng, IGNORE[spec.name], max_shift=max_shift, scale_range=scale_range)
-            if picked is None:
-                print(f"note: {key}: no region of a suitable size to edit; skipped", file=sys.stderr)
-                continue
-            mask, e = picked
-            new_label, new_image, new_inst = edit_object(label, image, mask, e.dx, e.dy, e.scale, inst)
-            rec = dict(name=ds.sample_name(key), source=key, edit=e, label=new_label.astype(np.uint8), image=new_image,
-                       exemplar=image, exemplar_label=label.astype(np.uint8))
-            if instance:
-                rec.update(inst=new_inst.astype(np.uint8), exemplar_inst=inst.astype(np.uint8))
-            records.append(rec)
-            if progress:
-                print(f"\rmanipulation {k + 1}/{len(keys)}", end="", file=sys.stderr)
-        if progress:
-            print(file=sys.stderr)
-    if not records:
-        raise EvalkitError(f"no sample of {name} {split} had a region to edit; nothing written")
-    meta = dict(source=name, split=split, size=size, seed=seed, n=len(records), num_classes=num_classes,
-                instance=bool(instance), cond_channels=num_classes + int(bool(instance)), max_shift=max_shift,
-                scale_range=list(scale_range))
+        instance = bool(getattr(ds, "instance", False))
+        records = _real_records(ds, IGNORE[spec.name], seed, size, max_shift, scale_range, progress)
+    folders = ["label", "image", "exemplar", "exemplar_label"] + (["inst", "exemplar_inst"] if instance else [])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        folders = ["label", "image", "exemplar", "exemplar_label"] + (["inst", "exemplar_inst"] if instance else [])
         for f in folders:
             (tmp / f).mkdir()
         table = io.StringIO()
         writer = csv.writer(table)
         writer.writerow(["name", "source", "class", "area", "dx", "dy", "scale"])
+        count = 0
         for r in records:
+            if n is not None and count >= n:
+                break
             for f in folders:
                 _save_png(r[f], tmp / f / f"{r['name']}.png")
             e = r["edit"]
             writer.writerow([r["name"], r["source"], e.cls, e.area, f"{e.dx:.3f}", f"{e.dy:.3f}", f"{e.scale:.4f}"])
+            count += 1
+        if progress and not name.startswith("shapes"):
+            print(file=sys.stderr)
+        if not count:
+            raise EvalkitError(f"no sample of {name} {split} had a region to edit; nothing written")
+        meta = dict(source=name, split=split, size=size, seed=seed, n=count, num_classes=ds.num_classes,
+                    instance=instance, cond_channels=ds.num_classes + int(instance), max_shift=max_shift,
+                    scale_range=list(scale_range))
         (tmp / "edits.csv").write_text(table.getvalue(), encoding="utf-8")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         if out.exists():
@@ -229,11 +239,14 @@ class ShapesManipulation(Dataset):
         j = int(candidates[int(rng.integers(len(candidates)))])
         dx, dy = (float(v) for v in rng.uniform(-self.max_shift, self.max_shift, size=2))
         s = float(rng.uniform(*self.scale_range))
-        return sc, layout, edit_layout(layout, j, dx=dx, dy=dy, scale=s), (layout.shapes[j].cls, dx, dy, s)
+        return sc, layout, edit_layout(layout, j, dx=dx, dy=dy, scale=s), (layout.shapes[j].cls, dx, dy, s, j)
 
     def edit(self, i: int) -> Edit:
-        _, layout, _, (cls, dx, dy, s) = self._edited(i)
-        return Edit(cls, 0, dx * self.base.size, dy * self.base.size, s)
+        """The edit of sample ``i`` (area: the object's pixels before the edit, occlusion ignored)."""
+        _, layout, _, (cls, dx, dy, s, j) = self._edited(i)
+        x, y = _grid(self.base.size)
+        area = int(_mask(layout.shapes[j], x, y).sum())
+        return Edit(cls, area, dx * self.base.size, dy * self.base.size, s)
 
     def __getitem__(self, i: int) -> Sample:
         sc, layout, edited, _ = self._edited(i)
