@@ -190,13 +190,13 @@ def write_manipulation_set(name: str, root: str | Path | None, out: str | Path, 
         writer.writerow(["name", "source", "class", "area", "dx", "dy", "scale"])
         count = 0
         for r in records:
-            if n is not None and count >= n:
-                break
             for f in folders:
                 _save_png(r[f], tmp / f / f"{r['name']}.png")
             e = r["edit"]
             writer.writerow([r["name"], r["source"], e.cls, e.area, f"{e.dx:.3f}", f"{e.dy:.3f}", f"{e.scale:.4f}"])
             count += 1
+            if n is not None and count >= n:
+                break
         if progress and not name.startswith("shapes"):
             print(file=sys.stderr)
         if not count:
