@@ -124,8 +124,8 @@ PAPER = TranslatorConfig()
 # Narrow, 64x64: same graph, every width / grid divided down. Correspondence at 1/2 of
 # the output for RABIT, 1/4 for UNITE and CoCosNet (set by the variant, as in paper).
 TINY_OVERRIDES = dict(
-    size=64, ngf=8, num_up=4, spade_hidden=32, norm_g="instance", spectral_g=True,
-    ndf=16, num_d=2, n_layers_d=3, feat_nc=32, enc_ngf=16, enc_res_blocks=1,
+    size=64, ngf=8, num_up=4, spade_hidden=16, norm_g="instance", spectral_g=True,
+    ndf=16, num_d=2, n_layers_d=3, feat_nc=32, enc_ngf=8, enc_res_blocks=1,
     confi_nc=16, z_dim=32, vgg_width=8, seace_attn_size=16, topk_iters=20, ot_iters=20,
 )
 
