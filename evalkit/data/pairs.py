@@ -113,9 +113,14 @@ def check_label_range(label: np.ndarray, valid: np.ndarray, path: Path) -> None:
     values = np.unique(label)
     bad = values[~np.isin(values, valid)]
     if len(bad):
-        raise EvalkitError(f"label id {int(bad[0])} out of range in {path} (allowed {int(valid[0])}..{int(valid[-1])}"
-                           f"{', 255 = unlabeled' if 255 in valid else ''}); wrong dataset or corrupt label map",
-                           path=path)
+        runs, start = [], int(valid[0])  # "0..15, 17..18, 255"
+        for a, b in zip(valid[:-1], valid[1:]):
+            if b != a + 1:
+                runs.append(f"{start}..{int(a)}" if start != a else str(start))
+                start = int(b)
+        runs.append(f"{start}..{int(valid[-1])}" if start != valid[-1] else str(start))
+        raise EvalkitError(f"label id {int(bad[0])} out of range in {path} (allowed: {', '.join(runs)}); "
+                           f"wrong dataset or corrupt label map", path=path)
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
