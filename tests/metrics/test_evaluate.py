@@ -221,3 +221,46 @@ def test_legacy_pretrained_matches_cleanfid_pytorch_inception(photos, tmp_path, 
     got = ours(torch.from_numpy(x))
     assert ours.weights_id == entry.sha256
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+KILL_SCRIPT = r'''
+import os, signal, sys
+import numpy as np, torch
+from evalkit.features import InceptionFID
+from evalkit.metrics import evaluate_arrays
+
+class KillOnSecondBatch(torch.nn.Module):
+    calls = 0
+    def forward(self, x):
+        KillOnSecondBatch.calls += 1
+        if KillOnSecondBatch.calls == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+
+rng = np.random.default_rng(0)
+gen = rng.integers(0, 256, (10, 3, 16, 16), dtype=np.uint8)
+real = rng.integers(0, 256, (10, 3, 16, 16), dtype=np.uint8)
+np.save(sys.argv[2], np.stack([gen, real]))
+evaluate_arrays(gen, real, metrics=["fid"], cache_dir=sys.argv[1],
+                backbones={"inception": InceptionFID(network=KillOnSecondBatch(), network_id="toy")})
+'''
+
+
+def test_resume_after_kill_9_recomputes_only_unfinished(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "killme.py"
+    script.write_text(KILL_SCRIPT)
+    cache, arrays = tmp_path / "cache", tmp_path / "arrays.npy"
+    proc = subprocess.run([sys.executable, str(script), str(cache), str(arrays)], capture_output=True,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -9, proc.stderr.decode()[-500:]
+    assert len(list(cache.rglob("*.npy"))) == 16  # the first batch of 16 images finished
+    gen, real = np.load(arrays)
+    inc = InceptionFID(network=Toy(), network_id="toy")
+    df = evaluate_arrays(gen, real, metrics=["fid"], cache_dir=cache, backbones={"inception": inc})
+    assert inc.calls == 1  # only the 4 unfinished images, in one batch
+    fresh = evaluate_arrays(gen, real, metrics=["fid"], cache_dir=False,
+                            backbones={"inception": InceptionFID(network=Toy(), network_id="toy")})
+    assert df["value"].iloc[0] == fresh["value"].iloc[0]
