@@ -94,3 +94,26 @@ def test_weights_import_verify_and_missing(tmp_path, monkeypatch):
     (tmp_path / "other.bin").write_bytes(b"unrelated")
     res = runner.invoke(app, ["weights", "import", str(tmp_path / "other.bin")])
     assert res.exit_code == 2 and "matches none" in res.output
+
+
+def test_fetch_downloads_through_temp_file_and_checks_sha256(tmp_path, monkeypatch):
+    import dataclasses
+
+    src = tmp_path / "server" / "alexnet-owt-7be5be79.pth"
+    src.parent.mkdir()
+    src.write_bytes(b"alexnet bytes" * 1000)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EVALKIT_WEIGHTS", str(cache))
+    good = dataclasses.replace(W.REGISTRY["alexnet"], url=src.as_uri(), sha256=digest[:8])
+    monkeypatch.setitem(W.REGISTRY, "alexnet", good)
+    assert W.fetch(["alexnet"], progress=False) == [cache / "alexnet-owt-7be5be79.pth"]
+    assert (cache / "alexnet-owt-7be5be79.pth").read_bytes() == src.read_bytes()
+    (cache / "alexnet-owt-7be5be79.pth").unlink()
+    monkeypatch.setitem(W.REGISTRY, "alexnet", dataclasses.replace(good, sha256="00000000"))
+    res = CliRunner().invoke(app, ["weights", "fetch", "alexnet"])
+    assert res.exit_code == 2 and "expected 00000000" in res.output
+    assert list(cache.iterdir()) == []  # nothing installed, no .part left behind
+    monkeypatch.setitem(W.REGISTRY, "alexnet", dataclasses.replace(good, url=(tmp_path / "nope.pth").as_uri()))
+    res = CliRunner().invoke(app, ["weights", "fetch", "alexnet"])
+    assert res.exit_code == 2 and "evalkit weights import" in res.output
