@@ -31,8 +31,8 @@ from reports import results as R
 
 METHODS = ("rabit", "unite", "cocosnet", "spade")
 REFERENCES = ("reference/ground-truth", "reference/exemplar-copy")
-SIZE = 64
-N_TRAIN = 64
+SIZE = 32
+N_TRAIN = 32
 N_TEST = 32  # 16 queries x 2 exemplars each (LPIPS diversity needs several exemplars per query)
 STEPS = 20
 BATCH = 4

@@ -370,8 +370,7 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
                                                 split=SPLIT, seed=seed, variant=v.name)
                             R.write(table, csv)
 
-                    rd.run(f"evaluate/{tag}", {"infer": rd.digest(f"infer/{tag}"), "evaluation": cfg.evaluation.__dict__,
-                                               "run_id": run_id},
+                    rd.run(f"evaluate/{tag}", {"infer": rd.digest(f"infer/{tag}"), "evaluation": cfg.evaluation.__dict__},
                            [csv], do_eval, lambda csv=csv: _validate_csv(csv), collective=True)
                     eval_csvs.append((f"evaluate/{tag}", csv))
                     bar.advance()
@@ -383,6 +382,7 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
 
         def do_report():
             table = pd.concat([R.read(csv) for _, csv in eval_csvs], ignore_index=True)
+            table["run_id"] = run_id  # evaluations are reused across runs whose other stages changed
             R.write(table, results_path)
             report_files.update(write_report(table, report_dir, cfg, rd.root / "outputs"))
             if extra_report is not None:
@@ -392,7 +392,7 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
             history.record(cfg.history_path, history.RunInfo(**info), table)
 
         rd.run("report", {"evals": [rd.digest(s) for s, _ in eval_csvs], "report": cfg.report.__dict__,
-                          "history": str(cfg.history_path)},
+                          "history": str(cfg.history_path), "run_id": run_id},
                [results_path, report_dir], do_report, lambda: _validate_csv(results_path))
         bar.advance()
     if not report_files:

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
     ) -> None:
         """Run a benchmark config: train → infer → evaluate → report into <out>/<name>/ (resumes a killed run)."""
-        from evalkit import pipeline
+        from evalkit import distributed, pipeline
         from evalkit.config import ConfigError, load_config
 
         try:
@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
                 print(f"error: {line}", file=sys.stderr)
             raise typer.Exit(2) from None
         summary = pipeline.run(cfg, progress=progress)
+        if not distributed.env().is_main:  # under torchrun, rank 0 speaks for the run
+            return
         pipeline.print_summary(summary)
         if json_out:
             print(json.dumps(summary.as_json(), indent=1))

@@ -156,3 +156,31 @@ def test_yaml_config_and_missing_root_folder(tmp_path):
     assert f"datasets[0].root: folder '{tmp_path / 'nope'}' does not exist" in r.stderr
     assert "report.formats: unknown format 'pdf'" in r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_report_baseline_gate_exit_codes(finished, tmp_path):
+    import shutil
+
+    run_dir, _ = finished
+    out = tmp_path / "runs"
+    shutil.copytree(run_dir.parent, out)  # reuse every finished stage: only the report reruns
+    base = R.read(run_dir / "results.csv")
+    better = base.copy()
+    better.loc[better["metric"] == "FID", "value"] *= 0.5  # the baseline had half the FID: head regressed
+    R.write(better, tmp_path / "better.csv")
+    R.write(base, tmp_path / "same.csv")
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[metrics.FID]\nabs = 0.5\nrel = 0.01\n")
+    for baseline, code in (("better.csv", 1), ("same.csv", 0)):
+        config = tiny_config(out)
+        config.write_text(config.read_text().replace(
+            'paper_datasets = { shapes = "ADE20K" }',
+            f'paper_datasets = {{ shapes = "ADE20K" }}\nbaseline = "{(tmp_path / baseline).as_posix()}"\n'
+            f'policy = "{policy.as_posix()}"'))
+        r = CliRunner().invoke(app, ["run", str(config), "--json", "--no-progress"])
+        assert r.exit_code == code, r.output
+        summary = json.loads(r.stdout)
+        assert summary["stages_computed"] == ["report"]
+        assert summary["comparison"]["regressions"] == (2 if code else 0)  # FID of spade and cocosnet
+        gate = (out / "tiny-ci" / "report" / "compare.txt").read_text()
+        assert ("regression" in gate) == bool(code)

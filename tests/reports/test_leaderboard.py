@@ -66,3 +66,24 @@ def test_write_creates_all_formats(tmp_path):
     paths = L.write(rows(VALUES), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"leaderboard.{k}" for k in ("md", "html", "tex", "csv"))
     assert set(paths) == {"md", "html", "tex", "csv"}
+
+
+def test_cli_leaderboard_and_paper_tables(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+    from reports import results as R
+
+    R.write(rows(VALUES + [("rabit", "shapes", "FID", 20.0, 0)]), tmp_path / "results.csv")
+    r = CliRunner().invoke(app, ["report", "leaderboard", str(tmp_path), "--out", str(tmp_path / "lb")])
+    assert r.exit_code == 0, r.output
+    assert "| c | <u>13.00 ± 1.41</u> | **0.300** |" in r.stdout
+    assert (tmp_path / "lb" / "leaderboard.tex").is_file()
+    r = CliRunner().invoke(app, ["report", "paper-tables", str(tmp_path / "results.csv"), "--as", "shapes=ADE20K",
+                                 "--out", str(tmp_path / "pt")])
+    assert r.exit_code == 0, r.output
+    assert "| 24.35 | 20.00 | -4.35 ▲ |" in r.stdout
+    r = CliRunner().invoke(app, ["report", "paper-tables", str(tmp_path), "--as", "shapes"])
+    assert r.exit_code == 2 and "--as expects OURS=PAPER_DATASET" in r.output
+    r = CliRunner().invoke(app, ["report", "leaderboard", str(tmp_path / "missing.csv")])
+    assert r.exit_code == 2 and "results table not found" in r.output
