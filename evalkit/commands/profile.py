@@ -34,7 +34,7 @@ def memory(
     channels: int = typer.Option(64, "--channels", help="Feature channels C."),
     iters: int = typer.Option(10, "--iters", help="Sinkhorn iterations for uot/uot-streaming."),
     memory_limit_gb: float = typer.Option(None, "--memory-limit-gb",
-                                          help="Per-case memory cap on CPU (default 80% of available)."),
+                                          help="Per-case memory cap on CPU (default 50% of available)."),
     timeout: float = typer.Option(1800.0, "--timeout", help="Seconds allowed per case."),
     json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout."),
     plot: Path = typer.Option(None, "--plot", help="Write a log-log plot of memory vs L (.png)."),

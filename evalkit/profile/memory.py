@@ -10,8 +10,9 @@ kills only that case:
   the forward (and backward) pass itself touched.  Where ``clear_refs`` is not writable,
   ``getrusage`` peak RSS is used instead (``method`` says which).  The child's address
   space is capped (``RLIMIT_AS``: what is mapped once the inputs exist plus
-  ``memory_limit``, by default 80% of ``MemAvailable``) so a case too big for the machine
-  fails its allocation and is recorded as ``status="oom"`` instead of swapping the host.
+  ``memory_limit``, by default 50% of ``MemAvailable`` as the machine may be shared), so
+  a case too big fails its allocation and is recorded as ``status="oom"`` instead of
+  pushing the host into swap or its OOM killer.
 * CUDA: ``torch.cuda.max_memory_allocated()`` minus the allocation before the run
   (after ``reset_peak_memory_stats``); ``torch.cuda.OutOfMemoryError`` → ``"oom"``.
 
@@ -53,7 +54,7 @@ class ProfileConfig:
     backward: bool = False
     channels: int = 64
     iters: int = 10
-    memory_limit: int | None = None  # bytes; None → 80% of MemAvailable (CPU)
+    memory_limit: int | None = None  # bytes; None → 50% of MemAvailable (CPU)
     timeout: float = 1800.0
     seed: int = 0
 
@@ -133,7 +134,7 @@ def run_case(module: str, size: int, config: ProfileConfig) -> ProfileRow:
     """Run one case in a fresh subprocess and return its row."""
     limit = config.memory_limit
     if limit is None and config.device == "cpu":
-        limit = int(0.8 * mem_available()) or None
+        limit = int(0.5 * mem_available()) or None
     case = {"module": module, "size": size, "device": config.device,
             "backward": config.backward, "channels": config.channels, "iters": config.iters,
             "seed": config.seed, "memory_limit": limit}

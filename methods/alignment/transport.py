@@ -226,7 +226,7 @@ def _eps_schedule(eps: float, steps: int, scale: float) -> list[float]:
 
 def unbalanced_sinkhorn(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, *,
                         eps: float, tau: float, n_iters: int = 100, tol: float = 1e-6,
-                        eps_steps: int = 1) -> torch.Tensor:
+                        eps_steps: int = 1, eps_start: float | None = None) -> torch.Tensor:
     r"""Entropic unbalanced OT plan (UNITE eq. 2-5; POT ``sinkhorn_unbalanced``, KL reg).
 
     ``min_T <C,T> + eps KL(T | a b^T) + tau KL(T 1 | a) + tau KL(T^T 1 | b)``.
@@ -252,8 +252,9 @@ def unbalanced_sinkhorn(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, *,
     n, m = cost.shape[-2:]
     a, b, cost = a.reshape(-1, n), b.reshape(-1, m), cost.reshape(-1, n, m)
     init = None
-    scale = float(cost.detach().abs().max()) if eps_steps > 1 else float(eps)
-    for stage_eps in _eps_schedule(float(eps), int(eps_steps), scale):
+    if eps_start is None:
+        eps_start = float(cost.detach().abs().max()) if eps_steps > 1 else float(eps)
+    for stage_eps in _eps_schedule(float(eps), int(eps_steps), float(eps_start)):
         plan, f, g = _sinkhorn_dense(a, b, cost, stage_eps, float(tau), int(n_iters), float(tol), init)
         init = (f, g)
     return plan.reshape(*lead, n, m)
@@ -261,7 +262,7 @@ def unbalanced_sinkhorn(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, *,
 
 def balanced_sinkhorn(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, *,
                       eps: float, n_iters: int = 100, tol: float = 1e-6,
-                      eps_steps: int = 1) -> torch.Tensor:
+                      eps_steps: int = 1, eps_start: float | None = None) -> torch.Tensor:
     r"""Entropic balanced OT plan: ``min <C,T> + eps KL(T | a b^T)`` s.t. ``T1=a, T^T1=b``.
 
     The ``tau -> inf`` limit of :func:`unbalanced_sinkhorn` (same as ``ot.sinkhorn``);
@@ -275,7 +276,7 @@ def balanced_sinkhorn(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, *,
             f"balanced OT needs equal total masses, got sum(a)={sa.flatten()[0].item():.6g} and "
             f"sum(b)={sb.flatten()[0].item():.6g}; normalise them or use unbalanced_sinkhorn")
     return unbalanced_sinkhorn(a, b, cost, eps=eps, tau=math.inf, n_iters=n_iters, tol=tol,
-                               eps_steps=eps_steps)
+                               eps_steps=eps_steps, eps_start=eps_start)
 
 
 # ----------------------------------------------------------------------------- UNITE inputs
@@ -368,10 +369,22 @@ def _stream_lse(h, xs, zs, eps, chunk, dim_rows):
     return out
 
 
+def _stream_cmin(h, xs, zs, chunk, dim_rows):
+    """Chunked ``min_j (C_ij - h_j)`` per row (dim_rows) or ``min_i (C_ij - h_i)`` per column."""
+    if dim_rows:
+        return torch.cat([1.0 - torch.baddbmm(h.unsqueeze(1), xs[:, :, s:s + chunk].transpose(1, 2),
+                                              zs).amax(2)
+                          for s in range(0, xs.shape[2], chunk)], dim=1)
+    return torch.cat([1.0 - torch.baddbmm(h.unsqueeze(2), xs.transpose(1, 2),
+                                          zs[:, :, s:s + chunk]).amax(1)
+                      for s in range(0, zs.shape[2], chunk)], dim=1)
+
+
 @torch.no_grad()
 def unbalanced_sinkhorn_streaming(x: torch.Tensor, z: torch.Tensor, a: torch.Tensor,
                                   b: torch.Tensor, *, eps: float, tau: float,
                                   n_iters: int = 100, tol: float = 1e-6, eps_steps: int = 1,
+                                  eps_start: float = 2.0,
                                   chunk_size: int = 1024) -> TransportPotentials:
     r"""Unbalanced Sinkhorn on the cost ``1 - cos(x_i, z_j)`` in ``O((n + m) C)`` memory.
 
@@ -385,8 +398,9 @@ def unbalanced_sinkhorn_streaming(x: torch.Tensor, z: torch.Tensor, a: torch.Ten
         x: ``[B, C, n]`` query features; z: ``[B, C, m]`` key features.
         a: ``[B, n]``, b: ``[B, m]`` masses (e.g. :func:`unite_masses`).
         tau: marginal relaxation, ``math.inf`` for balanced OT.
-        n_iters, tol, eps_steps: as in :func:`unbalanced_sinkhorn` (the cost scale for
-            eps-scaling is 2, the range of ``1 - cos``).
+        n_iters, tol, eps_steps, eps_start: as in :func:`unbalanced_sinkhorn` (the
+            schedule starts at 2 by default, the largest ``1 - cos``); the start point is
+            the same c-transform, so both solvers run the same iterations.
 
     Returns:
         :class:`TransportPotentials` (use :func:`transport_apply` to warp with the plan).
@@ -410,10 +424,12 @@ def unbalanced_sinkhorn_streaming(x: torch.Tensor, z: torch.Tensor, a: torch.Ten
     a = a.detach().to(xs.dtype)
     b = b.detach().to(xs.dtype)
     log_a, log_b = _log(a), _log(b)
-    f = torch.zeros_like(a)
-    g = torch.zeros_like(b)
+    # the dense solver's start: f_i = min_j C_ij, g_j = min_i (C_ij - f_i)
+    zero = torch.zeros((), dtype=xs.dtype, device=xs.device)
+    f = torch.where(a > 0, _stream_cmin(torch.zeros_like(b), xs, zs, chunk_size, True), zero)
+    g = torch.where(b > 0, _stream_cmin(f, xs, zs, chunk_size, False), zero)
     it = 0
-    for stage_eps in _eps_schedule(float(eps), int(eps_steps), 2.0):  # cosine cost is in [0, 2]
+    for stage_eps in _eps_schedule(float(eps), int(eps_steps), float(eps_start)):
         phi = 1.0 if math.isinf(tau) else tau / (tau + stage_eps)
         for _ in range(n_iters):
             it += 1
@@ -526,6 +542,7 @@ class UnbalancedTransport(nn.Module):
             pots.a, pots.b = alpha, beta
             return PotentialCorrespondence(pots, size, key_size)
         plan = unbalanced_sinkhorn(alpha, beta, cosine_cost(x, z), eps=self.eps, tau=tau,
-                                   n_iters=self.n_iters, tol=self.tol, eps_steps=self.eps_steps)
+                                   n_iters=self.n_iters, tol=self.tol, eps_steps=self.eps_steps,
+                                   eps_start=2.0)  # the largest 1 - cos, as the streaming path
         mass = plan.sum(-1, keepdim=True).clamp_min(torch.finfo(plan.dtype).tiny)
         return DenseCorrespondence(plan / mass, size, key_size)

@@ -216,3 +216,13 @@ def test_streaming_bad_input():
     bad[0, 0, 0] = math.nan
     with pytest.raises(EvalkitError, match="NaN"):
         unbalanced_sinkhorn_streaming(bad, z, a, b, eps=0.1, tau=1.0)
+
+
+def test_streaming_runs_the_same_iterations_as_dense_even_unconverged():
+    g = torch.Generator().manual_seed(8)
+    q = torch.randn(1, 6, 5, 6, generator=g, dtype=torch.float64)
+    k = torch.randn(1, 6, 6, 5, generator=g, dtype=torch.float64)
+    kw = dict(eps=1e-3, n_iters=7, eps_steps=3, tol=0)
+    dense = UnbalancedTransport(**kw)(q, k).matrix()
+    stream = UnbalancedTransport(**kw, chunk_size=4)(q, k).matrix()
+    torch.testing.assert_close(stream, dense, atol=1e-9, rtol=1e-7)
