@@ -29,7 +29,10 @@ def print_table(df) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="evalkit evaluate")
+    from evalkit.protocol import NOT_COMPARABLE_NOTE
+
+    caption = None if df["comparable"].all() else f"rows with random-init weights: {NOT_COMPARABLE_NOTE}"
+    table = Table(title="evalkit evaluate", caption=caption)
     for col in ("metric", "variant", "value", "n", "backbone", "weights_sha256"):
         table.add_column(col, justify="right" if col in ("value", "n") else "left")
     for r in df.to_dict("records"):
