@@ -10,6 +10,7 @@ transports them in its multi-stage feature transport.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -90,6 +91,11 @@ class StyleEncoder(nn.Module):
         return self.fc_mu(x), self.fc_var(x)
 
 
+def _full_precision(t: torch.Tensor):
+    """Disable CUDA autocast (the alignment maths runs in float32 even in a bf16 step)."""
+    return torch.autocast("cuda", enabled=False) if t.is_cuda else contextlib.nullcontext()
+
+
 class CorrespondenceNet(nn.Module):
     """The alignment network shared by CoCosNet, RABIT and UNITE.
 
@@ -123,8 +129,10 @@ class CorrespondenceNet(nn.Module):
     def forward(self, cond: torch.Tensor, exemplar: torch.Tensor, exemplar_cond: torch.Tensor) -> dict:
         fx, _ = self.f_x(cond)
         fz, z_stages = self.f_z(exemplar)
-        qx, kz = self._with_position(fx, cond), self._with_position(fz, exemplar_cond)
-        return {"corr": self.aligner(qx, kz), "fx": fx, "fz": fz, "qx": qx, "kz": kz, "z_stages": z_stages}
+        qx, kz = self._with_position(fx.float(), cond), self._with_position(fz.float(), exemplar_cond)
+        with _full_precision(qx):  # transport / softmax at eps 1e-4 or temperature 0.01 is not bf16 material
+            corr = self.aligner(qx, kz)
+        return {"corr": corr, "fx": fx, "fz": fz, "qx": qx, "kz": kz, "z_stages": z_stages}
 
     def cycle(self, out: dict, values: torch.Tensor) -> torch.Tensor:
         """``T^T T Z``: ``values`` warped onto the query grid and back onto the key grid.
@@ -143,7 +151,8 @@ class CorrespondenceNet(nn.Module):
             back = t / t.sum(dim=1, keepdim=True).clamp_min(1e-12)
             flat = torch.bmm(warped.flatten(2).to(back.dtype), back)  # [B, C, Lk]
             return flat.reshape(*warped.shape[:2], *corr.key_size)
-        return self.aligner(out["kz"], out["qx"]).warp(warped)
+        with _full_precision(warped):
+            return self.aligner(out["kz"], out["qx"]).warp(warped.float())
 
     def consistency(self, out: dict, real: torch.Tensor) -> torch.Tensor:
         """``||F_X(X) - F_Z(X')||_1`` with ``X'`` the ground-truth image."""

@@ -16,6 +16,8 @@ feature consistency, perceptual, contextual, pseudo pairs, adversarial.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -58,7 +60,8 @@ class UNITETranslator(GANTranslator):
         n_stages = c.num_up + 1  # generator grid sides: start, 2 start, ..., size
 
         def map_for(stage: int) -> int:
-            i = min(n_stages - 1, max(0, round(torch.log2(torch.tensor(stage / (c.size // 2 ** c.num_up))).item())))
+            """Transported map injected at a generator grid of side ``stage`` (coarse stages get deep maps)."""
+            i = min(n_stages - 1, max(0, round(math.log2(stage / (c.size // 2 ** c.num_up)))))
             return min(len(self.map_nc) - 1, i * len(self.map_nc) // n_stages)
 
         if c.injection == "seace":
