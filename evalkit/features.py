@@ -166,6 +166,28 @@ def fid_inception_v3(seed: int = 0) -> nn.Module:
     return net
 
 
+class _Normalised(nn.Module):
+    """``net`` on normalised input: ``"tf"`` maps 0..255 to ``(x - 128) / 128`` (clean-fid's
+    TorchScript wrapper), ``"pm1"`` maps 0..1 to ``2x - 1`` (pytorch-fid)."""
+
+    def __init__(self, net: nn.Module, kind: str):
+        super().__init__()
+        self.net, self.kind = net, kind
+
+    def forward(self, x):
+        return self.net((x - 128) / 128 if self.kind == "tf" else 2 * x - 1)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` / ``"auto"``: CUDA when available, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise EvalkitError(f"--device: {err}; use auto, cpu or cuda[:N]") from err
+
+
 class InceptionFID(nn.Module):
     """Inception-v3 pool features (2048-d) for FID / KID.
 
@@ -179,14 +201,15 @@ class InceptionFID(nn.Module):
     graph, fc removed, pool features) and legacy mode the FID blocks, both with the seeded
     He initialisation of :func:`he_init_`. ``network`` replaces the network after the resize (any callable mapping
     float ``[B, 3, 299, 299]`` in [0, 255] to ``[B, D]``, e.g. a test's toy extractor);
-    ``network_id`` then names it in the protocol.
+    ``network_id`` then names it in the protocol. Runs on ``device`` (features come back on CPU).
     """
 
     resolution = 299
 
     def __init__(self, mode: str = "clean", weights: str = "pretrained", seed: int = 0, *,
-                 network=None, network_id: str | None = None):
+                 network=None, network_id: str | None = None, device: str | torch.device = "cpu"):
         super().__init__()
+        self.device = resolve_device(device)
         if mode not in ("clean", "legacy"):
             raise EvalkitError(f"FID mode must be 'clean' or 'legacy', got '{mode}'")
         check_weights_choice(weights)
@@ -194,7 +217,7 @@ class InceptionFID(nn.Module):
         self.resize = "clean-pil-bicubic" if mode == "clean" else "legacy-torch-bilinear"
         self.calls = 0
         if network is not None:
-            self.network = network
+            self.network = network.to(self.device) if isinstance(network, nn.Module) else network
             self.backbone = network_id or "custom"
             self.weights_id = network_id or "custom"
             return
@@ -206,6 +229,7 @@ class InceptionFID(nn.Module):
             self.network = self._legacy_network(weights, seed)
         if weights == "random":
             self.weights_id = random_init_tag(seed)
+        self.network.to(self.device)
 
     def _clean_network(self, weights: str, seed: int):
         if weights == "pretrained":
@@ -216,8 +240,7 @@ class InceptionFID(nn.Module):
         with seeded(seed):
             net = he_init_(torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False))
         net.fc = nn.Identity()
-        net.eval()
-        return lambda x: net((x - 128) / 128)
+        return _Normalised(net, "tf").eval()
 
     def _legacy_network(self, weights: str, seed: int):
         if weights == "pretrained":
@@ -226,18 +249,18 @@ class InceptionFID(nn.Module):
         if weights == "pretrained":
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
         net.fc = nn.Identity()
-        net.eval()
-        return lambda x: net(2 * x - 1)
+        return _Normalised(net, "pm1").eval()
 
     @torch.no_grad()
     def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
         self.calls += 1
+        images_uint8 = images_uint8.to(self.device)
         if self.mode == "clean":
             x = clean_resize_batch(images_uint8, self.resolution)
         else:
             x = F.interpolate(images_uint8.float() / 255, size=(299, 299), mode="bilinear", align_corners=False)
         feats = self.network(x)
-        return torch.as_tensor(feats).reshape(x.shape[0], -1).float()
+        return torch.as_tensor(feats).reshape(x.shape[0], -1).float().cpu()
 
     def protocol_key(self) -> dict:
         return dict(backbone=self.backbone, weights=self.weights_id, resolution=self.resolution, resize=self.resize)
@@ -250,14 +273,16 @@ VGG_LAYERS = {"relu1_2": 3, "relu4_2": 22, "relu5_2": 31}  # indices in torchvis
 
 class VGG19Features(nn.Module):
     """torchvision VGG19 activations ``relu1_2``, ``relu4_2``, ``relu5_2`` at the images'
-    own resolution; input ``x / 255`` normalised with the ImageNet mean / std."""
+    own resolution; input ``x / 255`` normalised with the ImageNet mean / std. Runs on
+    ``device``; activations stay there."""
 
     backbone = "vgg19-torchvision"
     resize = "none"
 
-    def __init__(self, weights: str = "pretrained", seed: int = 0):
+    def __init__(self, weights: str = "pretrained", seed: int = 0, device: str | torch.device = "cpu"):
         super().__init__()
         check_weights_choice(weights)
+        self.device = resolve_device(device)
         if weights == "pretrained":
             path, self.weights_id = W.require("vgg19")  # fail before building the network
         with seeded(seed):
@@ -270,11 +295,12 @@ class VGG19Features(nn.Module):
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.calls = 0
+        self.to(self.device)
 
     @torch.no_grad()
     def forward(self, images_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
         self.calls += 1
-        x = (images_uint8.float() / 255 - self.mean) / self.std
+        x = (images_uint8.to(self.device).float() / 255 - self.mean) / self.std
         out, wanted = {}, {v: k for k, v in VGG_LAYERS.items()}
         for i, layer in enumerate(self.features):
             x = layer(x)

@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of KID subsets, SWD patches/directions and random backbones."),
         cache_dir: Path = typer.Option(None, "--cache-dir", help="Feature cache (default $EVALKIT_CACHE or ~/.cache/evalkit/features)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda[:N] for the backbones."),
         json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout (nothing else on stdout)."),
         out: Path = typer.Option(None, "--out", help="Write the rows to this CSV file."),
     ) -> None:
@@ -69,7 +70,8 @@ def register(app: typer.Typer) -> None:
             if not out.parent.is_dir():
                 raise EvalkitError(f"--out {out}: folder {out.parent} does not exist; create it first")
         df = evaluate_folders(generated, real, exemplars=exemplars, pairs=pairs, metrics=chosen, weights=weights,
-                              cache_dir=False if no_cache else cache_dir, progress=True, seed=seed, fid_mode=fid_mode)
+                              cache_dir=False if no_cache else cache_dir, progress=True, seed=seed, fid_mode=fid_mode,
+                              device=device)
         if out is not None:
             write_csv_atomic(df, out)
         if weights == "random":

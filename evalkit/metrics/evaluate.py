@@ -116,18 +116,18 @@ def _row(metric, variant, value, n, protocol: Protocol) -> dict:
 
 
 def _evaluate(inp: _Inputs, *, metrics, weights, cache_dir, progress, seed, fid_mode, kid_subsets, kid_subset_size,
-              backbones) -> pd.DataFrame:
+              backbones, device) -> pd.DataFrame:
     check_weights_choice(weights)
     chosen = _select(metrics, inp)
     backbones = dict(backbones or {})
     cache = FeatureCache(default_cache_dir() if cache_dir is None else (None if cache_dir is False else cache_dir))
     # Build every backbone first: missing weights fail before any work.
     if {"fid", "kid"} & set(chosen) and "inception" not in backbones:
-        backbones["inception"] = InceptionFID(fid_mode, weights, seed)
+        backbones["inception"] = InceptionFID(fid_mode, weights, seed, device=device)
     if {"lpips", "lpips-diversity"} & set(chosen) and "lpips" not in backbones:
-        backbones["lpips"] = LPIPSAlex(weights, seed)
+        backbones["lpips"] = LPIPSAlex(weights, seed, device=device)
     if "vgg" in chosen and "vgg" not in backbones:
-        backbones["vgg"] = VGG19Features(weights, seed)
+        backbones["vgg"] = VGG19Features(weights, seed, device=device)
 
     rows: list[dict] = []
     n = len(inp.generated)
@@ -196,7 +196,7 @@ def _evaluate(inp: _Inputs, *, metrics, weights, cache_dir, progress, seed, fid_
 
                 def compute(idx):
                     d = net.distance(net.features(inp.generated[idx]), net.features(real[idx]))
-                    return list(d.double().numpy())
+                    return list(d.double().cpu().numpy())
 
                 d = cached_per_item(cache, ns, keys, compute, batch_size=16, advance=bars.task("LPIPS vs ground truth", n))
                 rows.append(_row("LPIPS-gt", "alex-v0.1", np.mean(d), n, p))
@@ -238,14 +238,14 @@ def _vgg_rows(inp: _Inputs, net: VGG19Features, cache: FeatureCache, bars: _Prog
         idx = todo[start:start + 8]
         fo = net(inp.generated[idx])
         if do_style:
-            stats = style_stats(fo).numpy()
+            stats = style_stats(fo).cpu().numpy()
             for k, i in enumerate(idx):
                 cache.put(ns, "style" + inp.gen_hash[i], stats[k])
                 gen_style[i] = stats[k]
         need = [k for k, i in enumerate(idx) if do_sem and sem[i] is None]
         if need:
             fr = net(inp.real[[inp.pairs[idx[k]] for k in need]])
-            cos = semantic_cosines({l: fo[l][need] for l in SEMANTIC_LAYERS}, fr).numpy()
+            cos = semantic_cosines({l: fo[l][need] for l in SEMANTIC_LAYERS}, fr).cpu().numpy()
             for c, k in zip(cos, need):
                 cache.put(ns, sem_keys[idx[k]], c)
                 sem[idx[k]] = c
@@ -258,7 +258,7 @@ def _vgg_rows(inp: _Inputs, net: VGG19Features, cache: FeatureCache, bars: _Prog
         ex_keys = ["style" + h for h in inp.ex_hash]
 
         def compute(idx):
-            return list(style_stats(net(inp.exemplars[idx])).numpy())
+            return list(style_stats(net(inp.exemplars[idx])).cpu().numpy())
 
         ex_style = cached_per_item(cache, ns, ex_keys, compute, batch_size=8, advance=bars.task("VGG19 exemplars", n))
         cos = style_cosines(torch.as_tensor(np.stack(gen_style)), torch.as_tensor(np.stack(ex_style))).numpy().mean(0)
@@ -279,7 +279,7 @@ def _check_groups(groups, n: int) -> list[list[int]] | None:
 def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups=None, metrics=None,
                     weights: str = "pretrained", cache_dir=None, progress: bool = False, seed: int = 0,
                     fid_mode: str = "clean", kid_subsets: int = 100, kid_subset_size: int = 1000,
-                    backbones: dict | None = None, image_format: str = "uint8-array") -> pd.DataFrame:
+                    backbones: dict | None = None, image_format: str = "uint8-array", device: str = "auto") -> pd.DataFrame:
     """Every applicable metric on in-memory uint8 ``[N, 3, H, W]`` arrays (NumPy or torch).
 
     ``generated[i]`` pairs with ``real[i]`` when both have the same shape; ``exemplars[i]``
@@ -287,7 +287,8 @@ def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups
     conditional input (LPIPS diversity). ``metrics`` picks from :data:`METRICS` (default:
     all that apply). ``cache_dir=None`` uses ``$EVALKIT_CACHE`` or ``~/.cache/evalkit/features``;
     ``False`` disables the cache. ``backbones`` may inject ``inception`` / ``lpips`` / ``vgg``
-    modules (tests, custom extractors).
+    modules (tests, custom extractors). ``device``: ``auto`` (CUDA when available), ``cpu``,
+    ``cuda[:N]`` for the backbones.
     """
     gen = as_uint8_batch(generated_uint8, "generated")
     real = as_uint8_batch(real_uint8, "real")
@@ -297,7 +298,8 @@ def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups
     pairs = list(range(len(gen))) if gen.shape == real.shape else None
     inp = _Inputs(gen, real, pairs, ex, _check_groups(groups, len(gen)), image_format)
     return _evaluate(inp, metrics=metrics, weights=weights, cache_dir=cache_dir, progress=progress, seed=seed,
-                     fid_mode=fid_mode, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, backbones=backbones)
+                     fid_mode=fid_mode, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, backbones=backbones,
+                     device=device)
 
 
 def read_pairs(path: str | Path) -> list[dict]:
@@ -315,7 +317,8 @@ def read_pairs(path: str | Path) -> list[dict]:
 
 def evaluate_folders(generated, real, *, exemplars=None, pairs=None, metrics=None, weights: str = "pretrained",
                      cache_dir=None, progress: bool = True, seed: int = 0, fid_mode: str = "clean",
-                     kid_subsets: int = 100, kid_subset_size: int = 1000, backbones: dict | None = None) -> pd.DataFrame:
+                     kid_subsets: int = 100, kid_subset_size: int = 1000, backbones: dict | None = None,
+                     device: str = "auto") -> pd.DataFrame:
     """Every applicable metric on folders of images (decoded once each).
 
     Generated and real images pair by file stem when every generated name has a real one.
@@ -359,4 +362,5 @@ def evaluate_folders(generated, real, *, exemplars=None, pairs=None, metrics=Non
                   [real_index[nm] for nm in gen_names] if paired else None,
                   None if ex is None else torch.from_numpy(ex), groups, "+".join(fmts))
     return _evaluate(inp, metrics=metrics, weights=weights, cache_dir=cache_dir, progress=progress, seed=seed,
-                     fid_mode=fid_mode, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, backbones=backbones)
+                     fid_mode=fid_mode, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, backbones=backbones,
+                     device=device)

@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from evalkit import weights as W
 from evalkit.errors import EvalkitError
-from evalkit.features import check_weights_choice, seeded
+from evalkit.features import check_weights_choice, resolve_device, seeded
 from evalkit.images import as_uint8_batch
 from evalkit.protocol import random_init_tag
 
@@ -36,9 +36,10 @@ class LPIPSAlex(nn.Module):
     backbone = "alexnet-lpips-v0.1"
     resize = "none"
 
-    def __init__(self, weights: str = "pretrained", seed: int = 0):
+    def __init__(self, weights: str = "pretrained", seed: int = 0, device: str | torch.device = "cpu"):
         super().__init__()
         check_weights_choice(weights)
+        self.device = resolve_device(device)
         import lpips
 
         if weights == "pretrained":
@@ -53,7 +54,7 @@ class LPIPSAlex(nn.Module):
             self.model.net.load_state_dict(trunk, strict=True)
         else:
             self.weights_id = random_init_tag(seed)
-        self.model.eval()
+        self.model.eval().to(self.device)
         self.calls = 0
 
     @staticmethod
@@ -67,12 +68,12 @@ class LPIPSAlex(nn.Module):
         import lpips
 
         self.calls += 1
-        x = self.model.scaling_layer(self.to_input(images_uint8))
+        x = self.model.scaling_layer(self.to_input(images_uint8.to(self.device)))
         return [lpips.normalize_tensor(f) for f in self.model.net.forward(x)]
 
     @torch.no_grad()
     def distance(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor]) -> torch.Tensor:
-        """``[B]`` LPIPS between two feature lists (as ``lpips.LPIPS.forward``)."""
+        """``[B]`` LPIPS between two feature lists (as ``lpips.LPIPS.forward``), on the model's device."""
         val = 0
         for lin, fa, fb in zip(self.model.lins, feats_a, feats_b):
             val = val + lin((fa - fb) ** 2).mean([2, 3], keepdim=True)
@@ -95,7 +96,7 @@ def lpips_distance(images_a, images_b, *, weights: str = "pretrained", seed: int
     net = _model(model, weights, seed)
     out = [net.distance(net.features(a[i:i + batch_size]), net.features(b[i:i + batch_size]))
            for i in range(0, len(a), batch_size)]
-    return torch.cat(out).numpy().astype(np.float64)
+    return torch.cat(out).cpu().numpy().astype(np.float64)
 
 
 def group_diversity(net: LPIPSAlex, group_uint8: torch.Tensor) -> float:

@@ -73,8 +73,8 @@ def vgg_consistency(outputs, ground_truth=None, exemplars=None, *, weights: str 
     result = {}
     if sem:
         s = torch.cat(sem).mean(0)
-        result.update({f"semantic-{l}": float(v) for l, v in zip(SEMANTIC_LAYERS, s)})
+        result.update({f"semantic-{l}": float(v) for l, v in zip(SEMANTIC_LAYERS, s.cpu())})
     if sty:
-        s = torch.cat(sty).mean(0)
+        s = torch.cat(sty).mean(0).cpu()
         result.update({"style-mean": float(s[0]), "style-std": float(s[1])})
     return result

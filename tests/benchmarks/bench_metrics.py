@@ -141,9 +141,9 @@ def _reference(gdir: Path, rdir: Path, inception, lpips_net) -> dict:
 
 def test_bench_one_call_vs_separate_and_cached_rerun(benchmark, folders, tmp_path):
     gdir, rdir = folders
-    inception = InceptionFID("clean", "random", seed=0)
+    inception = InceptionFID("clean", "random", seed=0, device="cpu")
     inception_fn = inception.network  # float [B, 3, 299, 299] in 0..255 -> [B, 2048]: same network on both sides
-    lpips_ours = LPIPSAlex("random", 0)
+    lpips_ours = LPIPSAlex("random", 0, device="cpu")
     torch.manual_seed(0)
     lpips_ref = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
     metrics = ["fid", "kid", "swd", "lpips"]

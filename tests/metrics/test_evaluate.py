@@ -264,3 +264,13 @@ def test_resume_after_kill_9_recomputes_only_unfinished(tmp_path):
     fresh = evaluate_arrays(gen, real, metrics=["fid"], cache_dir=False,
                             backbones={"inception": InceptionFID(network=Toy(), network_id="toy")})
     assert df["value"].iloc[0] == fresh["value"].iloc[0]
+
+
+def test_device_resolution():
+    from evalkit.errors import EvalkitError
+    from evalkit.features import resolve_device
+
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(EvalkitError, match="--device"):
+        resolve_device("gpu-please")
