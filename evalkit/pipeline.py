@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torchvision.transforms.functional as TF
@@ -334,7 +335,8 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
                             if dist_env.world_size == 1:
                                 train(tr, train_ds, steps=v.steps, out_dir=ckpt_dir,
                                       resume=_resumable(ckpt_dir, train_key), batch_size=v.batch_size, seed=seed,
-                                      progress=False, device=device)
+                                      progress=progress, log_every=5, device=device,
+                                      checkpoint_every=min(1000, max(1, v.steps // 10)))
                             else:
                                 distributed.train_ddp(tr, train_ds, steps=v.steps, out_dir=ckpt_dir,
                                                       resume=distributed.broadcast(
@@ -433,7 +435,85 @@ def write_report(table: pd.DataFrame, report_dir: Path, cfg: RunConfig, outputs_
         files[f"paper_tables.{k}"] = str(p)
     for p in plots.metric_bars(table, report_dir / "metrics"):
         files[p.name] = str(p)
+    from reports import bootstrap
+
+    claims = bootstrap_claims(table, cfg, outputs_root, outputs_root.parent / "features")
+    files["claims.md"] = str(R.write_atomic(report_dir / "claims.md", bootstrap.claims_markdown(claims)))
+    files["claims.csv"] = str(R.write_atomic(report_dir / "claims.csv", claims.to_csv(index=False, float_format="%.10g")))
     return files
+
+
+CLAIM_METRICS = ("FID", "LPIPS-gt", "PSNR", "SSIM")
+
+
+def _per_item(metric: str, gen: torch.Tensor, real: torch.Tensor, cache, weights: str):
+    """Per-item values of ``metric`` (``(values, statistic)``; FID: Inception features and
+    the set statistic over them, read from the run's feature cache where present)."""
+    from evalkit.features import FeatureCache, InceptionFID
+    from evalkit.images import content_hash
+    from evalkit.metrics import fid_from_features, lpips_distance, psnr, ssim
+
+    if metric == "PSNR":
+        return psnr(gen, real), None
+    if metric == "SSIM":
+        return ssim(gen, real), None
+    if metric == "LPIPS-gt":
+        return lpips_distance(gen, real, weights=weights), None
+    net = InceptionFID("clean", weights)
+    ns = FeatureCache.namespace(**net.protocol_key())
+
+    def feats(images):
+        out = [cache.get(ns, content_hash(x)) for x in images]
+        todo = [i for i, f in enumerate(out) if f is None]
+        if todo:
+            for i, f in zip(todo, net(images[todo]).numpy()):
+                out[i] = f
+        return torch.as_tensor(np.stack(out))
+
+    return feats(gen).numpy(), feats(real).numpy()
+
+
+def bootstrap_claims(table: pd.DataFrame, cfg: RunConfig, outputs_root: Path, cache_dir: Path, *,
+                     n_boot: int = 1000) -> pd.DataFrame:
+    """Paired bootstrap of the leaderboard's best vs runner-up trained variant, per dataset
+    and metric of :data:`CLAIM_METRICS`, over the test items of the first seed."""
+
+    from evalkit.features import FeatureCache
+    from evalkit.images import load_image, stack_images
+    from evalkit.metrics import fid_from_features
+    from reports import bootstrap as B
+
+    cache = FeatureCache(cache_dir)
+    seed = cfg.seeds[0]
+    rows = []
+    trained = table[~table["variant"].str.startswith("reference/") & (table["seed"] == seed)]
+    for d in cfg.datasets:
+        out_dir = outputs_root / d.name / f"seed{seed}"
+        sub = trained[trained["dataset"] == d.name]
+        names = sorted(p.stem for p in (out_dir / "inputs" / "real").glob("*.png"))
+        real = torch.from_numpy(stack_images([load_image(out_dir / "inputs" / "real" / f"{n}.png") for n in names],
+                                             names, str(out_dir / "inputs" / "real")))
+        for metric in CLAIM_METRICS:
+            m = sub[sub["metric"] == metric].sort_values("value", ascending=not R.higher_is_better(metric))
+            if len(m) < 2:
+                continue
+            a, b = m["variant"].iloc[0], m["variant"].iloc[1]
+            per = {}
+            for v in (a, b):
+                folder = out_dir / _vdir(v) / "images"
+                gen = torch.from_numpy(stack_images([load_image(next(folder.glob(f"{n}.*"))) for n in names], names,
+                                                    str(folder)))
+                per[v] = _per_item(metric, gen, real, cache, cfg.evaluation.weights)
+            hib = R.higher_is_better(metric)
+            if metric == "FID":
+                ref = per[a][1]
+                res = B.paired_bootstrap(per[a][0], per[b][0], higher_is_better=hib, reference=ref,
+                                         statistic=fid_from_features, n_boot=n_boot, seed=seed)
+            else:
+                res = B.paired_bootstrap(np.asarray(per[a][0]), np.asarray(per[b][0]), higher_is_better=hib,
+                                         n_boot=n_boot, seed=seed)
+            rows.append(B.claim_row(d.name, seed, metric, a, b, res))
+    return pd.DataFrame(rows, columns=B.CLAIM_COLUMNS)
 
 
 def _gate(cfg: RunConfig, results_path: Path) -> dict:

@@ -74,3 +74,32 @@ def paired_bootstrap(a, b, *, higher_is_better: bool, statistic: Callable | None
     return BootstrapResult(stat_a=stat_a, stat_b=stat_b, delta=stat_a - stat_b, ci_low=float(lo), ci_high=float(hi),
                            p_better=float(better.mean()), confidence=confidence, n_items=n, n_boot=n_boot,
                            higher_is_better=higher_is_better)
+
+
+CLAIM_COLUMNS = ["dataset", "seed", "metric", "a", "b", "stat_a", "stat_b", "delta", "ci_low", "ci_high", "p_better",
+                 "n_items", "verdict"]
+
+
+def claim_row(dataset: str, seed: int, metric: str, a: str, b: str, res: BootstrapResult) -> dict:
+    """One row of a claims table: is ``a`` better than ``b`` on ``metric``?"""
+    verdict = f"{a} beats {b}" if res.a_beats_b else "not resolved"
+    return {"dataset": dataset, "seed": seed, "metric": metric, "a": a, "b": b, "stat_a": res.stat_a,
+            "stat_b": res.stat_b, "delta": res.delta, "ci_low": res.ci_low, "ci_high": res.ci_high,
+            "p_better": res.p_better, "n_items": res.n_items, "verdict": verdict}
+
+
+def claims_markdown(claims) -> str:
+    """Markdown table of paired-bootstrap claims (``claims``: DataFrame of :data:`CLAIM_COLUMNS`)."""
+    def g(v):
+        return f"{v:.3e}" if abs(v) >= 1e6 else f"{v:.4g}"
+
+    lines = ["| dataset | metric | A | B | A | B | Δ = A − B | 95% interval | P(A better) | verdict |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | --- |"]
+    for r in claims.to_dict("records"):
+        lines.append(f"| {r['dataset']} (seed {r['seed']}) | {r['metric']} | {r['a']} | {r['b']} | {g(r['stat_a'])} | "
+                     f"{g(r['stat_b'])} | {g(r['delta'])} | [{g(r['ci_low'])}, {g(r['ci_high'])}] | "
+                     f"{r['p_better']:.3f} | {r['verdict']} |")
+    lines += ["", "Paired bootstrap over the shared test items (same resampled items for A, B and the real "
+              "images); A is the leaderboard's best, B the runner-up. \"A beats B\" only when the whole "
+              "interval lies on A's side of 0."]
+    return "\n".join(lines) + "\n"

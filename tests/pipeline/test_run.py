@@ -45,8 +45,16 @@ def test_tiny_config_end_to_end(finished):
     assert div["spade"] == 0.0 and div["cocosnet"] > 0.0
     report = run_dir / "report"
     for name in ("leaderboard.md", "leaderboard.html", "leaderboard.tex", "leaderboard.csv", "paper_tables.md",
-                 "paper_tables.html", "paper_tables.csv", "metrics.png", "metrics.pdf"):
+                 "paper_tables.html", "paper_tables.csv", "metrics.png", "metrics.pdf", "claims.md", "claims.csv"):
         assert (report / name).stat().st_size > 0, name
+    # Paired bootstrap of best vs runner-up: its full-sample statistics are the reported numbers.
+    claims = pd.read_csv(report / "claims.csv").set_index("metric")
+    assert set(claims.index) == {"FID", "LPIPS-gt", "PSNR", "SSIM"}
+    means = table.set_index(["variant", "metric"])["value"]
+    for metric, r in claims.iterrows():
+        assert r["stat_a"] == pytest.approx(means[(r["a"], metric)], rel=1e-6)
+        assert r["stat_b"] == pytest.approx(means[(r["b"], metric)], rel=1e-6)
+        assert r["ci_low"] <= r["delta"] <= r["ci_high"] or r["verdict"] == "not resolved"
     html = (report / "leaderboard.html").read_text()
     assert html.count("data:image/png;base64,") == 4 * (3 + 2)  # 4 examples: input, exemplar, warped, 2 outputs
     assert "random-initialised" in (report / "leaderboard.md").read_text()
