@@ -59,7 +59,12 @@ class VGG19Features(nn.Module):
                     modules.append(nn.MaxPool2d(2, 2))
                     continue
                 out_c = item * width
-                modules += [nn.Conv2d(in_c, out_c, 3, padding=1), nn.ReLU(inplace=False)]
+                conv = nn.Conv2d(in_c, out_c, 3, padding=1)
+                # variance-preserving (He, fan-in) init: activations keep their scale through all 16
+                # layers, so random-feature losses are not vanishingly small (PyTorch's default shrinks them)
+                nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
+                modules += [conv, nn.ReLU(inplace=False)]
                 in_c, conv_i = out_c, conv_i + 1
         self.features = nn.Sequential(*modules)
         self.pretrained = False
