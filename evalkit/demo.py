@@ -49,10 +49,13 @@ def metric_weights() -> str:
 
 
 def demo_config(out: Path, weights: str) -> RunConfig:
+    import torch
+
     return RunConfig(
         name="run",
         out=Path(out),
         seeds=(0,),
+        device="cuda" if torch.cuda.is_available() else "cpu",
         datasets=(DatasetConfig(name="shapes", size=SIZE, n_train=N_TRAIN, n_test=N_TEST,
                                 options={"exemplars_per_query": 2}),),
         variants=tuple(VariantConfig(name=m, preset="tiny", steps=STEPS, batch_size=BATCH) for m in METHODS)

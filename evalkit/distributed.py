@@ -63,6 +63,12 @@ def init(backend: str | None = None) -> DistEnv:
     return env()
 
 
+def local_device(device: str) -> str:
+    """This rank's device: ``cuda`` becomes ``cuda:<LOCAL_RANK>`` under torchrun."""
+    e = env()
+    return f"cuda:{e.local_rank}" if device.startswith("cuda") and e.world_size > 1 else device
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -174,7 +180,7 @@ def _layout(generated: Path, real: Path, exemplars: Path | None, pairs: Path | N
 
 
 def evaluate_folders(generated, real, *, exemplars=None, pairs=None, metrics=None, weights: str = "pretrained",
-                     cache_dir, seed: int = 0, backbones: dict | None = None) -> pd.DataFrame:
+                     cache_dir, seed: int = 0, backbones: dict | None = None, device: str = "cpu") -> pd.DataFrame:
     """:func:`evalkit.metrics.evaluate_folders` with the backbone passes sharded over ranks.
 
     Every rank must call it with the same arguments. ``cache_dir`` is rank 0's feature
@@ -186,7 +192,9 @@ def evaluate_folders(generated, real, *, exemplars=None, pairs=None, metrics=Non
     from evalkit.metrics import evaluate_folders as evaluate_all
 
     e = env()
-    kw = dict(exemplars=exemplars, pairs=pairs, metrics=metrics, weights=weights, seed=seed, backbones=backbones)
+    device = local_device(device)
+    kw = dict(exemplars=exemplars, pairs=pairs, metrics=metrics, weights=weights, seed=seed, backbones=backbones,
+              device=device)
     if e.world_size == 1:
         df = evaluate_all(generated, real, cache_dir=cache_dir, progress=False, **kw)
         df.attrs["shard_sizes"] = [int(df["n"].max())]
@@ -203,7 +211,7 @@ def evaluate_folders(generated, real, *, exemplars=None, pairs=None, metrics=Non
     with tempfile.TemporaryDirectory(prefix=f"evalkit-rank{e.rank}-") as tmp:
         evaluate_arrays(gen[mine], re_[mine], exemplars_uint8=None if ex is None else ex[mine],
                         groups=local_groups or None, metrics=shard_metrics, weights=weights, cache_dir=tmp,
-                        seed=seed, backbones=backbones)
+                        seed=seed, backbones=backbones, device=device)
         entries = _cache_entries(Path(tmp))
     gathered: list = [None] * e.world_size
     dist.all_gather_object(gathered, (len(mine), entries))

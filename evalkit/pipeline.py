@@ -306,7 +306,7 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
         info = _run_info(cfg, rd)
     info = distributed.broadcast(info)
     run_id = info["run_id"]
-    device = cfg.device
+    device = distributed.local_device(cfg.device)
     eval_csvs = []
     with _Progress(stage_count(cfg), progress and main) as bar:
         for d in cfg.datasets:
@@ -366,7 +366,8 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
 
                     def do_eval(v=v, d=d, seed=seed, out_dir=out_dir, csv=csv):
                         rows = evaluate_outputs(out_dir, v.name, metrics=cfg.evaluation.metrics,
-                                                weights=cfg.evaluation.weights, cache_dir=rd.root / "features")
+                                                weights=cfg.evaluation.weights, cache_dir=rd.root / "features",
+                                                device=device)
                         if main:
                             table = R.make_rows(rows, run_id=run_id, method=v.name.split("/")[0], dataset=d.name,
                                                 split=SPLIT, seed=seed, variant=v.name)
@@ -406,14 +407,16 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
     return summary
 
 
-def evaluate_outputs(out_dir: Path, variant: str, *, metrics=None, weights="pretrained", cache_dir=None) -> pd.DataFrame:
+def evaluate_outputs(out_dir: Path, variant: str, *, metrics=None, weights="pretrained", cache_dir=None,
+                     device: str = "cpu") -> pd.DataFrame:
     """Metric rows of one variant's outputs folder (the outputs layout), against its inputs;
     under torchrun the backbone passes are sharded over the ranks (:mod:`evalkit.distributed`)."""
     from evalkit import distributed
 
     return distributed.evaluate_folders(out_dir / _vdir(variant) / "images", out_dir / "inputs" / "real",
                                         exemplars=out_dir / "inputs" / "exemplar", pairs=out_dir / "inputs" / "pairs.csv",
-                                        metrics=list(metrics) if metrics else None, weights=weights, cache_dir=cache_dir)
+                                        metrics=list(metrics) if metrics else None, weights=weights, cache_dir=cache_dir,
+                                        device=device)
 
 
 def write_report(table: pd.DataFrame, report_dir: Path, cfg: RunConfig, outputs_root: Path) -> dict[str, str]:
@@ -446,20 +449,22 @@ def write_report(table: pd.DataFrame, report_dir: Path, cfg: RunConfig, outputs_
 CLAIM_METRICS = ("FID", "LPIPS-gt", "PSNR", "SSIM")
 
 
-def _per_item(metric: str, gen: torch.Tensor, real: torch.Tensor, cache, weights: str):
-    """Per-item values of ``metric`` (``(values, statistic)``; FID: Inception features and
-    the set statistic over them, read from the run's feature cache where present)."""
+def _per_item(metric: str, gen: torch.Tensor, real: torch.Tensor, cache, weights: str, nets: dict):
+    """Per-item values of ``metric`` (``(values, None)``; FID: ``(generated features, real
+    features)``, read from the run's feature cache where present). ``nets`` keeps the
+    backbones built so far."""
     from evalkit.features import FeatureCache, InceptionFID
     from evalkit.images import content_hash
-    from evalkit.metrics import fid_from_features, lpips_distance, psnr, ssim
+    from evalkit.metrics import LPIPSAlex, lpips_distance, psnr, ssim
 
     if metric == "PSNR":
         return psnr(gen, real), None
     if metric == "SSIM":
         return ssim(gen, real), None
     if metric == "LPIPS-gt":
-        return lpips_distance(gen, real, weights=weights), None
-    net = InceptionFID("clean", weights)
+        net = nets.setdefault("lpips", LPIPSAlex(weights, 0))
+        return lpips_distance(gen, real, model=net), None
+    net = nets.setdefault("inception", InceptionFID("clean", weights))
     ns = FeatureCache.namespace(**net.protocol_key())
 
     def feats(images):
@@ -468,9 +473,9 @@ def _per_item(metric: str, gen: torch.Tensor, real: torch.Tensor, cache, weights
         if todo:
             for i, f in zip(todo, net(images[todo]).numpy()):
                 out[i] = f
-        return torch.as_tensor(np.stack(out))
+        return np.stack(out)
 
-    return feats(gen).numpy(), feats(real).numpy()
+    return feats(gen), feats(real)
 
 
 def bootstrap_claims(table: pd.DataFrame, cfg: RunConfig, outputs_root: Path, cache_dir: Path, *,
@@ -485,7 +490,7 @@ def bootstrap_claims(table: pd.DataFrame, cfg: RunConfig, outputs_root: Path, ca
 
     cache = FeatureCache(cache_dir)
     seed = cfg.seeds[0]
-    rows = []
+    rows, nets = [], {}
     trained = table[~table["variant"].str.startswith("reference/") & (table["seed"] == seed)]
     for d in cfg.datasets:
         out_dir = outputs_root / d.name / f"seed{seed}"
@@ -503,7 +508,7 @@ def bootstrap_claims(table: pd.DataFrame, cfg: RunConfig, outputs_root: Path, ca
                 folder = out_dir / _vdir(v) / "images"
                 gen = torch.from_numpy(stack_images([load_image(next(folder.glob(f"{n}.*"))) for n in names], names,
                                                     str(folder)))
-                per[v] = _per_item(metric, gen, real, cache, cfg.evaluation.weights)
+                per[v] = _per_item(metric, gen, real, cache, cfg.evaluation.weights, nets)
             hib = R.higher_is_better(metric)
             if metric == "FID":
                 ref = per[a][1]

@@ -49,11 +49,12 @@ def aggregate(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ranks(col: pd.DataFrame, metric: str) -> pd.Series:
-    """1 for the best displayed value, 2 for the second, 0 otherwise (ties share the rank)."""
+    """1 for the best displayed value, 2 for the second (with three methods or more), 0
+    otherwise; values that display the same share the rank."""
     shown = col["mean"].map(lambda v: float(R.format_value(v, metric)))
     distinct = sorted(shown.unique(), reverse=R.higher_is_better(metric))
     rank = pd.Series(0, index=col.index)
-    for r, v in enumerate(distinct[:2], start=1):
+    for r, v in enumerate(distinct[:2] if len(col) >= 3 else distinct[:1], start=1):  # "second" of two is "last"
         rank[shown == v] = r
     if len(col) < 2:  # a lone method is not "best"
         rank[:] = 0

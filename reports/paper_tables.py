@@ -67,8 +67,8 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
 
 def _protocol_text(rows: pd.DataFrame) -> str:
     r = rows.iloc[0]
-    return (f"{r['backbone']} {r['weights_sha256'][:20]}, {r['resize']} @ {r['resolution']}, "
-            f"{r['image_format']}, n={int(rows['n_images'].min())}, seeds={rows['seed'].nunique()}")
+    how = "pixels" if r["backbone"] == "none" else f"{r['backbone']} ({r['weights_sha256'][:20]}), {r['resize']}"
+    return f"{how} @ {r['resolution']} px, {r['image_format']}, n={int(rows['n_images'].min())}, seeds={rows['seed'].nunique()}"
 
 
 def compare(results: pd.DataFrame, *, dataset_map: dict[str, str] | None = None, paper: pd.DataFrame | None = None,
@@ -167,7 +167,7 @@ def to_html(table: pd.DataFrame, *, title: str = "evalkit vs published numbers")
         body.append(f"<tr>{tds}</tr>")
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "th,td{border-bottom:1px solid #ccc;padding:4px 8px}</style></head><body>\n"
+            "th,td{border-bottom:1px solid #ccc;padding:4px 8px}td:nth-child(-n+8){white-space:nowrap}</style></head><body>\n"
             f"<h1>{html.escape(title)}</h1>\n<table>\n<tr>{head}</tr>\n" + "\n".join(body) + "\n</table>\n"
             "<p>Δ = ours − paper, green when ours is better and red when worse (by the metric's direction). "
             "⚠ marks a protocol that differs from the paper's: those numbers are not comparable.</p>\n</body></html>\n")

@@ -87,3 +87,10 @@ def test_cli_leaderboard_and_paper_tables(tmp_path):
     assert r.exit_code == 2 and "--as expects OURS=PAPER_DATASET" in r.output
     r = CliRunner().invoke(app, ["report", "leaderboard", str(tmp_path / "missing.csv")])
     assert r.exit_code == 2 and "results table not found" in r.output
+
+
+def test_two_methods_get_a_best_but_no_second():
+    lb = L.build(rows([("a", "shapes", "SSIM", 0.5, 0), ("b", "shapes", "SSIM", 0.7, 0)]))
+    assert [cell(lb, v, "SSIM")["rank"] for v in "ab"] == [0, 1]
+    lone = L.build(rows([("a", "shapes", "SSIM", 0.5, 0)]))
+    assert cell(lone, "a", "SSIM")["rank"] == 0
