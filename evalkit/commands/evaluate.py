@@ -53,6 +53,7 @@ def register(app: typer.Typer) -> None:
         weights: str = typer.Option("pretrained", "--weights", help="pretrained | random (random: not comparable with published numbers)."),
         fid_mode: str = typer.Option("clean", "--fid-mode", help="clean (clean-fid) | legacy (pytorch-fid port)."),
         seed: int = typer.Option(0, "--seed", help="Seed of KID subsets, SWD patches/directions and random backbones."),
+        swd_shared_patches: bool = typer.Option(False, "--swd-shared-patches", help="SWD with one draw of patch centres for both sets (identical sets -> 0; variant pggan-shared-patches) instead of PGGAN's independent draws."),
         cache_dir: Path = typer.Option(None, "--cache-dir", help="Feature cache (default $EVALKIT_CACHE or ~/.cache/evalkit/features)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda[:N] for the backbones."),
@@ -71,7 +72,7 @@ def register(app: typer.Typer) -> None:
                 raise EvalkitError(f"--out {out}: folder {out.parent} does not exist; create it first")
         df = evaluate_folders(generated, real, exemplars=exemplars, pairs=pairs, metrics=chosen, weights=weights,
                               cache_dir=False if no_cache else cache_dir, progress=True, seed=seed, fid_mode=fid_mode,
-                              device=device)
+                              device=device, swd_shared_patches=swd_shared_patches)
         if out is not None:
             write_csv_atomic(df, out)
         if weights == "random":

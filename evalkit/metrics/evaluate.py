@@ -25,7 +25,7 @@ from evalkit.metrics.fid import fid_from_features
 from evalkit.metrics.kid import kid_from_features
 from evalkit.metrics.lpips import LPIPSAlex, group_diversity
 from evalkit.metrics.pixel import psnr, ssim
-from evalkit.metrics.swd import sliced_wasserstein
+from evalkit.metrics.swd import sliced_wasserstein, swd_variant
 from evalkit.metrics.vgg import SEMANTIC_LAYERS, semantic_cosines, style_cosines, style_stats
 from evalkit.protocol import Protocol
 
@@ -116,7 +116,7 @@ def _row(metric, variant, value, n, protocol: Protocol) -> dict:
 
 
 def _evaluate(inp: _Inputs, *, metrics, weights, cache_dir, progress, seed, fid_mode, kid_subsets, kid_subset_size,
-              backbones, device) -> pd.DataFrame:
+              backbones, device, swd_shared_patches=False) -> pd.DataFrame:
     check_weights_choice(weights)
     chosen = _select(metrics, inp)
     backbones = dict(backbones or {})
@@ -174,17 +174,18 @@ def _evaluate(inp: _Inputs, *, metrics, weights, cache_dir, progress, seed, fid_
         if "swd" in chosen:
             real = inp.paired_real if inp.pairs is not None else inp.real
             real_hash = [inp.real_hash[j] for j in inp.pairs] if inp.pairs is not None else inp.real_hash
-            ns = FeatureCache.namespace(backbone="swd-pggan", seed=seed)
+            variant = swd_variant(swd_shared_patches)
+            ns = FeatureCache.namespace(backbone="swd-" + variant, seed=seed)
             key = pair_key(*inp.gen_hash, "|", *real_hash)
             advance = bars.task("SWD", 1)
             cached = cache.get(ns, key)
             if cached is None:
-                swd = sliced_wasserstein(inp.generated, real, seed=seed)
+                swd = sliced_wasserstein(inp.generated, real, seed=seed, shared_patches=swd_shared_patches)
                 cached = np.array([[int(k.split("_")[1]) if k != "SWDx1e3_avg" else -1, v] for k, v in swd.items()])
                 cache.put(ns, key, cached)
             advance()
             for level, value in cached:
-                rows.append(_row("SWD" if level < 0 else f"SWD@{int(level)}", "pggan", value, n, proto()))
+                rows.append(_row("SWD" if level < 0 else f"SWD@{int(level)}", variant, value, n, proto()))
 
         if {"lpips", "lpips-diversity"} & set(chosen):
             net = backbones["lpips"]
@@ -279,7 +280,8 @@ def _check_groups(groups, n: int) -> list[list[int]] | None:
 def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups=None, metrics=None,
                     weights: str = "pretrained", cache_dir=None, progress: bool = False, seed: int = 0,
                     fid_mode: str = "clean", kid_subsets: int = 100, kid_subset_size: int = 1000,
-                    backbones: dict | None = None, image_format: str = "uint8-array", device: str = "auto") -> pd.DataFrame:
+                    backbones: dict | None = None, image_format: str = "uint8-array", device: str = "auto",
+                    swd_shared_patches: bool = False) -> pd.DataFrame:
     """Every applicable metric on in-memory uint8 ``[N, 3, H, W]`` arrays (NumPy or torch).
 
     ``generated[i]`` pairs with ``real[i]`` when both have the same shape; ``exemplars[i]``
@@ -288,7 +290,9 @@ def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups
     all that apply). ``cache_dir=None`` uses ``$EVALKIT_CACHE`` or ``~/.cache/evalkit/features``;
     ``False`` disables the cache. ``backbones`` may inject ``inception`` / ``lpips`` / ``vgg``
     modules (tests, custom extractors). ``device``: ``auto`` (CUDA when available), ``cpu``,
-    ``cuda[:N]`` for the backbones.
+    ``cuda[:N]`` for the backbones. ``swd_shared_patches``: SWD with one draw of patch centres
+    for both sets (variant ``pggan-shared-patches``) instead of the PGGAN protocol's
+    independent draws (variant ``pggan``); see :mod:`evalkit.metrics.swd`.
     """
     gen = as_uint8_batch(generated_uint8, "generated")
     real = as_uint8_batch(real_uint8, "real")
@@ -299,7 +303,7 @@ def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups
     inp = _Inputs(gen, real, pairs, ex, _check_groups(groups, len(gen)), image_format)
     return _evaluate(inp, metrics=metrics, weights=weights, cache_dir=cache_dir, progress=progress, seed=seed,
                      fid_mode=fid_mode, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, backbones=backbones,
-                     device=device)
+                     device=device, swd_shared_patches=swd_shared_patches)
 
 
 def read_pairs(path: str | Path) -> list[dict]:
@@ -318,13 +322,13 @@ def read_pairs(path: str | Path) -> list[dict]:
 def evaluate_folders(generated, real, *, exemplars=None, pairs=None, metrics=None, weights: str = "pretrained",
                      cache_dir=None, progress: bool = True, seed: int = 0, fid_mode: str = "clean",
                      kid_subsets: int = 100, kid_subset_size: int = 1000, backbones: dict | None = None,
-                     device: str = "auto") -> pd.DataFrame:
+                     device: str = "auto", swd_shared_patches: bool = False) -> pd.DataFrame:
     """Every applicable metric on folders of images (decoded once each).
 
     Generated and real images pair by file stem when every generated name has a real one.
     ``exemplars``: folder with the exemplar of each sample, named by the sample's name (or
     by its ``exemplar_name`` from ``pairs``). ``pairs``: ``pairs.csv`` whose ``query`` column
-    groups samples for LPIPS diversity.
+    groups samples for LPIPS diversity. Other arguments: :func:`evaluate_arrays`.
     """
     check_weights_choice(weights)
     gen_files, real_files = list_images(generated), list_images(real)
@@ -363,4 +367,4 @@ def evaluate_folders(generated, real, *, exemplars=None, pairs=None, metrics=Non
                   None if ex is None else torch.from_numpy(ex), groups, "+".join(fmts))
     return _evaluate(inp, metrics=metrics, weights=weights, cache_dir=cache_dir, progress=progress, seed=seed,
                      fid_mode=fid_mode, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, backbones=backbones,
-                     device=device)
+                     device=device, swd_shared_patches=swd_shared_patches)

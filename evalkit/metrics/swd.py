@@ -14,11 +14,22 @@ Protocol, as the reference:
 4. SWD = mean over 4 repeats of mean_k |sort(A d_k) - sort(B d_k)| for 128 random
    L2-normalised directions d_k; reported x1e3 per level and averaged over levels.
 
-Difference from the reference (documented, deliberate): the patch centres are drawn once
-from ``seed`` and shared by the two sets (common random numbers); the reference draws them
-independently per minibatch. Each set's descriptors have the same distribution either way,
-and sharing makes identical sets give exactly 0. Both sets must hold the same number of
-images (sorted projections are compared element-wise).
+Centres (``shared_patches``):
+
+- ``False`` (default, variant ``pggan``): the reference exactly. Every neighbourhood of every
+  image of *each set* gets its own centre, drawn independently for set A and for set B
+  (the reference calls ``np.random.randint`` once per minibatch it feeds). SWD is then a
+  two-sample statistic: identical sets give a small positive value (patch sampling noise),
+  not 0.
+- ``True`` (variant ``pggan-shared-patches``): one draw of centres per level, used for both
+  sets (common random numbers). Each set's descriptors have the same distribution as in
+  the reference, but identical sets give exactly 0 and the paired variance is lower. Not
+  the published protocol: use it for regression checks between two versions of a method,
+  never to compare with published numbers.
+
+Random draws, in order, from one ``torch.Generator`` seeded with ``seed``: per level,
+centres of A, centres of B (unless shared), then the ``[4, D, 128]`` directions. Both sets
+must hold the same number of images (sorted projections are compared element-wise).
 """
 
 from __future__ import annotations
@@ -122,9 +133,21 @@ def sliced_wasserstein_descriptors(a: torch.Tensor, b: torch.Tensor, directions:
     return float(np.mean(per_repeat))
 
 
-def sliced_wasserstein(images_a, images_b, *, seed: int = 0) -> dict[str, float]:
+VARIANT_INDEPENDENT = "pggan"
+VARIANT_SHARED = "pggan-shared-patches"
+
+
+def swd_variant(shared_patches: bool) -> str:
+    """Name recorded in the results table's ``variant`` column."""
+    return VARIANT_SHARED if shared_patches else VARIANT_INDEPENDENT
+
+
+def sliced_wasserstein(images_a, images_b, *, seed: int = 0, shared_patches: bool = False) -> dict[str, float]:
     """SWD x1e3 between two uint8 ``[N, 3, H, W]`` sets of equal N and size.
 
+    ``shared_patches=False`` (default) is the PGGAN protocol: independent centres per
+    neighbourhood, per image and per set. ``True`` shares one draw of centres between the
+    two sets (identical sets -> exactly 0; see the module docstring).
     Keys ``SWDx1e3_<res>`` per pyramid level (finest first; ``<res>`` is the level's height)
     and ``SWDx1e3_avg``.
     """
@@ -142,9 +165,10 @@ def sliced_wasserstein(images_a, images_b, *, seed: int = 0) -> dict[str, float]
     pyr_a, pyr_b = laplacian_pyramid(a, levels), laplacian_pyramid(b, levels)
     out = {}
     for la, lb in zip(pyr_a, pyr_b):
-        ys, xs = sample_centres(n, la.shape[2], la.shape[3], gen)
-        da = normalise_descriptors(extract_descriptors(la, ys, xs))
-        db = normalise_descriptors(extract_descriptors(lb, ys, xs))
+        ya, xa = sample_centres(n, la.shape[2], la.shape[3], gen)
+        yb, xb = (ya, xa) if shared_patches else sample_centres(n, lb.shape[2], lb.shape[3], gen)
+        da = normalise_descriptors(extract_descriptors(la, ya, xa))
+        db = normalise_descriptors(extract_descriptors(lb, yb, xb))
         dirs = random_directions(da.shape[1], gen)
         out[f"SWDx1e3_{la.shape[2]}"] = 1e3 * sliced_wasserstein_descriptors(da, db, dirs)
     out["SWDx1e3_avg"] = float(np.mean(list(out.values())))

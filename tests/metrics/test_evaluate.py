@@ -55,6 +55,22 @@ def test_evaluate_arrays_rows_agree_with_pure_functions(photos, nets, tmp_path):
             "evalkit_version", "comparable"} <= set(cols)
     lp = df[df.metric == "LPIPS-gt"].iloc[0]
     assert lp.weights_sha256 == "random-init(seed=0)" and not lp.comparable
+    assert set(df[df.metric.str.startswith("SWD")].variant) == {"pggan"}
+
+
+def test_swd_shared_patches_variant_is_recorded_and_cached_apart(photos, tmp_path):
+    """The shared-patches SWD is a different number under its own variant name; a cache
+    filled by the default (PGGAN) run must not answer for it, nor the other way round."""
+    gen, real = photos(4, 32), photos(4, 32, offset=5)
+    kw = dict(metrics=["swd"], cache_dir=tmp_path)
+    default = evaluate_arrays(gen, real, **kw).set_index("metric")
+    shared = evaluate_arrays(gen, real, swd_shared_patches=True, **kw).set_index("metric")
+    assert set(default.variant) == {"pggan"} and set(shared.variant) == {"pggan-shared-patches"}
+    assert default.loc["SWD", "value"] == pytest.approx(sliced_wasserstein(gen, real)["SWDx1e3_avg"], rel=1e-12)
+    assert shared.loc["SWD", "value"] == pytest.approx(
+        sliced_wasserstein(gen, real, shared_patches=True)["SWDx1e3_avg"], rel=1e-12)
+    assert evaluate_arrays(gen, gen.copy(), swd_shared_patches=True, **kw)["value"].eq(0).all()
+    assert evaluate_arrays(gen, gen.copy(), **kw)["value"].gt(0).all()
 
 
 def test_rerun_hits_cache_and_resume_recomputes_only_missing(photos, nets, tmp_path):
