@@ -15,7 +15,6 @@ channels_last memory format.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -50,9 +49,9 @@ class Translator(nn.Module):
     variant: str = ""
     trainable: bool = True
 
-    @abstractmethod
     def translate(self, batch) -> TranslationOutput:
         """Outputs for ``batch`` (an :class:`evalkit.data.Batch`), without gradients, in eval mode."""
+        raise NotImplementedError(f"{type(self).__name__} must implement translate()")
 
     def train_step(self, batch) -> dict[str, float]:
         raise EvalkitError(f"variant {self.variant!r} cannot be trained")
@@ -161,9 +160,9 @@ class GANTranslator(Translator):
             opt.load_state_dict(state[name])
 
     # -- the method-specific part ----------------------------------------------------------
-    @abstractmethod
     def generate(self, batch) -> dict:
         """Forward pass; in training mode also the auxiliary losses under ``"aux"``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement generate()")
 
     def prepare_batch(self, batch):
         """Hook for variants that change the training pairs (RABIT's manipulation mode)."""
