@@ -308,6 +308,7 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
     run_id = info["run_id"]
     device = distributed.local_device(cfg.device)
     eval_csvs = []
+    nets: dict = {}  # metric backbones, built at the first evaluation that runs
     with _Progress(stage_count(cfg), progress and main) as bar:
         for d in cfg.datasets:
             for seed in cfg.seeds:
@@ -365,9 +366,11 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
                     csv = rd.root / "eval" / d.name / f"seed{seed}" / f"{vd}.csv"
 
                     def do_eval(v=v, d=d, seed=seed, out_dir=out_dir, csv=csv):
+                        if not nets:
+                            nets.update(metric_backbones(cfg.evaluation.metrics, cfg.evaluation.weights, device))
                         rows = evaluate_outputs(out_dir, v.name, metrics=cfg.evaluation.metrics,
                                                 weights=cfg.evaluation.weights, cache_dir=rd.root / "features",
-                                                device=device)
+                                                device=device, backbones=nets)
                         if main:
                             table = R.make_rows(rows, run_id=run_id, method=v.name.split("/")[0], dataset=d.name,
                                                 split=SPLIT, seed=seed, variant=v.name)
@@ -407,8 +410,25 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
     return summary
 
 
+def metric_backbones(metrics, weights: str, device: str) -> dict:
+    """The metric backbones a run needs, built once and shared by all its evaluations
+    (the same networks :func:`evalkit.metrics.evaluate_folders` would build each time)."""
+    from evalkit.features import InceptionFID, VGG19Features
+    from evalkit.metrics import METRICS, LPIPSAlex
+
+    families = {m.lower() for m in metrics} if metrics else set(METRICS)
+    nets = {}
+    if families & {"fid", "kid"}:
+        nets["inception"] = InceptionFID("clean", weights, 0, device=device)
+    if families & {"lpips", "lpips-diversity"}:
+        nets["lpips"] = LPIPSAlex(weights, 0, device=device)
+    if "vgg" in families:
+        nets["vgg"] = VGG19Features(weights, 0, device=device)
+    return nets
+
+
 def evaluate_outputs(out_dir: Path, variant: str, *, metrics=None, weights="pretrained", cache_dir=None,
-                     device: str = "cpu") -> pd.DataFrame:
+                     device: str = "cpu", backbones: dict | None = None) -> pd.DataFrame:
     """Metric rows of one variant's outputs folder (the outputs layout), against its inputs;
     under torchrun the backbone passes are sharded over the ranks (:mod:`evalkit.distributed`)."""
     from evalkit import distributed
@@ -416,7 +436,7 @@ def evaluate_outputs(out_dir: Path, variant: str, *, metrics=None, weights="pret
     return distributed.evaluate_folders(out_dir / _vdir(variant) / "images", out_dir / "inputs" / "real",
                                         exemplars=out_dir / "inputs" / "exemplar", pairs=out_dir / "inputs" / "pairs.csv",
                                         metrics=list(metrics) if metrics else None, weights=weights, cache_dir=cache_dir,
-                                        device=device)
+                                        device=device, backbones=backbones)
 
 
 def write_report(table: pd.DataFrame, report_dir: Path, cfg: RunConfig, outputs_root: Path) -> dict[str, str]:
