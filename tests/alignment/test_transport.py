@@ -66,7 +66,7 @@ def test_small_eps_where_pot_fails_continues_the_sequence():
     assert pot.sum() == 0.0  # POT's plain scaling underflows at eps = 1e-4
     masses, rows = [], []
     for eps in (1e-1, 1e-2, 1e-3, 1e-4):
-        plan = unbalanced_sinkhorn(a, b, C, eps=eps, tau=1.0, n_iters=300, tol=1e-10, eps_steps=8)
+        plan = unbalanced_sinkhorn(a, b, C, eps=eps, tau=1.0, n_iters=120, tol=1e-10, eps_steps=8)
         assert torch.isfinite(plan).all() and plan.sum() > 0
         masses.append(plan.sum().item())
         rows.append(plan.sum(1))
