@@ -105,6 +105,7 @@ class FeatureCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.save(f, np.asarray(value), allow_pickle=False)
+            os.chmod(tmp, W.plain_mode())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

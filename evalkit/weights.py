@@ -181,6 +181,15 @@ def identify(path: str | Path) -> tuple[WeightsFile, str]:
     )
 
 
+def plain_mode(directory: bool = False) -> int:
+    """Permission bits a plain ``open()`` / ``mkdir()`` would give under the current umask.
+    ``tempfile.mkstemp`` / ``mkdtemp`` create 0600 / 0700; atomic writers chmod their temp
+    file to this before ``os.replace`` so results are readable like any other file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 def import_file(path: str | Path) -> Path:
     """Copy a downloaded file into the cache under its registered name (atomic)."""
     entry, _ = identify(path)
@@ -190,6 +199,7 @@ def import_file(path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
             shutil.copyfileobj(src, out)
+        os.chmod(tmp, plain_mode())
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -226,6 +236,7 @@ def fetch(keys: list[str] | None = None, *, progress: bool = True) -> list[Path]
             digest = h.hexdigest()
             if not entry.matches(digest):
                 raise EvalkitError(f"downloaded {entry.filename} has sha256 {digest}, expected {entry.sha256}; not installed")
+            os.chmod(tmp, plain_mode())
             os.replace(tmp, dest)
         finally:
             Path(tmp).unlink(missing_ok=True)

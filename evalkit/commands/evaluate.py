@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from evalkit.errors import EvalkitError
+from evalkit.weights import plain_mode
 
 
 def write_csv_atomic(df, out: Path) -> None:
@@ -19,10 +20,24 @@ def write_csv_atomic(df, out: Path) -> None:
     try:
         with os.fdopen(fd, "w", newline="") as f:
             df.to_csv(f, index=False)
+        os.chmod(tmp, plain_mode())
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def rows_json(df) -> str:
+    """Rows as a JSON list, floats at full precision (repr); non-finite values (PSNR of
+    identical images) become ``null``, as JSON has no infinity."""
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v.item() if hasattr(v, "item") else v
+
+    return json.dumps([{k: clean(v) for k, v in r.items()} for r in df.to_dict("records")], indent=1, allow_nan=False)
 
 
 def print_table(df) -> None:
@@ -31,14 +46,17 @@ def print_table(df) -> None:
 
     from evalkit.protocol import NOT_COMPARABLE_NOTE
 
-    caption = None if df["comparable"].all() else f"rows with random-init weights: {NOT_COMPARABLE_NOTE}"
+    caption = None if df["comparable"].all() else f"comparable = no: {NOT_COMPARABLE_NOTE}"
     table = Table(title="evalkit evaluate", caption=caption)
-    for col in ("metric", "variant", "value", "n", "backbone", "weights_sha256"):
-        table.add_column(col, justify="right" if col in ("value", "n") else "left")
+    # Each number stays identifiable on a narrow terminal: metric, value, n and comparable
+    # never wrap; variant and weights may (the backbone name is in --json / --out).
+    for col in ("metric", "variant", "value", "n", "comparable", "weights"):
+        table.add_column(col, justify="right" if col in ("value", "n") else "left",
+                         no_wrap=col not in ("variant", "weights"), overflow="fold")
     for r in df.to_dict("records"):
         weights = r["weights_sha256"]
-        table.add_row(r["metric"], r["variant"], f"{r['value']:.6g}", str(r["n"]), r["backbone"],
-                      weights[:16] + "..." if len(weights) == 64 else weights)
+        table.add_row(r["metric"], r["variant"], f"{r['value']:.6g}", str(r["n"]), "yes" if r["comparable"] else "no",
+                      weights[:12] + "..." if len(weights) == 64 else weights)
     Console().print(table)
 
 
@@ -78,6 +96,6 @@ def register(app: typer.Typer) -> None:
         if weights == "random":
             print(f"warning: {NOT_COMPARABLE_NOTE}", file=sys.stderr)
         if json_out:
-            print(json.dumps(json.loads(df.to_json(orient="records")), indent=1))
+            print(rows_json(df))
         else:
             print_table(df)

@@ -51,6 +51,7 @@ from evalkit.data.sample import Sample, to_uint8_image
 from evalkit.data.shapes import ShapesDataset, _grid, _mask, edit_layout
 from evalkit.data.transforms import get_params, apply_pil
 from evalkit.errors import EvalkitError
+from evalkit.weights import plain_mode
 
 __all__ = ["Edit", "edit_object", "pick_edit", "write_manipulation_set", "ManipulationSet", "ShapesManipulation"]
 
@@ -208,6 +209,7 @@ def write_manipulation_set(name: str, root: str | Path | None, out: str | Path, 
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         if out.exists():
             out.rmdir()
+        os.chmod(tmp, plain_mode(directory=True))
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

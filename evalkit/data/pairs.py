@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from evalkit.data.sample import Sample
 from evalkit.data.transforms import TransformParams, apply_pil, get_params
 from evalkit.errors import EvalkitError
+from evalkit.weights import plain_mode
 
 __all__ = [
     "read_pair_list", "write_pair_list", "normalise_key", "choose_exemplar", "PairedDataset",
@@ -61,10 +62,15 @@ def write_pair_list(path: str | Path, pairs: dict[str, list[str]]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for query, exemplars in pairs.items():
-            f.write(",".join([query, *exemplars]) + "\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for query, exemplars in pairs.items():
+                f.write(",".join([query, *exemplars]) + "\n")
+        os.chmod(tmp, plain_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -45,9 +47,14 @@ def test_choose_exemplar_cocosnet_probabilities():
 def test_pairs_cli_random_weights(shared_data, tmp_path):
     root = shared_data / "spade_coco_stuff" / "datasets" / "coco_stuff"
     out = tmp_path / "cocostuff_ref_test.txt"
-    result = runner.invoke(app, ["data", "pairs", "cocostuff", "--root", str(root), "--out", str(out),
-                                 "--weights", "random", "--size", "32", "--k", "2", "--json"])
+    old = os.umask(0o022)
+    try:
+        result = runner.invoke(app, ["data", "pairs", "cocostuff", "--root", str(root), "--out", str(out),
+                                     "--weights", "random", "--size", "32", "--k", "2", "--json"])
+    finally:
+        os.umask(old)
     assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # a plain file, not mkstemp's 0600
     assert json.loads(result.stdout)["queries"] == 8
     pairs = read_pair_list(out)
     train = {p.name for p in (root / "train_img").glob("*.jpg")}
@@ -91,9 +98,14 @@ def test_edit_object_hand_case():
 def test_manipulation_set_roundtrip(shared_data, tmp_path):
     root = shared_data / "cocosnet_samples" / "imgs" / "ade20k"
     out = tmp_path / "manip"
-    result = runner.invoke(app, ["data", "manipulation", "ade20k", "--root", str(root), "--out", str(out),
-                                 "--size", "64", "--n", "2", "--json"])
+    old = os.umask(0o022)
+    try:
+        result = runner.invoke(app, ["data", "manipulation", "ade20k", "--root", str(root), "--out", str(out),
+                                     "--size", "64", "--n", "2", "--json"])
+    finally:
+        os.umask(old)
     assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755  # a plain folder, not mkdtemp's 0700
     assert json.loads(result.stdout)["n"] == 2 and (out / "meta.json").is_file()
     ds = get_dataset("manipulation", root=out, size=64)
     s = ds[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -132,6 +134,34 @@ def test_cli_json_and_csv(tmp_path, photos, write_folder):
     assert NOT_COMPARABLE_NOTE in res.stderr
     div = next(row for row in rows if row["metric"] == "LPIPS-diversity")
     assert div["n"] == 2
+
+
+def test_cli_table_json_and_csv_agree_on_real_photos(tmp_path, photos, write_folder, monkeypatch):
+    """Table: every metric name whole and random-init rows marked comparable=no; --json at
+    full precision equal to the CSV; the CSV is a plain file (umask mode, not mkstemp's 0600)."""
+    g, r, _, _ = _layout(tmp_path, photos, write_folder)
+    args = ["evaluate", "--generated", str(g), "--real", str(r), "--metrics", "lpips,vgg,psnr", "--weights", "random",
+            "--cache-dir", str(tmp_path / "c")]
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "res.csv"
+        res = CliRunner().invoke(app, [*args, "--json", "--out", str(out)])
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    rows = json.loads(res.stdout)
+    with open(out, newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [row["metric"] for row in rows] == [row["metric"] for row in table]
+    assert all(float(t["value"]) == j["value"] for t, j in zip(table, rows))  # no 10-digit rounding
+    assert all(len(str(j["value"]).replace(".", "").lstrip("0")) > 10 for j in rows if j["metric"] == "LPIPS-gt")
+    shown = CliRunner().invoke(app, args, terminal_width=80)
+    assert shown.exit_code == 0, shown.output
+    lines = [ln for ln in shown.stdout.splitlines() if ln.startswith("│")]
+    cells = {ln.split("│")[1].strip(): ln.split("│")[5].strip() for ln in lines if ln.split("│")[1].strip()}
+    assert cells == {"LPIPS-gt": "no", "semantic-relu4_2": "no", "semantic-relu5_2": "no", "PSNR": "yes"}
+    assert NOT_COMPARABLE_NOTE.split(" (")[0] in " ".join(shown.stdout.split())
 
 
 def test_folder_greyscale_and_rgba_are_converted(tmp_path, photos, write_folder):

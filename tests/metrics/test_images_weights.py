@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -80,9 +82,14 @@ def test_weights_import_verify_and_missing(tmp_path, monkeypatch):
     src = tmp_path / "download.bin"
     src.write_bytes(payload)
     runner = CliRunner()
-    res = runner.invoke(app, ["weights", "import", str(src)])
+    old = os.umask(0o022)
+    try:
+        res = runner.invoke(app, ["weights", "import", str(src)])
+    finally:
+        os.umask(old)
     assert res.exit_code == 0, res.output
     assert (cache / "vgg19-dcbb9e9d.pth").read_bytes() == payload
+    assert stat.S_IMODE((cache / "vgg19-dcbb9e9d.pth").stat().st_mode) == 0o644  # not mkstemp's 0600
     assert not list(cache.glob(".*part"))
     path, full = W.require("vgg19")
     assert full == digest
