@@ -77,13 +77,21 @@ def write_pair_list(path: str | Path, pairs: dict[str, list[str]]) -> Path:
 def choose_exemplar(exemplars: list[str], split: str, rng: np.random.Generator,
                     real_reference_probability: float = 0.7,
                     hard_reference_probability: float = 0.2) -> str | None:
-    """CoCosNet's exemplar choice; None means a self-reference pair."""
+    """CoCosNet's exemplar choice (``data/pix2pix_dataset.py``): test -> the first listed
+    exemplar; train -> one uniform draw ``p``: ``p < hard`` the second listed ("hard")
+    exemplar, ``hard <= p < real`` the first ("easy"), else None (a self-reference pair).
+    A list with one exemplar uses it for both."""
     if split == "test":
         return exemplars[0]
     p = float(rng.uniform())
     if p < real_reference_probability:
-        return exemplars[-1] if p < hard_reference_probability else exemplars[0]
+        return hard_exemplar(exemplars) if p < hard_reference_probability else exemplars[0]
     return None
+
+
+def hard_exemplar(exemplars: list[str]) -> str:
+    """CoCosNet's hard reference: ``val[1]``, the second exemplar of the line (not the last)."""
+    return exemplars[1] if len(exemplars) > 1 else exemplars[0]
 
 
 def open_image(path: Path) -> Image.Image:
@@ -238,7 +246,7 @@ class PairedDataset(Dataset):
 
     def _refs(self, item: _Item) -> list[tuple[str, bool]]:
         """The query and the exemplars it may use (test: the first; train: first and last)."""
-        used = item.exemplars[:1] if self.split == "test" else list(dict.fromkeys([item.exemplars[0], item.exemplars[-1]]))
+        used = item.exemplars[:1] if self.split == "test" else list(dict.fromkeys([item.exemplars[0], hard_exemplar(item.exemplars)]))
         return [(item.key, False)] + [(e, True) for e in used]
 
     def _missing_files(self) -> list[str]:

@@ -38,9 +38,13 @@ def test_top_k_cosine_against_numpy():
 
 def test_choose_exemplar_cocosnet_probabilities():
     rng = np.random.default_rng(0)
-    picks = [choose_exemplar(["easy", "mid", "hard"], "train", rng) for _ in range(4000)]
-    freq = {k: picks.count(k) / 4000 for k in ("easy", "hard", None)}
+    # CoCosNet: one draw p; p < 0.2 -> val[1] (hard), p < 0.7 -> val[0] (easy), else self-reference.
+    # Retrieved lists hold more than two exemplars: the hard one is the second, never the last.
+    picks = [choose_exemplar(["easy", "hard", "third"], "train", rng) for _ in range(4000)]
+    freq = {k: picks.count(k) / 4000 for k in ("easy", "hard", "third", None)}
     assert abs(freq["hard"] - 0.2) < 0.03 and abs(freq["easy"] - 0.5) < 0.03 and abs(freq[None] - 0.3) < 0.03
+    assert freq["third"] == 0
+    assert choose_exemplar(["only"], "train", np.random.default_rng(1)) in ("only", None)
     assert choose_exemplar(["easy", "hard"], "test", rng) == "easy"
 
 
