@@ -192,3 +192,84 @@ def test_celebahq_glasses_channel(roots, tmp_path):
     assert torch.all(s.cond[16][torch.from_numpy(band)] == 1) and s.cond[16].sum() == band.sum()
     # the parts under the glasses stay set: those pixels have two ones
     assert torch.all(s.cond.sum(0)[torch.from_numpy(band)] == 2) and torch.all(s.label[torch.from_numpy(band)] == 16)
+
+
+def test_train_transform_is_resize_286_crop_256_flip_scaled_by_size(roots, tmp_path):
+    """Train: image and label map resized to round(size * 286 / 256) (36 for 32), one shared
+    random size x size crop and flip; restated here with PIL on the original files."""
+    from evalkit.data.transforms import get_params
+
+    pairs = tmp_path / "ade20k_ref.txt"
+    keys = sorted(p.name for p in (roots["ade20k"] / "training").glob("*.jpg"))
+    pairs.write_text("".join(f"{k},{keys[(i + 1) % 6]}\n" for i, k in enumerate(keys)))
+    ds = get_dataset("ade20k", root=roots["ade20k"], split="train", size=32, pairs=pairs, seed=5)
+    flips, corners = set(), set()
+    for i, key in enumerate(ds.items[j].key for j in range(len(ds))):
+        p = get_params(np.random.default_rng([5, 0, i]), "train", 32)  # the sample's own generator
+        assert p.load == 36 and 0 <= p.x <= 4 and 0 <= p.y <= 4
+        flips.add(p.flip)
+        corners.add((p.x, p.y))
+
+        def expect(img, resample):
+            out = img.resize((36, 36), resample).crop((p.x, p.y, p.x + 32, p.y + 32))
+            return np.asarray(out.transpose(Image.FLIP_LEFT_RIGHT) if p.flip else out)
+
+        s = ds[i]
+        image = expect(Image.open(roots["ade20k"] / "training" / key).convert("RGB"), Image.BICUBIC)
+        label = expect(Image.open(roots["ade20k"] / "training" / key.replace(".jpg", ".png")), Image.NEAREST)
+        np.testing.assert_allclose(s.image.numpy(), image.transpose(2, 0, 1) / 127.5 - 1, atol=1e-6)
+        assert np.array_equal(s.label.numpy(), label) and torch.equal(s.cond.argmax(0), s.label)
+        assert s.image.dtype == torch.float32 and s.label.dtype == torch.long
+    assert flips == {True, False} and len(corners) > 1  # really random, not a centre crop
+
+
+def _contract_dataset(name, roots, tmp_path):
+    """Every registered dataset at 32 px on the real samples (or built-in scenes)."""
+    tmp_path.mkdir(parents=True)
+    from evalkit.data.manipulation import write_manipulation_set
+
+    if name == "cocostuff":
+        pairs = tmp_path / "pairs.txt"
+        keys = sorted(p.name for p in (roots["cocostuff"] / "val_img").glob("*.jpg"))
+        pairs.write_text("".join(f"{k},000000017914.jpg\n" for k in keys))
+        return get_dataset(name, root=roots[name], size=32, n=3, pairs=pairs)
+    if name == "manipulation":
+        write_manipulation_set("shapes", None, tmp_path / "manip", size=32, n=3, progress=False)
+        return get_dataset(name, root=tmp_path / "manip", size=32)
+    if name.startswith("ade20k"):
+        return get_dataset(name, root=roots["ade20k"], size=32, n=3)
+    return get_dataset(name, root=roots.get(name), size=32, n=3)
+
+
+def test_every_registered_dataset_meets_the_sample_contract(roots, tmp_path):
+    """docs/contracts.md: cond/exemplar_cond float [C, H, W] with C = cond_channels; image and
+    exemplar float [3, H, W] in [-1, 1]; label long [H, W] or None; self_ref bool; names
+    unique and safe as file stems; collate stacks them."""
+    import re
+
+    from evalkit.data import list_datasets
+
+    safe = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+    for name in list_datasets():
+        ds = _contract_dataset(name, roots, tmp_path / name)
+        samples = [ds[i] for i in range(min(3, len(ds)))]
+        assert samples, name
+        for s in samples:
+            for field in ("cond", "exemplar_cond"):
+                t = getattr(s, field)
+                assert t.dtype == torch.float32 and t.shape == (ds.cond_channels, 32, 32), (name, field, t.shape)
+                assert torch.isfinite(t).all(), (name, field)
+            for field in ("image", "exemplar"):
+                t = getattr(s, field)
+                assert t.dtype == torch.float32 and t.shape == (3, 32, 32), (name, field)
+                assert -1 <= float(t.min()) and float(t.max()) <= 1, (name, field)
+            if s.label is not None:
+                assert s.label.dtype == torch.long and s.label.shape == (32, 32), name
+                assert int(s.label.min()) >= 0, name
+                if ds.num_classes is not None:  # label conditions: ids index the one-hot channels
+                    assert int(s.label.max()) < ds.num_classes <= ds.cond_channels, name
+            assert isinstance(s.self_ref, bool), name
+            assert safe.fullmatch(s.name) and safe.fullmatch(s.exemplar_name), (name, s.name, s.exemplar_name)
+        assert len({s.name for s in samples}) == len(samples), name
+        batch = collate(samples)
+        assert batch.cond.shape[0] == len(samples) and batch.self_ref.dtype == torch.bool
