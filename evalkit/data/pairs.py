@@ -27,7 +27,7 @@ from evalkit.errors import EvalkitError
 from evalkit.weights import plain_mode
 
 __all__ = [
-    "read_pair_list", "write_pair_list", "normalise_key", "choose_exemplar", "PairedDataset",
+    "read_pair_list", "parse_pair_list", "write_pair_list", "normalise_key", "choose_exemplar", "PairedDataset",
     "open_image", "open_label", "check_label_range", "image_to_tensor",
 ]
 
@@ -39,21 +39,34 @@ def normalise_key(text: str) -> str:
     return text.strip().replace("\\", "/")
 
 
-def read_pair_list(path: str | Path) -> dict[str, list[str]]:
-    """``{query: [exemplar, ...]}`` from a CoCosNet pair list (blank lines skipped)."""
+def parse_pair_list(path: str | Path) -> tuple[dict[str, list[str]], list[str]]:
+    """``({query: [exemplar, ...]}, problems)`` from a CoCosNet pair list: every malformed
+    line is one problem (``file:line: ...``) and is skipped; blank lines are ignored."""
     path = Path(path)
     if not path.is_file():
         raise EvalkitError(f"pair list not found: {path}; pass --pairs or build one with `evalkit data pairs`", path=path)
     pairs: dict[str, list[str]] = {}
+    problems = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         items = [normalise_key(t) for t in line.split(",")]
         if len(items) < 2 or not all(items):
-            raise EvalkitError(f"{path}:{number}: expected 'query,exemplar[,...]', got {line.strip()!r}", path=path)
+            problems.append(f"{path}:{number}: expected 'query,exemplar[,...]', got {line.strip()!r}")
+            continue
         pairs[items[0]] = items[1:]
-    if not pairs:
+    if not pairs and not problems:
         raise EvalkitError(f"pair list {path} is empty; build one with `evalkit data pairs`", path=path)
+    return pairs, problems
+
+
+def read_pair_list(path: str | Path) -> dict[str, list[str]]:
+    """``{query: [exemplar, ...]}`` from a CoCosNet pair list (blank lines skipped); the
+    first malformed line raises (``evalkit data check`` lists them all)."""
+    pairs, problems = parse_pair_list(path)
+    if problems:
+        more = f" (and {len(problems) - 1} more malformed lines)" if len(problems) > 1 else ""
+        raise EvalkitError(problems[0] + more, path=Path(path))
     return pairs
 
 
@@ -183,7 +196,8 @@ class PairedDataset(Dataset):
             self.pairs_path, self.items = None, [_Item(k, []) for k in (keys[:n] if n is not None else keys)]
             return
         self.pairs_path = Path(pairs) if pairs is not None else self.default_pairs_path()
-        pair_dict = read_pair_list(self.pairs_path)
+        pair_dict, malformed = parse_pair_list(self.pairs_path)
+        self.problems += malformed
         items = []
         for key in keys:
             if key not in pair_dict:

@@ -114,20 +114,32 @@ def test_empty_split(tmp_path):
 
 
 def test_check_lists_every_problem(tmp_path):
-    root = make_ade(tmp_path, n_val=4)
+    root = make_ade(tmp_path, n_val=6)
     (root / "validation" / "ADE_val_00000000.jpg").write_bytes(b"garbage")  # corrupt
     Image.fromarray(np.full((16, 24), 177, np.uint8)).save(root / "validation" / "ADE_val_00000001.png")  # range
     (root / "validation" / "ADE_val_00000002.jpg").unlink()  # missing image
     (root / "training" / "ADE_train_00000001.png").unlink()  # exemplar annotation missing
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(root / "validation" / "ADE_val_00000004.png")  # size mismatch
+    lines = (root / "ade20k_ref_test.txt").read_text().splitlines()
+    lines[5] = "ADE_val_00000005.jpg"  # malformed line: the query loses its exemplar too
+    lines.append("ADE_val_00000005.jpg,")  # a second malformed line is reported as well
+    (root / "ade20k_ref_test.txt").write_text("\n".join(lines) + "\n")
     result = check(root, "--json")
     assert result.exit_code == 2
     import json
 
     report = json.loads(result.stdout)
     text = "\n".join(report["problems"])
-    assert len(report["problems"]) == 4, text
-    for needle in ("ADE_val_00000000.jpg", "label id 177", "ADE_val_00000002.png", "ADE_train_00000001.png"):
-        assert needle in text
+    needles = ("ADE_val_00000000.jpg", "label id 177", "ADE_val_00000002.png", "ADE_train_00000001.png",
+               "size mismatch: " + str(root / "validation" / "ADE_val_00000004.png"),
+               "ade20k_ref_test.txt:6: expected", "ade20k_ref_test.txt:7: expected",
+               "no exemplar listed for query ADE_val_00000005.jpg")
+    assert len(report["problems"]) == len(needles), text
+    for needle in needles:
+        assert needle in text, needle
+    # loading (not checking) stops at the first problem, with one line that says more exist
+    with pytest.raises(EvalkitError, match=r"and \d+ more problems; run `evalkit data check`"):
+        get_dataset("ade20k", root=root, size=16)
 
 
 def test_pair_list_parsing(tmp_path):
