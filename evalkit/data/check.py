@@ -23,7 +23,7 @@ def check_dataset(name: str, root: str | Path | None, split: str = "test", pairs
     spec = dataset_spec(name)
     if pairs is not None and not spec.paired:
         raise EvalkitError(f"dataset {name!r} takes no pair list; drop --pairs")
-    kw = {"pairs": pairs, "strict": False} if spec.paired else {}
+    kw = {"pairs": pairs, "collect_problems": True} if spec.paired else {}
     try:
         ds = get_dataset(name, root=root, split=split, size=size, **kw)
     except EvalkitError as err:

@@ -168,7 +168,10 @@ class PairedDataset(Dataset):
     Subclasses set ``name``, ``cond_channels``, ``num_classes``, ``cond_kind``,
     ``pair_stem`` and implement :meth:`list_keys`, :meth:`image_path`, :meth:`encode`
     (and :meth:`label_files` for validation). ``epoch`` (see :meth:`set_epoch`) enters the
-    per-sample generator so that train crops change between epochs.
+    per-sample generator so that train crops change between epochs. Problems found while
+    indexing (missing files, malformed pair-list lines, queries without a line) raise the
+    first one; ``collect_problems=True`` (``evalkit data check``) keeps them all in
+    ``.problems`` instead and indexes what is usable.
     """
 
     name = "paired"
@@ -178,7 +181,8 @@ class PairedDataset(Dataset):
     pair_stem = ""  # CoCosNet's pair-list name: data/<pair_stem>_ref[_test].txt
 
     def __init__(self, *, root: Path, split: str = "test", size: int = 256, n: int | None = None,
-                 seed: int = 0, pairs: str | Path | None = None, strict: bool = True, require_pairs: bool = True,
+                 seed: int = 0, pairs: str | Path | None = None, collect_problems: bool = False,
+                 require_pairs: bool = True,
                  real_reference_probability: float = 0.7, hard_reference_probability: float = 0.2):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -207,7 +211,7 @@ class PairedDataset(Dataset):
             items.append(_Item(key, pair_dict[key]))
         self.items = items[:n] if n is not None else items
         self.problems += self._missing_files()
-        if strict and self.problems:
+        if self.problems and not collect_problems:
             more = f" (and {len(self.problems) - 1} more problems; run `evalkit data check`)" if len(self.problems) > 1 else ""
             raise EvalkitError(self.problems[0] + more)
 
