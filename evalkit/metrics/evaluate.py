@@ -23,7 +23,7 @@ from evalkit.features import (FeatureCache, InceptionFID, VGG19Features, cached_
 from evalkit.images import as_uint8_batch, content_hash, image_format, list_images, load_image, stack_images
 from evalkit.metrics.fid import fid_from_features
 from evalkit.metrics.kid import kid_from_features
-from evalkit.metrics.lpips import LPIPSAlex, group_diversity
+from evalkit.metrics.lpips import LPIPSAlex, diversity_from_features
 from evalkit.metrics.pixel import psnr, ssim
 from evalkit.metrics.swd import sliced_wasserstein, swd_variant
 from evalkit.metrics.vgg import SEMANTIC_LAYERS, semantic_cosines, style_cosines, style_stats
@@ -188,28 +188,8 @@ def _evaluate(inp: _Inputs, *, metrics, weights, cache_dir, progress, seed, fid_
                 rows.append(_row("SWD" if level < 0 else f"SWD@{int(level)}", variant, value, n, proto()))
 
         if {"lpips", "lpips-diversity"} & set(chosen):
-            net = backbones["lpips"]
-            ns = FeatureCache.namespace(**net.protocol_key())
-            p = proto(net)
-            if "lpips" in chosen:
-                real = inp.paired_real
-                keys = [pair_key("gt", g, inp.real_hash[j]) for g, j in zip(inp.gen_hash, inp.pairs)]
-
-                def compute(idx):
-                    d = net.distance(net.features(inp.generated[idx]), net.features(real[idx]))
-                    return list(d.double().cpu().numpy())
-
-                d = cached_per_item(cache, ns, keys, compute, batch_size=16, advance=bars.task("LPIPS vs ground truth", n))
-                rows.append(_row("LPIPS-gt", "alex-v0.1", np.mean(d), n, p))
-            if "lpips-diversity" in chosen:
-                groups = inp.groups
-                keys = [pair_key("div", *sorted(inp.gen_hash[i] for i in g)) for g in groups]
-
-                def compute(idx):
-                    return [np.float64(group_diversity(net, inp.generated[groups[i]])) for i in idx]
-
-                d = cached_per_item(cache, ns, keys, compute, batch_size=4, advance=bars.task("LPIPS diversity", len(groups)))
-                rows.append(_row("LPIPS-diversity", "alex-v0.1", np.mean(d), len(groups), p))
+            rows += _lpips_rows(inp, backbones["lpips"], cache, bars, proto(backbones["lpips"]),
+                                gt="lpips" in chosen, diversity="lpips-diversity" in chosen)
 
         if "vgg" in chosen:
             rows += _vgg_rows(inp, backbones["vgg"], cache, bars, proto)
@@ -221,6 +201,58 @@ def _evaluate(inp: _Inputs, *, metrics, weights, cache_dir, progress, seed, fid_
             if "ssim" in chosen:
                 rows.append(_row("SSIM", "skimage", np.mean(ssim(inp.generated, real)), n, proto()))
     return pd.DataFrame(rows)
+
+
+def _lpips_rows(inp: _Inputs, net: LPIPSAlex, cache: FeatureCache, bars: _Progress, protocol: Protocol, *,
+                gt: bool, diversity: bool, batch_images: int = 16) -> list[dict]:
+    """LPIPS-gt (per pair) and LPIPS-diversity (per group) with every generated image
+    through the AlexNet trunk at most once: work is done group by group (ungrouped images in
+    chunks), several groups per trunk batch, and only for what the cache lacks."""
+    n = len(inp.generated)
+    ns = FeatureCache.namespace(**net.protocol_key())
+    gt_keys = [pair_key("gt", g, inp.real_hash[j]) for g, j in zip(inp.gen_hash, inp.pairs)] if gt else []
+    groups = inp.groups if diversity else []
+    div_keys = [pair_key("div", *sorted(inp.gen_hash[i] for i in g)) for g in groups]
+    d_gt = [cache.get(ns, k) for k in gt_keys]
+    d_div = [cache.get(ns, k) for k in div_keys]
+    units: list[tuple[int | None, list[int]]] = []  # (group index or None, generated indices)
+    grouped: set[int] = set()
+    for gi, g in enumerate(groups):
+        grouped.update(g)
+        if d_div[gi] is None or any(d_gt[i] is None for i in g if gt):
+            units.append((gi, list(g)))
+    rest = [i for i in range(n) if gt and d_gt[i] is None and i not in grouped]
+    units += [(None, rest[s:s + batch_images]) for s in range(0, len(rest), batch_images)]
+    advance = bars.task("LPIPS", len(units))
+    start = 0
+    while start < len(units):
+        batch = [units[start]]
+        while start + len(batch) < len(units) and sum(len(u[1]) for u in batch) + len(units[start + len(batch)][1]) <= batch_images:
+            batch.append(units[start + len(batch)])
+        idx = [i for _, members in batch for i in members]
+        feats = net.features(inp.generated[idx])
+        need = [k for k, i in enumerate(idx) if gt and d_gt[i] is None and i not in idx[:k]]
+        if need:
+            fr = net.features(inp.real[[inp.pairs[idx[k]] for k in need]])
+            d = net.distance([f[need] for f in feats], fr).double().cpu().numpy()
+            for k, value in zip(need, d):
+                cache.put(ns, gt_keys[idx[k]], value)
+                d_gt[idx[k]] = value
+        offset = 0
+        for gi, members in batch:
+            if gi is not None and d_div[gi] is None:
+                value = np.float64(diversity_from_features(net, [f[offset:offset + len(members)] for f in feats]))
+                cache.put(ns, div_keys[gi], value)
+                d_div[gi] = value
+            offset += len(members)
+        advance(len(batch))
+        start += len(batch)
+    rows = []
+    if gt:
+        rows.append(_row("LPIPS-gt", "alex-v0.1", np.mean(d_gt), n, protocol))
+    if diversity:
+        rows.append(_row("LPIPS-diversity", "alex-v0.1", np.mean(d_div), len(groups), protocol))
+    return rows
 
 
 def _vgg_rows(inp: _Inputs, net: VGG19Features, cache: FeatureCache, bars: _Progress, proto) -> list[dict]:

@@ -99,13 +99,17 @@ def lpips_distance(images_a, images_b, *, weights: str = "pretrained", seed: int
     return torch.cat(out).cpu().numpy().astype(np.float64)
 
 
+def diversity_from_features(net: LPIPSAlex, feats: list[torch.Tensor]) -> float:
+    """Mean LPIPS over all pairs of one group, from its ``K`` images' :meth:`LPIPSAlex.features`."""
+    pairs = list(itertools.combinations(range(feats[0].shape[0]), 2))
+    i = torch.tensor([p[0] for p in pairs], device=feats[0].device)
+    j = torch.tensor([p[1] for p in pairs], device=feats[0].device)
+    return float(net.distance([f[i] for f in feats], [f[j] for f in feats]).double().mean())
+
+
 def group_diversity(net: LPIPSAlex, group_uint8: torch.Tensor) -> float:
     """Mean LPIPS over all pairs of one group ``[K, 3, H, W]`` (K trunk passes in one batch)."""
-    feats = net.features(group_uint8)
-    pairs = list(itertools.combinations(range(group_uint8.shape[0]), 2))
-    i = torch.tensor([p[0] for p in pairs])
-    j = torch.tensor([p[1] for p in pairs])
-    return float(net.distance([f[i] for f in feats], [f[j] for f in feats]).double().mean())
+    return diversity_from_features(net, net.features(group_uint8))
 
 
 def lpips_diversity(groups, *, weights: str = "pretrained", seed: int = 0, model: LPIPSAlex | None = None) -> float:

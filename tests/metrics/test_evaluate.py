@@ -97,6 +97,38 @@ def test_rerun_hits_cache_and_resume_recomputes_only_missing(photos, nets, tmp_p
     assert len(list(tmp_path.rglob("*.npy"))) == len(entries)
 
 
+def test_lpips_gt_and_diversity_pass_each_image_through_the_trunk_once(photos, tmp_path):
+    """Both LPIPS metrics in one call: every generated and real image enters AlexNet once
+    (the issue's "each backbone once per image"), with the pure functions' values."""
+    from collections import Counter
+
+    from evalkit.images import content_hash
+    from evalkit.metrics import lpips_diversity
+
+    gen, real = photos(7, 32), photos(7, 32, offset=5)
+    groups = [[0, 1, 2], [3, 4, 5]]  # image 6 is in no group
+    net = LPIPSAlex("random", 0)
+    seen = Counter()
+    features = net.features
+
+    def counting(x):
+        seen.update(content_hash(im) for im in x)
+        return features(x)
+
+    net.features = counting
+    df = evaluate_arrays(gen, real, groups=groups, metrics=["lpips", "lpips-diversity"], cache_dir=tmp_path,
+                         backbones={"lpips": net}).set_index("metric")
+    assert seen == Counter(content_hash(x) for x in [*gen, *real])  # (two crops of a square photo coincide)
+    ref = LPIPSAlex("random", 0)
+    assert df.loc["LPIPS-gt", "value"] == pytest.approx(lpips_distance(gen, real, model=ref).mean(), rel=1e-6)
+    assert df.loc["LPIPS-diversity", "value"] == pytest.approx(
+        lpips_diversity([gen[g] for g in groups], model=ref), rel=1e-6)
+    seen.clear()
+    evaluate_arrays(gen, real, groups=groups, metrics=["lpips", "lpips-diversity"], cache_dir=tmp_path,
+                    backbones={"lpips": net})
+    assert not seen  # cached: nothing recomputed
+
+
 def test_cache_is_keyed_by_content_not_position(photos, tmp_path):
     gen, real = photos(4, 32), photos(4, 32, offset=5)
     inc = InceptionFID(network=Toy(), network_id="toy")
