@@ -229,7 +229,8 @@ def plot_profile(rows: list[ProfileRow], path: str | Path) -> Path:
     ax.set_xlabel("correspondence size L = H x W")
     ax.set_ylabel("peak memory (bytes)")
     device = rows[0].device if rows else "cpu"
-    ax.set_title(f"alignment memory on {device} ({'fwd+bwd' if rows and rows[0].backward else 'forward'}); dashed: theory")
+    passes = "fwd+bwd" if rows and rows[0].backward else "forward"
+    ax.set_title(f"alignment memory on {device} ({passes}); dashed: theory")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")

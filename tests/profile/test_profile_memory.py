@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from typer.testing import CliRunner
@@ -11,7 +10,7 @@ from typer.testing import CliRunner
 from cli import app
 from evalkit.errors import EvalkitError
 from evalkit.profile.memory import (ProfileConfig, ProfileRow, fit_exponent, plot_profile,
-                                    profile_memory, run_case, theory_elements, validate)
+                                    run_case, theory_elements, validate)
 
 
 def test_theory_counts_follow_the_papers():
