@@ -172,7 +172,7 @@ def test_cli_table_json_and_csv_agree_on_real_photos(tmp_path, photos, write_fol
     """Table: every metric name whole and random-init rows marked comparable=no; --json at
     full precision equal to the CSV; the CSV is a plain file (umask mode, not mkstemp's 0600)."""
     g, r, _, _ = _layout(tmp_path, photos, write_folder)
-    args = ["evaluate", "--generated", str(g), "--real", str(r), "--metrics", "lpips,vgg,psnr", "--weights", "random",
+    args = ["evaluate", "--generated", str(g), "--real", str(r), "--metrics", "lpips,psnr", "--weights", "random",
             "--cache-dir", str(tmp_path / "c")]
     old = os.umask(0o022)
     try:
@@ -192,8 +192,26 @@ def test_cli_table_json_and_csv_agree_on_real_photos(tmp_path, photos, write_fol
     assert shown.exit_code == 0, shown.output
     lines = [ln for ln in shown.stdout.splitlines() if ln.startswith("│")]
     cells = {ln.split("│")[1].strip(): ln.split("│")[5].strip() for ln in lines if ln.split("│")[1].strip()}
-    assert cells == {"LPIPS-gt": "no", "semantic-relu4_2": "no", "semantic-relu5_2": "no", "PSNR": "yes"}
+    assert cells == {"LPIPS-gt": "no", "PSNR": "yes"}
     assert NOT_COMPARABLE_NOTE.split(" (")[0] in " ".join(shown.stdout.split())
+
+
+def test_table_keeps_long_metric_names_whole_at_80_columns(capsys, monkeypatch):
+    import pandas as pd
+
+    from evalkit.commands.evaluate import print_table
+    from evalkit.protocol import Protocol
+
+    monkeypatch.setenv("COLUMNS", "80")
+    rand = Protocol(64, "none", "png", "vgg19-torchvision", "random-init(seed=0)", 4).as_columns()
+    none = Protocol(64, "none", "png", "none", "none", 4).as_columns()
+    print_table(pd.DataFrame([{"metric": "semantic-relu4_2", "variant": "vgg19", "value": 0.5, "n": 4, **rand},
+                              {"metric": "SWD@64", "variant": "pggan-shared-patches", "value": 12.0, "n": 4, **none}]))
+    out = capsys.readouterr().out
+    assert max(len(ln) for ln in out.splitlines()) <= 80
+    rows = {ln.split("│")[1].strip(): ln.split("│")[5].strip() for ln in out.splitlines()
+            if ln.startswith("│") and ln.split("│")[1].strip()}
+    assert rows == {"semantic-relu4_2": "no", "SWD@64": "yes"}
 
 
 def test_folder_greyscale_and_rgba_are_converted(tmp_path, photos, write_folder):
