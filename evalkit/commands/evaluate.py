@@ -60,6 +60,20 @@ def print_table(df) -> None:
     Console().print(table)
 
 
+def default_method(generated: Path) -> str:
+    """Method name for the rows: the outputs layout's ``<variant_dir>/meta.json`` variant when
+    ``generated`` is its ``images`` folder, else the folder's own name."""
+    meta = generated.parent / "meta.json"
+    if generated.name == "images" and meta.is_file():
+        try:
+            variant = json.loads(meta.read_text(encoding="utf-8")).get("variant")
+        except (OSError, ValueError, AttributeError) as err:
+            raise EvalkitError(f"{meta}: unreadable meta.json ({err}); fix it or pass --method") from err
+        if isinstance(variant, str) and variant:
+            return variant
+    return generated.resolve().name
+
+
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
@@ -77,6 +91,8 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda[:N] for the backbones."),
         json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout (nothing else on stdout)."),
         out: Path = typer.Option(None, "--out", help="Write the rows to this CSV file."),
+        method: str = typer.Option(None, "--method", help="Method column of the rows (default: the variant in OUT/<variant_dir>/meta.json for OUT/<variant_dir>/images, else the generated folder's name)."),
+        dataset: str = typer.Option("", "--dataset", help="Dataset column of the rows."),
     ) -> None:
         """Evaluate generated images: FID, KID, SWD, LPIPS, VGG consistency, PSNR, SSIM, in one pass."""
         from evalkit.metrics import evaluate_folders
@@ -88,9 +104,12 @@ def register(app: typer.Typer) -> None:
                 raise EvalkitError(f"--out {out}: expected a .csv file name")
             if not out.parent.is_dir():
                 raise EvalkitError(f"--out {out}: folder {out.parent} does not exist; create it first")
+        method = method if method is not None else default_method(generated)
         df = evaluate_folders(generated, real, exemplars=exemplars, pairs=pairs, metrics=chosen, weights=weights,
                               cache_dir=False if no_cache else cache_dir, progress=True, seed=seed, fid_mode=fid_mode,
                               device=device, swd_shared_patches=swd_shared_patches)
+        df.insert(0, "dataset", dataset)
+        df.insert(0, "method", method)
         if out is not None:
             write_csv_atomic(df, out)
         if weights == "random":

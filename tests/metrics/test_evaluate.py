@@ -166,6 +166,16 @@ def test_cli_json_and_csv(tmp_path, photos, write_folder):
     assert NOT_COMPARABLE_NOTE in res.stderr
     div = next(row for row in rows if row["metric"] == "LPIPS-diversity")
     assert div["n"] == 2
+    assert all(row["method"] == "gen" and row["dataset"] == "" for row in rows)
+    assert out.read_text().splitlines()[0].startswith("method,dataset,metric,variant,value,n,")
+    # outputs layout: the method is the variant named in <variant_dir>/meta.json
+    images = tmp_path / "OUT" / "rabit__ras" / "images"
+    g.rename(images.parent.mkdir(parents=True) or images)
+    (images.parent / "meta.json").write_text(json.dumps({"variant": "rabit/ras", "image_format": "png"}))
+    res = CliRunner().invoke(app, ["evaluate", "--generated", str(images), "--real", str(r), "--metrics", "psnr",
+                                   "--dataset", "ade20k", "--json", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert [(row["method"], row["dataset"]) for row in json.loads(res.stdout)] == [("rabit/ras", "ade20k")]
 
 
 def test_cli_table_json_and_csv_agree_on_real_photos(tmp_path, photos, write_folder, monkeypatch):
