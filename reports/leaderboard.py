@@ -77,13 +77,26 @@ def build(results: pd.DataFrame, *, metrics: list[str] | None = None, datasets: 
     columns = tuple((d, m) for d in dataset_order for m in metric_order
                     if ((cells["dataset"] == d) & (cells["metric"] == m)).any())
     cells["rank"] = 0
-    for (d, m), col in cells.groupby(["dataset", "metric"], sort=False):
+    ranked = cells[~cells["variant"].map(is_reference)]
+    for (d, m), col in ranked.groupby(["dataset", "metric"], sort=False):
         cells.loc[col.index, "rank"] = _ranks(col, m)
     cells["text"] = [
         _fmt(mu, m) + (f" ± {_fmt(sd, m)}" if c > 1 else "")
         for mu, sd, c, m in zip(cells["mean"], cells["std"], cells["count"], cells["metric"])
     ]
     return Leaderboard(cells=cells, variants=tuple(dict.fromkeys(cells["variant"])), columns=columns)
+
+
+def is_reference(variant: str) -> bool:
+    """Reference outputs (``reference/...``) anchor a table; they are shown, never ranked."""
+    return variant.startswith("reference/")
+
+
+def _label(variant: str, fmt: str) -> str:
+    if not is_reference(variant):
+        return {"md": variant, "html": html.escape(variant), "tex": _latex_escape(variant)}[fmt]
+    return {"md": f"*{variant}*", "html": f"<i>{html.escape(variant)}</i>",
+            "tex": rf"\textit{{{_latex_escape(variant)}}}"}[fmt]
 
 
 def _grid(lb: Leaderboard) -> pd.DataFrame:
@@ -101,7 +114,7 @@ def to_markdown(lb: Leaderboard) -> str:
     head = ["method"] + [f"{d} {_header(m)}" for d, m in lb.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join([" --- "] + [" ---: "] * len(lb.columns)) + "|"]
     for v in lb.variants:
-        row = [v]
+        row = [_label(v, "md")]
         for d, m in lb.columns:
             if (v, d, m) not in grid.index:
                 row.append("—")
@@ -110,7 +123,7 @@ def to_markdown(lb: Leaderboard) -> str:
             row.append({1: f"**{cell.text}**", 2: f"<u>{cell.text}</u>"}.get(cell["rank"], cell.text))
         lines.append("| " + " | ".join(row) + " |")
     notes = ["", "Mean over seeds/exemplar pairings (± sample std when more than one); "
-             "**best**, <u>second</u> decided on the displayed rounding."]
+             "**best**, <u>second</u> decided on the displayed rounding; *reference outputs* are anchors, not ranked."]
     if lb.any_random_backbone:
         notes.append(f"Warning: some numbers use random-initialised metric backbones: {R_NOTE}.")
     return "\n".join(lines + notes) + "\n"
@@ -139,7 +152,7 @@ def to_latex(lb: Leaderboard) -> str:
     lines.append("Method & " + " & ".join(f"{_latex_escape(m)} {arrows[R.arrow(m)]}" for _, m in lb.columns) + r" \\")
     lines.append(r"\midrule")
     for v in lb.variants:
-        row = [_latex_escape(v)]
+        row = [_label(v, "tex")]
         for d, m in lb.columns:
             if (v, d, m) not in grid.index:
                 row.append("--")
@@ -207,7 +220,7 @@ def to_html(lb: Leaderboard, *, title: str = "evalkit leaderboard", grid_html: s
     head2 = "<tr><th>method</th>" + "".join(f"<th>{html.escape(_header(m))}</th>" for _, m in lb.columns) + "</tr>"
     body = []
     for v in lb.variants:
-        tds = [f"<td>{html.escape(v)}</td>"]
+        tds = [f"<td>{_label(v, 'html')}</td>"]
         for d, m in lb.columns:
             if (v, d, m) not in grid.index:
                 tds.append("<td>—</td>")
@@ -223,7 +236,7 @@ def to_html(lb: Leaderboard, *, title: str = "evalkit leaderboard", grid_html: s
             f"<style>{_CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{warn}{extra}"
             f"<table>\n{head1}\n{head2}\n" + "\n".join(body) + "\n</table>\n"
             "<p>Mean over seeds/exemplar pairings (± sample std when more than one); <b>best</b>, <u>second</u> "
-            "decided on the displayed rounding.</p>\n"
+            "decided on the displayed rounding; <i>reference outputs</i> are anchors, not ranked.</p>\n"
             + (f"<h2>Examples</h2>\n{grid_html}" if grid_html else "") + "</body></html>\n")
 
 

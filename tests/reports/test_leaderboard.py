@@ -94,3 +94,11 @@ def test_two_methods_get_a_best_but_no_second():
     assert [cell(lb, v, "SSIM")["rank"] for v in "ab"] == [0, 1]
     lone = L.build(rows([("a", "shapes", "SSIM", 0.5, 0)]))
     assert cell(lone, "a", "SSIM")["rank"] == 0
+
+
+def test_reference_outputs_are_shown_but_not_ranked():
+    lb = L.build(rows(VALUES + [("reference/ground-truth", "shapes", "FID", 0.0, 0)]))
+    assert cell(lb, "reference/ground-truth", "FID")["rank"] == 0
+    assert cell(lb, "a", "FID")["rank"] == 1  # the methods keep their ranks
+    assert "| *reference/ground-truth* | 0.00 |" in L.to_markdown(lb)
+    assert r"\textit{reference/ground-truth}" in L.to_latex(lb)
