@@ -108,6 +108,8 @@ def register(app: typer.Typer) -> None:
         df = evaluate_folders(generated, real, exemplars=exemplars, pairs=pairs, metrics=chosen, weights=weights,
                               cache_dir=False if no_cache else cache_dir, progress=True, seed=seed, fid_mode=fid_mode,
                               device=device, swd_shared_patches=swd_shared_patches)
+        for metric, why in df.attrs.get("skipped", {}).items():
+            print(f"note: skipped {metric}: {why}", file=sys.stderr)
         df.insert(0, "dataset", dataset)
         df.insert(0, "method", method)
         if out is not None:

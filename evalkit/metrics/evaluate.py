@@ -200,7 +200,10 @@ def _evaluate(inp: _Inputs, *, metrics, weights, cache_dir, progress, seed, fid_
                 rows.append(_row("PSNR", "skimage", np.mean(psnr(inp.generated, real)), n, proto()))
             if "ssim" in chosen:
                 rows.append(_row("SSIM", "skimage", np.mean(ssim(inp.generated, real)), n, proto()))
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if metrics is None:  # say what "all that apply" left out, and why (never silently)
+        df.attrs["skipped"] = {m: why for m, why in _applicable(inp).items() if why is not None}
+    return df
 
 
 def _lpips_rows(inp: _Inputs, net: LPIPSAlex, cache: FeatureCache, bars: _Progress, protocol: Protocol, *,
@@ -322,7 +325,8 @@ def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups
     all that apply). ``cache_dir=None`` uses ``$EVALKIT_CACHE`` or ``~/.cache/evalkit/features``;
     ``False`` disables the cache. ``backbones`` may inject ``inception`` / ``lpips`` / ``vgg``
     modules (tests, custom extractors). ``device``: ``auto`` (CUDA when available), ``cpu``,
-    ``cuda[:N]`` for the backbones. ``swd_shared_patches``: SWD with one draw of patch centres
+    ``cuda[:N]`` for the backbones. With ``metrics=None``, ``df.attrs["skipped"]`` maps each
+    metric that does not apply to the reason. ``swd_shared_patches``: SWD with one draw of patch centres
     for both sets (variant ``pggan-shared-patches``) instead of the PGGAN protocol's
     independent draws (variant ``pggan``); see :mod:`evalkit.metrics.swd`.
     """

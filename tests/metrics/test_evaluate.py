@@ -153,7 +153,7 @@ def _layout(tmp_path, photos, write_folder, n=4):
     return g, r, e, pairs
 
 
-def test_cli_json_and_csv(tmp_path, photos, write_folder):
+def test_cli_json_and_csv(tmp_path, photos, write_folder, monkeypatch):
     g, r, e, pairs = _layout(tmp_path, photos, write_folder)
     out = tmp_path / "res.csv"
     res = CliRunner().invoke(app, ["evaluate", "--generated", str(g), "--real", str(r), "--exemplars", str(e),
@@ -167,6 +167,16 @@ def test_cli_json_and_csv(tmp_path, photos, write_folder):
     div = next(row for row in rows if row["metric"] == "LPIPS-diversity")
     assert div["n"] == 2
     assert all(row["method"] == "gen" and row["dataset"] == "" for row in rows)
+    # default metrics with names that do not pair: the paired metrics are skipped, loudly
+    other = write_folder(tmp_path / "other", photos(4, 32, offset=5), ["x0", "x1", "x2", "x3"])
+    monkeypatch.setattr("evalkit.metrics.evaluate.InceptionFID",  # a cheap Inception stand-in
+                        lambda *a, **k: InceptionFID(network=Toy(), network_id="toy"))
+    res = CliRunner().invoke(app, ["evaluate", "--generated", str(g), "--real", str(other), "--weights", "random",
+                                   "--json", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert {row["metric"] for row in json.loads(res.stdout)} == {"FID", "KID", "KID-std", "SWD@32", "SWD@16", "SWD"}
+    for metric in ("lpips", "psnr", "ssim", "vgg", "lpips-diversity"):
+        assert f"note: skipped {metric}: needs" in res.stderr
     assert out.read_text().splitlines()[0].startswith("method,dataset,metric,variant,value,n,")
     # outputs layout: the method is the variant named in <variant_dir>/meta.json
     images = tmp_path / "OUT" / "rabit__ras" / "images"
