@@ -138,7 +138,7 @@ def record(db: str | Path, info: RunInfo, results: pd.DataFrame) -> int:
 def runs(db: str | Path) -> pd.DataFrame:
     con = connect(db)
     try:
-        return pd.read_sql_query("SELECT * FROM runs ORDER BY time", con)
+        return pd.read_sql_query("SELECT * FROM runs ORDER BY time, rowid", con)
     finally:
         con.close()
 

@@ -43,6 +43,23 @@ def compare(
         raise RegressionFound(f"{len(bad)} measurement(s) fail the gate: {what}")
 
 
+@app.command()
+def runs(
+    db: Path = typer.Option(DEFAULT_DB, "--db", help="History database."),
+    json_out: bool = typer.Option(False, "--json", help="Print the runs as JSON on stdout."),
+) -> None:
+    """List the runs recorded in the history (ids to pass to `compare`)."""
+    from reports import history
+
+    if not db.is_file():
+        raise EvalkitError(f"history database not found: {db} (runs record into it when they finish)", path=db)
+    table = history.runs(db)
+    if json_out:
+        print(table.to_json(orient="records"))
+    else:
+        print(table.to_string(index=False))
+
+
 def _parse_map(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:

@@ -1,3 +1,4 @@
+import json
 import math
 import sqlite3
 
@@ -76,13 +77,13 @@ def test_cli_compare_exit_codes(tmp_path):
     assert "regression" in r.output and "FID" in r.output
     r = runner.invoke(app, ["report", "compare", "base", "slightly", "--policy", str(pol), "--db", str(db)])
     assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["report", "runs", "--db", str(db), "--json"])
+    assert r.exit_code == 0 and [row["run_id"] for row in json.loads(r.stdout)] == ["base", "worse", "slightly"]
     # A results.csv works as an operand too, and --json keeps stdout pure JSON.
     R.write(rows(_with(BASE, "FID", 31.0), run_id="csv"), tmp_path / "head.csv")
     r = runner.invoke(app, ["report", "compare", "base", str(tmp_path / "head.csv"), "--db", str(db), "--json",
                             "--policy", str(pol)])
     assert r.exit_code == 1
-    import json
-
     out = json.loads(r.stdout)
     assert out["regressions"] == 1 and out["same_machine"] is False
     assert {row["status"] for row in out["rows"] if row["metric"] == "time-s"} == {"skipped: other machine"}
