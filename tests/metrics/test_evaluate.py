@@ -290,6 +290,7 @@ def test_cli_bad_inputs(tmp_path, photos, write_folder, monkeypatch):
     monkeypatch.setenv("EVALKIT_WEIGHTS", str(tmp_path / "noweights"))
     msg = _bad(tmp_path, ["--generated", str(g), "--real", str(r), "--metrics", "fid"])
     assert "inception-2015-12-05.pt" in msg and "evalkit weights import" in msg
+    assert f"expected at {tmp_path / 'noweights' / 'inception-2015-12-05.pt'}" in msg  # where it goes
     msg = _bad(tmp_path, ["--generated", str(g), "--real", str(r), "--metrics", "lpips"])
     assert "alexnet-owt-7be5be79.pth" in msg
 
