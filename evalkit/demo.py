@@ -7,7 +7,7 @@ memory of the alignment modules, and writes the report into ``OUT/``::
 
     OUT/report.md           start here: leaderboard, warnings, timings, where everything is
     OUT/summary.json        the same as `evalkit demo --json`
-    OUT/run/                the benchmark run (see docs/pipeline.md): checkpoints, outputs,
+    OUT/run/                the benchmark run (see README.md): checkpoints, outputs,
                             results.csv, report/ (leaderboard, paper tables, plots,
                             profile.{csv,png,pdf}: memory/time of the alignment modules)
     OUT/history.sqlite      the run (results + memory/time profile) for `evalkit report compare`
@@ -31,10 +31,11 @@ from reports import results as R
 
 METHODS = ("rabit", "unite", "cocosnet", "spade")
 REFERENCES = ("reference/ground-truth", "reference/exemplar-copy")
-SIZE = 32
-N_TRAIN = 32
-N_TEST = 32  # 16 queries x 2 exemplars each (LPIPS diversity needs several exemplars per query)
-STEPS = 20
+SIZE = 64  # preset `tiny` output size
+N_TRAIN = 64
+EXEMPLARS_PER_QUERY = 3  # the papers' LPIPS-diversity protocol: outputs under 3 exemplars per input
+N_TEST = 48  # 16 queries x 3 exemplars
+STEPS = 120
 BATCH = 4
 PAPER_DATASET = "ADE20K"  # the paper table the demo's numbers are set beside (marked: built-in data)
 
@@ -57,7 +58,7 @@ def demo_config(out: Path, weights: str) -> RunConfig:
         seeds=(0,),
         device="cuda" if torch.cuda.is_available() else "cpu",
         datasets=(DatasetConfig(name="shapes", size=SIZE, n_train=N_TRAIN, n_test=N_TEST,
-                                options={"exemplars_per_query": 2}),),
+                                options={"exemplars_per_query": EXEMPLARS_PER_QUERY}),),
         variants=tuple(VariantConfig(name=m, preset="tiny", steps=STEPS, batch_size=BATCH) for m in METHODS)
         + tuple(VariantConfig(name=r) for r in REFERENCES),
         evaluation=EvaluationConfig(metrics=None, weights=weights),

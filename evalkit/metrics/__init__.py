@@ -1,6 +1,6 @@
 """Metrics as pure functions over uint8 images or feature arrays, and the one-pass
 evaluation of a whole image set (:func:`evaluate_folders`, :func:`evaluate_arrays`).
-Definitions and protocol fields: docs/metrics.md."""
+Definitions and protocol fields: README.md (Metrics and evaluation protocol)."""
 
 from evalkit.metrics.evaluate import METRICS, evaluate_arrays, evaluate_folders
 from evalkit.metrics.fid import fid_from_features, frechet_distance
