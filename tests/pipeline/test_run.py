@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 import pytest
 from typer.testing import CliRunner
 
@@ -86,7 +87,9 @@ def test_sigkill_mid_evaluation_then_resume(finished, tmp_path):
     out = tmp_path / "runs"
     config = tiny_config(out)
     run_dir = out / "tiny-ci"
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # Same intra-op thread count as the in-process uninterrupted run: CPU float sums depend on it.
+    threads = str(torch.get_num_threads())
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     proc = subprocess.Popen([sys.executable, "-m", "cli", "run", str(config), "--no-progress"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = run_dir / "stages.log"
