@@ -51,3 +51,5 @@ def register(app: typer.Typer) -> None:
         print(demo.format_summary(summary), file=sys.stderr)
         if json_out:
             print(json.dumps(summary, indent=1))
+        else:  # the results table (the report's leaderboard) on stdout
+            print(Path(summary["files"]["report.md"]).read_text())
