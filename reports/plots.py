@@ -65,8 +65,10 @@ def metric_bars(results: pd.DataFrame, stem: str | Path, *, metrics: list[str] |
 
 
 def profile_lines(profile: pd.DataFrame, stem: str | Path, *, x: str, y: str, hue: str,
-                  xlabel: str | None = None, ylabel: str | None = None, logy: bool = True) -> list[Path]:
-    """Line plot of a memory/time profile: ``y`` against ``x``, one line per ``hue``."""
+                  xlabel: str | None = None, ylabel: str | None = None, logy: bool = True,
+                  logx: bool = True) -> list[Path]:
+    """Line plot of a memory/time profile: ``y`` against ``x``, one line per ``hue``
+    (log-log by default, so a slope reads as the scaling exponent)."""
     missing = [c for c in (x, y, hue) if c not in profile.columns]
     if missing:
         raise ValueError(f"profile table lacks column(s) {', '.join(missing)}")
@@ -78,6 +80,8 @@ def profile_lines(profile: pd.DataFrame, stem: str | Path, *, x: str, y: str, hu
     ax.set_ylabel(ylabel or y)
     if logy:
         ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log", base=2)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
