@@ -15,6 +15,7 @@ channels_last memory format.
 
 from __future__ import annotations
 
+import abc
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -43,15 +44,15 @@ class TranslationOutput:
     extras: dict = field(default_factory=dict)
 
 
-class Translator(nn.Module):
+class Translator(nn.Module, metaclass=abc.ABCMeta):
     """Base class: a named variant that translates batches and (optionally) trains."""
 
     variant: str = ""
     trainable: bool = True
 
+    @abc.abstractmethod
     def translate(self, batch) -> TranslationOutput:
         """Outputs for ``batch`` (an :class:`evalkit.data.Batch`), without gradients, in eval mode."""
-        raise NotImplementedError(f"{type(self).__name__} must implement translate()")
 
     def train_step(self, batch) -> dict[str, float]:
         raise EvalkitError(f"variant {self.variant!r} cannot be trained")
@@ -160,9 +161,9 @@ class GANTranslator(Translator):
             opt.load_state_dict(state[name])
 
     # -- the method-specific part ----------------------------------------------------------
+    @abc.abstractmethod
     def generate(self, batch) -> dict:
         """Forward pass; in training mode also the auxiliary losses under ``"aux"``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement generate()")
 
     def prepare_batch(self, batch):
         """Hook for variants that change the training pairs (RABIT's manipulation mode)."""

@@ -11,6 +11,7 @@ parameters (so 20% hard, 50% easy, 30% self-reference).
 
 from __future__ import annotations
 
+import abc
 import os
 import tempfile
 from dataclasses import dataclass
@@ -162,7 +163,7 @@ class _Item:
     exemplars: list[str]
 
 
-class PairedDataset(Dataset):
+class PairedDataset(Dataset, abc.ABC):
     """Base of the official layouts: query keys, a pair list, CoCosNet transforms.
 
     Subclasses set ``name``, ``cond_channels``, ``num_classes``, ``cond_kind``,
@@ -216,28 +217,33 @@ class PairedDataset(Dataset):
             raise EvalkitError(self.problems[0] + more)
 
     # -- subclass hooks -------------------------------------------------------------------
+    @abc.abstractmethod
     def list_keys(self) -> list[str]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def split_source(self) -> str:
         """Where the keys of the split come from (for the empty-split message)."""
-        raise NotImplementedError
+        ...
 
     def orphan_problems(self) -> list[str]:
         """Annotations of the split whose image is missing (layouts listing images by folder)."""
         return []
 
+    @abc.abstractmethod
     def image_path(self, key: str, exemplar: bool) -> Path:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def label_files(self, key: str, exemplar: bool) -> list[Path]:
         """Annotation files that must exist for ``key``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def encode(self, key: str, exemplar: bool, params: TransformParams,
                image: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(cond [C, size, size], label [size, size] long or None)`` under ``params``."""
-        raise NotImplementedError
+        ...
 
     @staticmethod
     def check_same_size(image: Image.Image, label: np.ndarray, label_path: Path) -> None:
