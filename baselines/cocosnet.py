@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from methods.alignment.correspondence import resize_to
 from methods.common.encoders import CorrespondenceNet, CosineAlignment
-from methods.common.spade import SPADE, SPADEGenerator
+from methods.common.spade import SPADE, SPADEGenerator, warped_exemplar_guide
 from methods.config import TranslatorConfig
 from methods.translator import GANTranslator
 
@@ -36,8 +36,7 @@ class CoCosNetTranslator(GANTranslator):
     def generate(self, batch) -> dict:
         a = self.corr(batch.cond, batch.exemplar, batch.exemplar_cond)
         warped = a["corr"].warp(batch.exemplar)
-        guide = torch.cat([F.interpolate(warped, size=batch.cond.shape[-2:], mode="bilinear", align_corners=False),
-                           batch.cond], 1)
+        guide = warped_exemplar_guide(warped, batch.cond)
         x0 = F.interpolate(guide, size=(self.netG.start,) * 2, mode="nearest")
         image = self.netG(x0, {"guide": guide})
         aux = {}

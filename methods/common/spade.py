@@ -25,6 +25,13 @@ __all__ = ["SPADE", "SPADEResBlock", "SPADEGenerator", "NormFactory"]
 NormFactory = Callable[[int, int], nn.Module]  # (channels, stage side in pixels) -> norm(x, guide)
 
 
+def warped_exemplar_guide(warped: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """CoCosNet's injection: the warped exemplar, resized to the conditional input, concatenated
+    with it as the SPADE guide ``[B, 3 + C, H, W]``."""
+    resized = F.interpolate(warped, size=cond.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([resized, cond], 1)
+
+
 class SPADE(nn.Module):
     """SPADE layer guided by one map of ``guide[key]`` (resized to the activation, nearest)."""
 

@@ -27,7 +27,7 @@ from methods.alignment.correspondence import resize_to
 from methods.alignment.position import coord_grid, semantic_position_encoding
 from methods.alignment.ranking import RankingAttention
 from methods.common.encoders import CorrespondenceNet, CosineAlignment
-from methods.common.spade import SPADE, SPADEGenerator
+from methods.common.spade import SPADE, SPADEGenerator, warped_exemplar_guide
 from methods.config import TranslatorConfig
 from methods.translator import GANTranslator
 
@@ -119,8 +119,7 @@ class RABITTranslator(GANTranslator):
             guide, cmap, multi = self.confi(batch.cond, batch.exemplar, corr)
             extras = {"cmap": cmap, "multi_cmap": multi}
         else:
-            guide = torch.cat([F.interpolate(warped, size=batch.cond.shape[-2:], mode="bilinear", align_corners=False),
-                               batch.cond], 1)
+            guide = warped_exemplar_guide(warped, batch.cond)
         x0 = F.interpolate(guide, size=(self.netG.start,) * 2, mode="nearest")
         image = self.netG(x0, {"guide": guide})
         aux = {}
