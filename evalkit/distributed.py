@@ -63,6 +63,18 @@ def init(backend: str | None = None) -> DistEnv:
     return env()
 
 
+def shutdown(*, wait: bool = True) -> None:
+    """Leave the process group (no-op when none was joined). ``wait`` first holds every rank
+    at a barrier, so no rank closes its gloo connections while a peer is still finishing a
+    collective: exiting without this (or while a peer still talks) can abort the process
+    at interpreter exit (``terminate called without an active exception``, SIGABRT).
+    Pass ``wait=False`` on an error path, where the peers may never reach the barrier."""
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def local_device(device: str) -> str:
     """This rank's device: ``cuda`` becomes ``cuda:<LOCAL_RANK>`` under torchrun."""
     e = env()

@@ -28,7 +28,12 @@ def register(app: typer.Typer) -> None:
             for line in err.problems:
                 print(f"error: {line}", file=sys.stderr)
             raise typer.Exit(2) from None
-        summary = pipeline.run(cfg, progress=progress)
+        try:
+            summary = pipeline.run(cfg, progress=progress)
+        except BaseException:
+            distributed.shutdown(wait=False)
+            raise
+        distributed.shutdown()
         if not distributed.env().is_main:  # under torchrun, rank 0 speaks for the run
             return
         pipeline.print_summary(summary)

@@ -36,7 +36,7 @@ def _worker(rank, world, port, out_dir, cache, result):
                                       metrics=METRICS, weights="random", cache_dir=cache, backbones=bb)
     with open(f"{result}.{rank}", "wb") as f:
         pickle.dump((df, df.attrs["shard_sizes"], bb["inception"].calls), f)
-    torch.distributed.destroy_process_group()
+    distributed.shutdown()
 
 
 def test_shard_groups_keeps_queries_whole():
@@ -86,7 +86,7 @@ def _train_worker(rank, world, port, ckpt_dir, result):
     distributed.train_ddp(tr, ds, steps=2, out_dir=ckpt_dir, resume=False, batch_size=2, seed=0, device="cpu")
     with open(f"{result}.{rank}", "wb") as f:
         pickle.dump(({k: v.clone() for k, v in tr.state_dict().items()}, init), f)
-    torch.distributed.destroy_process_group()
+    distributed.shutdown()
 
 
 def test_ddp_training_keeps_replicas_identical(tmp_path):
@@ -105,3 +105,37 @@ def test_ddp_training_keeps_replicas_identical(tmp_path):
     assert all(torch.equal(s0[k], s1[k]) for k in s0)
     assert any(not torch.equal(s0[k], init0[k]) for k in s0 if s0[k].is_floating_point())
     assert (tmp_path / "ckpt" / "last.pt").is_file()  # rank 0 writes the checkpoint
+
+
+def test_torchrun_run_two_ranks_matches_single_process_evaluation(tmp_path):
+    """The README's ``torchrun ... -m cli run CONFIG`` on the tiny config: both ranks exit 0
+    (no abort at exit), rank 0 alone writes results.csv, whose numbers equal a
+    single-process evaluation of the same outputs; a second launch skips every stage."""
+    import json
+    import subprocess
+    import sys
+
+    from evalkit.pipeline import evaluate_outputs
+    from pipeline_helpers import ROOT, tiny_config
+    from reports import results as R
+
+    cfg = tiny_config(tmp_path / "runs")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "cli", "run", str(cfg), "--json", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-4000:]
+    summary = json.loads(first.stdout)  # only rank 0 prints
+    assert len(summary["stages_computed"]) == 7 and summary["stages_skipped"] == []
+    run_dir = tmp_path / "runs" / "tiny-ci"
+    table = R.read(run_dir / "results.csv")
+    assert not table.duplicated(["variant", "metric"]).any() and set(table["variant"]) == {"spade", "cocosnet"}
+    for variant in ("spade", "cocosnet"):
+        single = evaluate_outputs(run_dir / "outputs" / "shapes" / "seed0", variant, metrics=METRICS,
+                                  weights="random", cache_dir=tmp_path / f"cache-{variant}")
+        a = single.set_index("metric")["value"].sort_index()
+        b = table[table["variant"] == variant].set_index("metric")["value"].sort_index()
+        pd.testing.assert_series_equal(a, b, rtol=1e-5, atol=1e-7, check_names=False)
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert json.loads(again.stdout)["stages_skipped"] == summary["stages_computed"]
