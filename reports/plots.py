@@ -53,8 +53,14 @@ def metric_bars(results: pd.DataFrame, stem: str | Path, *, metrics: list[str] |
     for ax, (d, m) in zip(axes.flat, panels):
         c = cells[(cells["dataset"] == d) & (cells["metric"] == m)]
         x = np.arange(len(c))
-        ax.bar(x, c["mean"], yerr=c["std"].where(c["count"] > 1), color=[colours[v] for v in c["variant"]],
-               capsize=3)
+        finite = np.isfinite(c["mean"].to_numpy(dtype=float))
+        # A non-finite cell (PSNR of an output identical to its target is +inf) has no bar:
+        # it is labelled on the axis instead of breaking the panel's scale.
+        ax.bar(x, c["mean"].where(finite), yerr=c["std"].where((c["count"] > 1) & finite),
+               color=[colours[v] for v in c["variant"]], capsize=3)
+        for xi, value in zip(x[~finite], c["mean"].to_numpy(dtype=float)[~finite]):
+            label = "nan" if np.isnan(value) else ("+∞" if value > 0 else "−∞")
+            ax.annotate(label, (xi, 0.5), xycoords=("data", "axes fraction"), ha="center", fontsize=8)
         ax.set_xticks(x, c["variant"], rotation=45, ha="right", fontsize=7)
         ax.set_title(f"{d}: {m} {R.arrow(m)}", fontsize=9)
         ax.tick_params(axis="y", labelsize=7)

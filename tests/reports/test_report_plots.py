@@ -1,3 +1,6 @@
+import warnings
+
+import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -24,3 +27,19 @@ def test_profile_lines(tmp_path):
                          "peak_MiB": [1.0, 4.0, 2.0, 16.0]})
     paths = plots.profile_lines(prof, tmp_path / "memory", x="resolution", y="peak_MiB", hue="module")
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_metric_bars_label_infinite_cells_without_warnings(tmp_path, monkeypatch):
+    """PSNR of outputs identical to their targets is +inf: no bar, an axis label, no numpy warning."""
+    res = rows([("copy", "shapes", "PSNR", np.inf, 0), ("a", "shapes", "PSNR", 21.0, 0), ("a", "shapes", "PSNR", 23.0, 1)])
+    figures = []
+    save = plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, stem: (figures.append(fig), save(fig, stem))[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = plots.metric_bars(res, tmp_path / "metrics")
+    assert all(p.stat().st_size > 0 for p in paths)
+    ax = figures[0].axes[0]
+    heights = {t.get_text(): b.get_height() for t, b in zip(ax.get_xticklabels(), ax.patches)}
+    assert heights["a"] == 22.0 and np.isnan(heights["copy"])
+    assert [t.get_text() for t in ax.texts] == ["+∞"]
