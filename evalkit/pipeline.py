@@ -289,6 +289,8 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
     ``extra_report(results_df, report_dir) -> dict[name, path]`` adds files to the report
     (the demo's memory profile). With ``report.baseline`` set, ``summary.comparison``
     holds the regression gate's verdict (the CLI exits 1 on a regression).
+    Under torchrun it joins the process group; the caller leaves it with
+    :func:`evalkit.distributed.shutdown` on every rank (``evalkit run`` does).
     """
     from methods.registry import build_translator
     from methods.training import infer, load_checkpoint, train
