@@ -53,12 +53,13 @@ def metric_bars(results: pd.DataFrame, stem: str | Path, *, metrics: list[str] |
     for ax, (d, m) in zip(axes.flat, panels):
         c = cells[(cells["dataset"] == d) & (cells["metric"] == m)]
         x = np.arange(len(c))
-        finite = np.isfinite(c["mean"].to_numpy(dtype=float))
+        means = c["mean"].to_numpy(dtype=float)
+        finite = np.isfinite(means)
         # A non-finite cell (PSNR of an output identical to its target is +inf) has no bar:
         # it is labelled on the axis instead of breaking the panel's scale.
         ax.bar(x, c["mean"].where(finite), yerr=c["std"].where((c["count"] > 1) & finite),
                color=[colours[v] for v in c["variant"]], capsize=3)
-        for xi, value in zip(x[~finite], c["mean"].to_numpy(dtype=float)[~finite]):
+        for xi, value in zip(x[~finite], means[~finite]):
             label = "nan" if np.isnan(value) else ("+∞" if value > 0 else "−∞")
             ax.annotate(label, (xi, 0.5), xycoords=("data", "axes fraction"), ha="center", fontsize=8)
         ax.set_xticks(x, c["variant"], rotation=45, ha="right", fontsize=7)
