@@ -1,5 +1,6 @@
 """The `evalkit` command line: thin wrappers that parse, call one function, print, exit.
 
+Installed as ``evalkit.cli`` (console script ``evalkit``, and ``python -m evalkit``).
 Every command group lives in ``evalkit/commands/<group>.py`` and is registered below.
 Errors: :class:`evalkit.errors.EvalkitError` becomes one ``error: ...`` line on stderr
 and exit code 2; :class:`evalkit.errors.RegressionFound` becomes exit code 1.
@@ -36,6 +37,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from evalkit import __version__
+
+        print(f"evalkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print evalkit's version and exit."),
+) -> None:
+    """evalkit: benchmark and evaluation suite for exemplar-based image translation."""
 
 
 def _register() -> None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from methods.alignment.correspondence import resize_to
-from methods.common.encoders import CorrespondenceNet, CosineAlignment
-from methods.common.spade import SPADE, SPADEGenerator, warped_exemplar_guide
-from methods.config import TranslatorConfig
-from methods.translator import GANTranslator
+from evalkit.methods.alignment.correspondence import resize_to
+from evalkit.methods.common.encoders import CorrespondenceNet, CosineAlignment
+from evalkit.methods.common.spade import SPADE, SPADEGenerator, warped_exemplar_guide
+from evalkit.methods.config import TranslatorConfig
+from evalkit.methods.translator import GANTranslator
 
 __all__ = ["CoCosNetTranslator"]
 
@@ -48,7 +48,7 @@ class CoCosNetTranslator(GANTranslator):
 
 
 def _register() -> None:
-    from methods.registry import register_variant
+    from evalkit.methods.registry import register_variant
 
     register_variant("cocosnet", CoCosNetTranslator, corr_ratio=0.25, temperature=0.01, alignment="cosine",
                      injection="concat", description="CoCosNet: dense cosine correspondence at 64x64, temperature 0.01")

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from evalkit.errors import EvalkitError
-from methods.translator import TranslationOutput, Translator
+from evalkit.methods.translator import TranslationOutput, Translator
 
 __all__ = ["OutputsTranslator", "OfficialCoCosNet", "official_cocosnet", "COCOSNET_FLAGS"]
 
@@ -201,7 +201,7 @@ def build_outputs(config, cond_channels: int, variant: str = "outputs", *, folde
 
 
 def _register() -> None:
-    from methods.registry import register_variant
+    from evalkit.methods.registry import register_variant
 
     register_variant("outputs", build_outputs, trainable=False,
                      description="saved outputs of any external method, read from a folder by sample name")

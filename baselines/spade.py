@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.common.encoders import StyleEncoder
-from methods.common.losses import kld_loss
-from methods.common.spade import SPADE, SPADEGenerator
-from methods.config import TranslatorConfig
-from methods.translator import GANTranslator
+from evalkit.methods.common.encoders import StyleEncoder
+from evalkit.methods.common.losses import kld_loss
+from evalkit.methods.common.spade import SPADE, SPADEGenerator
+from evalkit.methods.config import TranslatorConfig
+from evalkit.methods.translator import GANTranslator
 
 __all__ = ["SPADETranslator", "SPADEVAETranslator"]
 
@@ -62,7 +62,7 @@ class SPADEVAETranslator(GANTranslator):
 
 
 def _register() -> None:
-    from methods.registry import register_variant
+    from evalkit.methods.registry import register_variant
 
     register_variant("spade", SPADETranslator, description="SPADE, label map only (Park et al. 2019)")
     register_variant("spade-vae", SPADEVAETranslator, description="SPADE with a VAE style encoder of the exemplar")

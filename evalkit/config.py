@@ -215,10 +215,10 @@ def _parse(cls, data, where: str, problems: list[str]):
 
 def _check(cfg: RunConfig, problems: list[str]) -> None:
     from evalkit.data import dataset_spec, list_datasets
-    from methods.config import PRESETS, make_config
-    from methods.registry import list_variants, variant_spec
+    from evalkit.methods.config import PRESETS, make_config
+    from evalkit.methods.registry import list_variants, variant_spec
     from evalkit.metrics import METRICS as METRIC_FAMILIES
-    from reports.paper_tables import DATASETS as PAPER_DATASETS
+    from evalkit.reports.paper_tables import DATASETS as PAPER_DATASETS
 
     if not _NAME_RE.match(cfg.name):
         problems.append(f"name: {cfg.name!r} must be a folder name (letters, digits, . _ -)")

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.config import DatasetConfig, EvaluationConfig, ReportConfig, RunConfig, VariantConfig
-from reports import results as R
+from evalkit.reports import results as R
 
 METHODS = ("rabit", "unite", "cocosnet", "spade")
 REFERENCES = ("reference/ground-truth", "reference/exemplar-copy")
@@ -91,7 +91,7 @@ def profile_rows(run_id: str) -> pd.DataFrame:
 
 
 def _profile_report(run_id: str, report_dir: Path) -> tuple[dict[str, Path], pd.DataFrame]:
-    from reports import plots
+    from evalkit.reports import plots
 
     table = profile_rows(run_id)
     mem = table[table["metric"].str.startswith("peak-memory")].copy()
@@ -105,8 +105,8 @@ def _profile_report(run_id: str, report_dir: Path) -> tuple[dict[str, Path], pd.
 def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict:
     """Run the demo into ``out``; returns the summary (also written to ``out/summary.json``)."""
     from evalkit import pipeline
-    from reports import leaderboard
-    from reports.results import write_atomic
+    from evalkit.reports import leaderboard
+    from evalkit.reports.results import write_atomic
 
     out = Path(out)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -121,7 +121,7 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
 
     summary = pipeline.run(cfg, progress=progress, extra_report=extra_report)
     if "rows" in profile:  # the report stage ran: record the profile beside the results
-        from reports import history
+        from evalkit.reports import history
 
         info = json.loads((summary.run_dir / "run.json").read_text(encoding="utf-8"))
         history.record(cfg.history_path, history.RunInfo(**info),
@@ -154,7 +154,7 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
 
 
 def _report_md(data: dict, lb) -> str:
-    from reports import leaderboard
+    from evalkit.reports import leaderboard
 
     lines = ["# evalkit demo", ""]
     if data["warning"]:

@@ -116,7 +116,7 @@ def average_gradients(module: torch.nn.Module) -> list:
 
 def train_ddp(translator, dataset, *, steps: int, out_dir: str | Path, resume: bool, batch_size: int, seed: int,
               device=None) -> Path:
-    """:func:`methods.training.train` on every rank: rank ``r`` draws its batches from
+    """:func:`evalkit.methods.training.train` on every rank: rank ``r`` draws its batches from
     samples ``r, r + W, ...`` and gradients are averaged over ranks (:func:`average_gradients`),
     so the effective batch is ``W · batch_size`` and every replica stays identical.
     Rank 0 writes the checkpoints into ``out_dir``; the others keep theirs in a temp folder
@@ -125,7 +125,7 @@ def train_ddp(translator, dataset, *, steps: int, out_dir: str | Path, resume: b
 
     from torch.utils.data import Subset
 
-    from methods.training import CHECKPOINT, train
+    from evalkit.methods.training import CHECKPOINT, train
 
     e = env()
     out_dir = Path(out_dir)

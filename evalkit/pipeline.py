@@ -44,14 +44,14 @@ import torchvision.transforms.functional as TF
 
 from evalkit.config import RunConfig
 from evalkit.errors import EvalkitError
-from reports import results as R
+from evalkit.reports import results as R
 
 SPLIT = "test"
 
 
 # -- reference outputs ---------------------------------------------------------------------
 def _reference_translator(variant: str):
-    from methods.translator import TranslationOutput, Translator
+    from evalkit.methods.translator import TranslationOutput, Translator
 
     class ReferenceOutputs(Translator):
         """Fixed transforms of the test sample (no parameters, no training)."""
@@ -235,7 +235,7 @@ def _run_info(cfg: RunConfig, rd: RunDir) -> dict:
         info = json.loads(path.read_text(encoding="utf-8"))
         if info.get("config_hash") == cfg.hash():
             return info
-    from reports.history import RunInfo
+    from evalkit.reports.history import RunInfo
 
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     info = RunInfo.current(f"{cfg.name}-{stamp}-{cfg.hash()[:8]}", cfg.name, cfg.hash(),
@@ -292,8 +292,8 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
     Under torchrun it joins the process group; the caller leaves it with
     :func:`evalkit.distributed.shutdown` on every rank (``evalkit run`` does).
     """
-    from methods.registry import build_translator
-    from methods.training import infer, load_checkpoint, train
+    from evalkit.methods.registry import build_translator
+    from evalkit.methods.training import infer, load_checkpoint, train
 
     from evalkit import distributed
 
@@ -395,7 +395,7 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
             report_files.update(write_report(table, report_dir, cfg, rd.root / "outputs"))
             if extra_report is not None:
                 report_files.update({k: str(p) for k, p in extra_report(table, report_dir).items()})
-            from reports import history
+            from evalkit.reports import history
 
             history.record(cfg.history_path, history.RunInfo(**info), table)
 
@@ -443,7 +443,7 @@ def evaluate_outputs(out_dir: Path, variant: str, *, metrics=None, weights="pret
 
 def write_report(table: pd.DataFrame, report_dir: Path, cfg: RunConfig, outputs_root: Path) -> dict[str, str]:
     """Leaderboard (formats of the config), paper tables, metric plots; returns name → path."""
-    from reports import leaderboard, paper_tables, plots
+    from evalkit.reports import leaderboard, paper_tables, plots
 
     files = {}
     first = cfg.datasets[0].name
@@ -460,7 +460,7 @@ def write_report(table: pd.DataFrame, report_dir: Path, cfg: RunConfig, outputs_
         files[f"paper_tables.{k}"] = str(p)
     for p in plots.metric_bars(table, report_dir / "metrics"):
         files[p.name] = str(p)
-    from reports import bootstrap
+    from evalkit.reports import bootstrap
 
     claims = bootstrap_claims(table, cfg, outputs_root, outputs_root.parent / "features")
     files["claims.md"] = str(R.write_atomic(report_dir / "claims.md", bootstrap.claims_markdown(claims)))
@@ -508,7 +508,7 @@ def bootstrap_claims(table: pd.DataFrame, cfg: RunConfig, outputs_root: Path, ca
     from evalkit.features import FeatureCache
     from evalkit.images import load_image, stack_images
     from evalkit.metrics import fid_from_features
-    from reports import bootstrap as B
+    from evalkit.reports import bootstrap as B
 
     cache = FeatureCache(cache_dir)
     seed = cfg.seeds[0]
@@ -544,7 +544,7 @@ def bootstrap_claims(table: pd.DataFrame, cfg: RunConfig, outputs_root: Path, ca
 
 
 def _gate(cfg: RunConfig, results_path: Path) -> dict:
-    from reports import history
+    from evalkit.reports import history
 
     policy = history.Policy.load(cfg.report.policy) if cfg.report.policy else history.Policy()
     _, base_machine, base = history.load_side(cfg.report.baseline, cfg.history_path)

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from evalkit.errors import EvalkitError
-from methods.config import TranslatorConfig, make_config
+from evalkit.methods.config import TranslatorConfig, make_config
 
 __all__ = ["VariantSpec", "register_variant", "build_translator", "list_variants", "variant_spec", "variant_dir"]
 
@@ -29,7 +29,7 @@ class VariantSpec:
 
 
 _REGISTRY: dict[str, VariantSpec] = {}
-_MODULES = ("baselines.spade", "baselines.cocosnet", "baselines.outputs", "methods.unite.variants", "methods.rabit.variants")
+_MODULES = ("evalkit.baselines.spade", "evalkit.baselines.cocosnet", "evalkit.baselines.outputs", "evalkit.methods.unite.variants", "evalkit.methods.rabit.variants")
 
 
 def register_variant(name: str, builder: Callable, *, description: str, trainable: bool = True, **fields) -> None:
@@ -64,7 +64,7 @@ def variant_dir(name: str) -> str:
 def build_translator(variant: str, *, cond_channels: int, preset: str = "tiny", seed: int = 0, **overrides):
     """Build ``variant`` for inputs with ``cond_channels`` channels at ``preset``.
 
-    ``overrides`` are :class:`methods.config.TranslatorConfig` fields (``size=32``,
+    ``overrides`` are :class:`evalkit.methods.config.TranslatorConfig` fields (``size=32``,
     ``losses={"gan": 1.0}``); non-config keyword arguments go to the builder (the
     ``outputs`` wrapper's ``folder``). Parameters are initialised from ``seed``.
     """

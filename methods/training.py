@@ -34,8 +34,8 @@ from PIL import Image
 
 from evalkit.data import collate, to_uint8_image, visualise_cond
 from evalkit.errors import EvalkitError
-from methods.registry import build_translator, variant_dir
-from methods.translator import Translator
+from evalkit.methods.registry import build_translator, variant_dir
+from evalkit.methods.translator import Translator
 
 __all__ = ["train", "infer", "load_checkpoint", "save_checkpoint", "batch_indices", "CHECKPOINT", "IMAGE_FORMATS"]
 

@@ -23,13 +23,13 @@ import torch
 from torch import nn
 
 from evalkit.errors import EvalkitError
-from methods.common.discriminator import MultiscaleDiscriminator
-from methods.common.losses import (
+from evalkit.methods.common.discriminator import MultiscaleDiscriminator
+from evalkit.methods.common.losses import (
     CX_LAYERS, VGG_LAYERS, contextual_loss_layers, feature_matching_loss, hinge_d_loss, hinge_g_loss,
     perceptual_loss, pseudo_pair_loss, vgg_loss_per_sample,
 )
-from methods.common.vgg import VGG19Features
-from methods.config import TranslatorConfig
+from evalkit.methods.common.vgg import VGG19Features
+from evalkit.methods.config import TranslatorConfig
 
 __all__ = ["TranslationOutput", "Translator", "GANTranslator"]
 
@@ -94,11 +94,11 @@ def _autocast(device: torch.device):
 
 
 class GANTranslator(Translator):
-    """Generator + multiscale discriminator trained with the papers' losses (see :mod:`methods.common.losses`).
+    """Generator + multiscale discriminator trained with the papers' losses (see :mod:`evalkit.methods.common.losses`).
 
     Subclasses build their generator side in ``__init__`` and implement :meth:`generate`,
     returning ``{"image", "warped"?, "confidence"?, "aux": {loss name: raw value}, "extras"?}``;
-    auxiliary loss names are fields of :class:`methods.config.LossWeights` (``cycle``,
+    auxiliary loss names are fields of :class:`evalkit.methods.config.LossWeights` (``cycle``,
     ``consistency``, ``kld``). ``exemplar_based`` translators get L_perc, L_cxt, L_pse
     and the VGG loss at ``fm_ratio`` on non-pseudo pairs; label-only ones SPADE's VGG loss.
     """

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.errors import EvalkitError
-from reports import results as R
+from evalkit.reports import results as R
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs(

@@ -3,7 +3,7 @@
 Each cell is the mean over seeds / exemplar pairings, shown as ``mean ± std`` (sample
 standard deviation, ``ddof=1``) when there is more than one. Headers carry ``↑``/``↓``.
 The best value in a column is bold and the second underlined, both decided on the
-*displayed* rounding (:data:`reports.results.DECIMALS`), so ties on screen are ties in the
+*displayed* rounding (:data:`evalkit.reports.results.DECIMALS`), so ties on screen are ties in the
 ranking. Written as Markdown, HTML (with a grid of example outputs), LaTeX (booktabs) and CSV.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports import results as R
+from evalkit.reports import results as R
 
 _ROW_KEYS = ["method", "variant"]
 R_NOTE = "not comparable with published numbers"

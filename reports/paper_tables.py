@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.errors import EvalkitError
-from reports import results as R
+from evalkit.reports import results as R
 
 # Paper metric name → evalkit metric name. LPIPS is diversity in translation tables and
 # a distance to the ground truth in RABIT Table 2 (manipulation).

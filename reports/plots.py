@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from reports import results as R  # noqa: E402
-from reports.leaderboard import aggregate  # noqa: E402
+from evalkit.reports import results as R  # noqa: E402
+from evalkit.reports.leaderboard import aggregate  # noqa: E402
 
 PNG_METADATA = {"Software": None}
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}

@@ -24,7 +24,7 @@ def compare(
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON on stdout."),
 ) -> None:
     """Compare two runs metric by metric; exit 1 on a regression beyond tolerance."""
-    from reports import history
+    from evalkit.reports import history
 
     pol = history.Policy.load(policy) if policy else history.Policy()
     base_label, base_machine, b = history.load_side(base, db)
@@ -49,7 +49,7 @@ def runs(
     json_out: bool = typer.Option(False, "--json", help="Print the runs as JSON on stdout."),
 ) -> None:
     """List the runs recorded in the history (ids to pass to `compare`)."""
-    from reports import history
+    from evalkit.reports import history
 
     if not db.is_file():
         raise EvalkitError(f"history database not found: {db} (runs record into it when they finish)", path=db)
@@ -78,8 +78,8 @@ def leaderboard(
     metric: list[str] = typer.Option(None, "--metric", help="Metrics to show, in order (repeatable)."),
 ) -> None:
     """Write the leaderboard (Markdown, HTML with example grid, LaTeX booktabs, CSV)."""
-    from reports import leaderboard as lb
-    from reports import results as R
+    from evalkit.reports import leaderboard as lb
+    from evalkit.reports import results as R
 
     df = R.read(results / "results.csv" if results.is_dir() else results)
     paths = lb.write(df, out, outputs_dir=outputs, metrics=metric or None)
@@ -94,8 +94,8 @@ def paper_tables(
     all_rows: bool = typer.Option(False, "--all", help="Also list published numbers without an evalkit number."),
 ) -> None:
     """Published numbers beside ours: paper | ours | Δ, with protocol-difference marks."""
-    from reports import paper_tables as pt
-    from reports import results as R
+    from evalkit.reports import paper_tables as pt
+    from evalkit.reports import results as R
 
     df = R.read(results / "results.csv" if results.is_dir() else results)
     paths = pt.write(df, out, dataset_map=_parse_map(as_ or []), only_ours=not all_rows)

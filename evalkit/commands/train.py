@@ -34,8 +34,8 @@ def register(app: typer.Typer) -> None:
         """Train VARIANT on DATASET; checkpoints atomically to OUT/last.pt."""
         from evalkit.data import get_dataset
         from evalkit.errors import EvalkitError
-        from methods.registry import build_translator, variant_spec
-        from methods.training import train as run_train
+        from evalkit.methods.registry import build_translator, variant_spec
+        from evalkit.methods.training import train as run_train
 
         if (steps is None) == (epochs is None):
             raise EvalkitError("give exactly one of --steps N or --epochs N")
@@ -73,8 +73,8 @@ def register(app: typer.Typer) -> None:
         """Translate a dataset split with a trained checkpoint (or saved outputs) into the outputs layout."""
         from evalkit.data import get_dataset
         from evalkit.errors import EvalkitError
-        from methods.registry import build_translator
-        from methods.training import IMAGE_FORMATS, infer as run_infer, load_checkpoint
+        from evalkit.methods.registry import build_translator
+        from evalkit.methods.training import IMAGE_FORMATS, infer as run_infer, load_checkpoint
 
         if image_format not in IMAGE_FORMATS:
             raise EvalkitError(f"--format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")

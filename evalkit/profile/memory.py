@@ -250,7 +250,7 @@ def _status_kb(field_name: str) -> int | None:
 
 
 def _build(module: str, iters: int):
-    from methods.alignment import RankingAttention, UnbalancedTransport, dense_cosine_attention
+    from evalkit.methods.alignment import RankingAttention, UnbalancedTransport, dense_cosine_attention
 
     if module == "cosine":
         return dense_cosine_attention

@@ -1,16 +1,16 @@
 """Alignment core shared by RABIT, UNITE and CoCosNet: correspondences and their solvers.
 
-``from methods.alignment import ...``: see docs/alignment.md.
+``from evalkit.methods.alignment import ...``: see docs/alignment.md.
 """
 
-from methods.alignment.confidence import peak_correlation
-from methods.alignment.correspondence import (BlockCorrespondence, Correspondence,
+from evalkit.methods.alignment.confidence import peak_correlation
+from evalkit.methods.alignment.correspondence import (BlockCorrespondence, Correspondence,
                                               DenseCorrespondence, PotentialCorrespondence)
-from methods.alignment.cosine import cosine_similarity, dense_cosine_attention
-from methods.alignment.position import coord_grid, semantic_position_encoding
-from methods.alignment.ranking import RankingAttention
-from methods.alignment.topk import hard_topk_straight_through, ot_topk
-from methods.alignment.transport import (TransportPotentials, UnbalancedTransport,
+from evalkit.methods.alignment.cosine import cosine_similarity, dense_cosine_attention
+from evalkit.methods.alignment.position import coord_grid, semantic_position_encoding
+from evalkit.methods.alignment.ranking import RankingAttention
+from evalkit.methods.alignment.topk import hard_topk_straight_through, ot_topk
+from evalkit.methods.alignment.transport import (TransportPotentials, UnbalancedTransport,
                                          balanced_sinkhorn, cosine_cost, transport_apply,
                                          unbalanced_sinkhorn, unbalanced_sinkhorn_streaming,
                                          unite_masses)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from methods.alignment.correspondence import to_blocks
+from evalkit.methods.alignment.correspondence import to_blocks
 
 
 def block_features(x: torch.Tensor, block: int) -> torch.Tensor:
@@ -33,7 +33,7 @@ def peak_correlation(query: torch.Tensor, key: torch.Tensor, *, block: int = 1,
 
     Computed ``chunk_size`` query blocks at a time, so memory is ``O(chunk_size x N)``.
     """
-    from methods.alignment.cosine import check_features
+    from evalkit.methods.alignment.cosine import check_features
 
     check_features(query, key)
     qb, kb = block_features(query, block), block_features(key, block)

@@ -1,6 +1,6 @@
 """`Correspondence`: the result of any alignment, able to warp exemplar-side tensors.
 
-Every alignment module in :mod:`methods.alignment` (dense cosine, ranking-and-attention,
+Every alignment module in :mod:`evalkit.methods.alignment` (dense cosine, ranking-and-attention,
 unbalanced optimal transport, dense or streaming) returns a :class:`Correspondence`.
 It keeps only what it needs to warp: a dense ``[B, Lq, Lk]`` matrix for small grids,
 block indices plus block attention for RAS, or the two dual potentials for streaming OT,
@@ -149,7 +149,7 @@ class PotentialCorrespondence(Correspondence):
 
     ``warp`` applies the barycentric projection ``T z / T 1`` of the plan
     ``T_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)`` without ever holding ``T``
-    (see :func:`methods.alignment.transport.transport_apply`).
+    (see :func:`evalkit.methods.alignment.transport.transport_apply`).
     """
 
     def __init__(self, potentials, size, key_size, confidence=None):
@@ -157,7 +157,7 @@ class PotentialCorrespondence(Correspondence):
         self.potentials = potentials
 
     def _apply(self, flat):
-        from methods.alignment.transport import transport_apply
+        from evalkit.methods.alignment.transport import transport_apply
 
         return transport_apply(self.potentials, flat)
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from evalkit.errors import EvalkitError
-from methods.alignment.correspondence import DenseCorrespondence
+from evalkit.methods.alignment.correspondence import DenseCorrespondence
 
 
 def check_features(query: torch.Tensor, key: torch.Tensor) -> None:

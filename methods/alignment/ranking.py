@@ -3,7 +3,7 @@
 Features are split into ``N = L / b`` blocks of ``b = block x block`` positions.  Level 1:
 each query block ranks all key blocks by the cosine of their block features (the mean
 of the block's position features) and retrieves the top ``k`` (differentiable OT top-k
-of Xie et al., :func:`~methods.alignment.topk.ot_topk`, with anchors ``{-1, 1}`` — or, for
+of Xie et al., :func:`~evalkit.methods.alignment.topk.ot_topk`, with anchors ``{-1, 1}`` — or, for
 the official code's variant, a hard top-k with the ``softmax(cos / 0.01)`` straight-through
 gradient).  Level 2: dense attention between the ``b`` position features of the query
 block and the ``k * b`` position features of its retrieved blocks,
@@ -21,10 +21,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from evalkit.errors import EvalkitError
-from methods.alignment.confidence import block_features, expand_blocks
-from methods.alignment.correspondence import BlockCorrespondence, to_blocks
-from methods.alignment.cosine import check_features
-from methods.alignment.topk import hard_topk_straight_through, ot_topk
+from evalkit.methods.alignment.confidence import block_features, expand_blocks
+from evalkit.methods.alignment.correspondence import BlockCorrespondence, to_blocks
+from evalkit.methods.alignment.cosine import check_features
+from evalkit.methods.alignment.topk import hard_topk_straight_through, ot_topk
 
 RETRIEVALS = ("ot", "softmax")
 

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from evalkit.errors import EvalkitError
-from methods.alignment.correspondence import DenseCorrespondence, PotentialCorrespondence
+from evalkit.methods.alignment.correspondence import DenseCorrespondence, PotentialCorrespondence
 
 __all__ = [
     "unbalanced_sinkhorn", "balanced_sinkhorn", "unbalanced_sinkhorn_streaming",
@@ -528,7 +528,7 @@ class UnbalancedTransport(nn.Module):
                 f"balanced={self.balanced}, eps_steps={self.eps_steps}, chunk_size={self.chunk_size}")
 
     def forward(self, query: torch.Tensor, key: torch.Tensor):
-        from methods.alignment.cosine import check_features
+        from evalkit.methods.alignment.cosine import check_features
 
         check_features(query, key)
         tau = math.inf if self.balanced else self.tau

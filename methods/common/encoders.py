@@ -103,7 +103,7 @@ class CorrespondenceNet(nn.Module):
     correspondence grid, optional position channels appended to both (``position``
     module: ``None``, RABIT's semantic position encoding or a global CoordConv grid,
     given as a callable ``(one_hot_or_channels [B, C, h, w]) -> [B, 2, h, w]``) and an
-    ``aligner`` module from :mod:`methods.alignment` (``aligner(query, key) -> Correspondence``).
+    ``aligner`` module from :mod:`evalkit.methods.alignment` (``aligner(query, key) -> Correspondence``).
     Features are L2-normalised per position before the position channels are appended,
     so ``pos_weight`` sets the position/semantics balance of the matching cost.
     """
@@ -142,7 +142,7 @@ class CorrespondenceNet(nn.Module):
         correspondence, which has no dense matrix, goes back through the reverse alignment
         F_Z → F_X.
         """
-        from methods.alignment.correspondence import DenseCorrespondence
+        from evalkit.methods.alignment.correspondence import DenseCorrespondence
 
         corr = out["corr"]
         warped = corr.warp(values)
@@ -161,13 +161,13 @@ class CorrespondenceNet(nn.Module):
 
 
 class CosineAlignment(nn.Module):
-    """Module wrapper of :func:`methods.alignment.cosine.dense_cosine_attention` (CoCosNet, softmax temperature)."""
+    """Module wrapper of :func:`evalkit.methods.alignment.cosine.dense_cosine_attention` (CoCosNet, softmax temperature)."""
 
     def __init__(self, temperature: float = 0.01):
         super().__init__()
         self.temperature = temperature
 
     def forward(self, query: torch.Tensor, key: torch.Tensor):
-        from methods.alignment.cosine import dense_cosine_attention
+        from evalkit.methods.alignment.cosine import dense_cosine_attention
 
         return dense_cosine_attention(query.float(), key.float(), temperature=self.temperature)

@@ -6,7 +6,7 @@
 - VGG loss (SPADE): ``sum_l w_l ||phi_l(Y) - phi_l(X')||_1``, ``w = 1/32, 1/16, 1/8, 1/4, 1``
   on relu1_1 ... relu5_1, per sample so that pairs can be weighted;
 - perceptual ``L_perc = ||phi_relu5_2(Y) - phi_relu5_2(X')||_1`` (RABIT eq. 1, UNITE eq. 10);
-- contextual ``L_cxt`` (see :mod:`methods.common.contextual`);
+- contextual ``L_cxt`` (see :mod:`evalkit.methods.common.contextual`);
 - cycle ``L_cyc = ||T^T T Z - Z||_1`` and feature consistency ``L_cst = ||F_X(X) - F_Z(X')||_1``;
 - pseudo pairs ``L_pse`` (CoCosNet Sec. 3.3): on self-reference samples (exemplar = the
   augmented ground truth) the output must reproduce the ground truth (VGG loss) and the
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from methods.common.contextual import contextual_loss
+from evalkit.methods.common.contextual import contextual_loss
 
 __all__ = [
     "VGG_LAYERS", "VGG_WEIGHTS", "CX_LAYERS", "hinge_d_loss", "hinge_g_loss", "feature_matching_loss",

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from methods.common.normalization import param_free_norm
+from evalkit.methods.common.normalization import param_free_norm
 
 __all__ = ["SPADE", "SPADEResBlock", "SPADEGenerator", "NormFactory"]
 

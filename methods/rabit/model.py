@@ -4,7 +4,7 @@ Alignment network (Sec. 3.1): F_X, F_Z on the correspondence grid (paper: 128x12
 256x256 output); semantic position encoding (SPE: one coordinate system per semantic
 region, appended to the features of both sides) or a global CoordConv grid (official
 code) or none; the ranking-and-attention scheme (2x2 blocks, OT top-k with k=3) from
-:class:`methods.alignment.ranking.RankingAttention`, or dense cosine attention for the
+:class:`evalkit.methods.alignment.ranking.RankingAttention`, or dense cosine attention for the
 Fig. 6 baselines. Generation network (Sec. 3.2): a SPADE generator de-normalised by the
 CONFI fusion of conditional-input and warped-exemplar features:
 ``F = X (1 - CMAP) + (T.Z) CMAP`` with the single-channel confidence ``CMAP`` (peak block
@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.alignment.correspondence import resize_to
-from methods.alignment.position import coord_grid, semantic_position_encoding
-from methods.alignment.ranking import RankingAttention
-from methods.common.encoders import CorrespondenceNet, CosineAlignment
-from methods.common.spade import SPADE, SPADEGenerator, warped_exemplar_guide
-from methods.config import TranslatorConfig
-from methods.translator import GANTranslator
+from evalkit.methods.alignment.correspondence import resize_to
+from evalkit.methods.alignment.position import coord_grid, semantic_position_encoding
+from evalkit.methods.alignment.ranking import RankingAttention
+from evalkit.methods.common.encoders import CorrespondenceNet, CosineAlignment
+from evalkit.methods.common.spade import SPADE, SPADEGenerator, warped_exemplar_guide
+from evalkit.methods.config import TranslatorConfig
+from evalkit.methods.translator import GANTranslator
 
 __all__ = ["CONFI", "RABITTranslator", "spe_channels", "coord_channels"]
 

@@ -17,8 +17,8 @@ CoCosNet's injection (warped exemplar concatenated with the labels), which makes
 
 from __future__ import annotations
 
-from methods.rabit.model import RABITTranslator
-from methods.registry import register_variant
+from evalkit.methods.rabit.model import RABITTranslator
+from evalkit.methods.registry import register_variant
 
 _RAS = dict(alignment="ras", block=2, topk=3, retrieval="ot", corr_ratio=0.5)
 _COS = dict(alignment="cosine", corr_ratio=0.25)

@@ -3,7 +3,7 @@
 Feature transport network (Sec. 3.1): F_X, F_Z map the conditional input and the
 exemplar onto the transport grid (paper: 64x64, 128-d); masses from the cross inner
 products (eq. 3), cost ``1 - cos``, entropic unbalanced OT with ``eta = 1e-4`` (eq. 2-5),
-all in :class:`methods.alignment.transport.UnbalancedTransport`. Multi-stage transport:
+all in :class:`evalkit.methods.alignment.transport.UnbalancedTransport`. Multi-stage transport:
 the exemplar's feature maps at every depth of F_Z (deepest first) and the exemplar
 image itself are transported with the same plan and injected into the generator from
 its coarsest to its finest stages; without ``multi_stage`` only the transported
@@ -21,13 +21,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from methods.alignment.correspondence import resize_to
-from methods.alignment.transport import UnbalancedTransport
-from methods.common.encoders import CorrespondenceNet, CosineAlignment
-from methods.common.spade import SPADE, SPADEGenerator
-from methods.config import TranslatorConfig
-from methods.translator import GANTranslator
-from methods.unite.seace import SEACE
+from evalkit.methods.alignment.correspondence import resize_to
+from evalkit.methods.alignment.transport import UnbalancedTransport
+from evalkit.methods.common.encoders import CorrespondenceNet, CosineAlignment
+from evalkit.methods.common.spade import SPADE, SPADEGenerator
+from evalkit.methods.config import TranslatorConfig
+from evalkit.methods.translator import GANTranslator
+from evalkit.methods.unite.seace import SEACE
 
 __all__ = ["UNITETranslator", "make_aligner"]
 

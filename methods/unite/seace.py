@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.alignment.correspondence import resize_to
-from methods.common.normalization import positional_norm
+from evalkit.methods.alignment.correspondence import resize_to
+from evalkit.methods.common.normalization import positional_norm
 
 __all__ = ["semantic_activation_matrix", "SEACE"]
 

@@ -15,8 +15,8 @@ Transport on a grid 1/4 of the output (paper: 64x64 for 256x256), 128-d features
 
 from __future__ import annotations
 
-from methods.registry import register_variant
-from methods.unite.model import UNITETranslator
+from evalkit.methods.registry import register_variant
+from evalkit.methods.unite.model import UNITETranslator
 
 _COMMON = dict(family="unite", corr_ratio=0.25)
 _FULL = dict(alignment="uot", injection="seace", multi_stage=True, ot_eps=1e-4)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from evalkit.errors import EvalkitError
-from methods.alignment import coord_grid, semantic_position_encoding
+from evalkit.methods.alignment import coord_grid, semantic_position_encoding
 
 
 def test_spe_has_origin_at_each_region_centre_and_spans_minus1_1():

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from scipy.spatial.distance import cdist
 
 from evalkit.errors import EvalkitError
-from methods.alignment import RankingAttention, dense_cosine_attention, peak_correlation
+from evalkit.methods.alignment import RankingAttention, dense_cosine_attention, peak_correlation
 
 
 def feats(seed, shape=(2, 8, 8, 8), dtype=torch.float32):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from evalkit.errors import EvalkitError
-from methods.alignment import hard_topk_straight_through, ot_topk
+from evalkit.methods.alignment import hard_topk_straight_through, ot_topk
 
 
 @pytest.mark.parametrize("anchors", [(0.0, 1.0), (-1.0, 1.0)])

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from evalkit.errors import EvalkitError
-from methods.alignment import (UnbalancedTransport, balanced_sinkhorn, cosine_cost,
+from evalkit.methods.alignment import (UnbalancedTransport, balanced_sinkhorn, cosine_cost,
                                transport_apply, unbalanced_sinkhorn,
                                unbalanced_sinkhorn_streaming, unite_masses)
 

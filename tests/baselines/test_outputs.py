@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
+from evalkit.cli import app
 from evalkit.data import collate, get_dataset
 from evalkit.errors import EvalkitError
-from methods.registry import build_translator
-from methods.training import infer
+from evalkit.methods.registry import build_translator
+from evalkit.methods.training import infer
 
 
 @pytest.fixture()

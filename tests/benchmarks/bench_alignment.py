@@ -18,7 +18,7 @@ import ot
 import pytest
 import torch
 
-from methods.alignment import (RankingAttention, cosine_cost, dense_cosine_attention,
+from evalkit.methods.alignment import (RankingAttention, cosine_cost, dense_cosine_attention,
                                unbalanced_sinkhorn, unite_masses)
 
 N, ITERS, EPS, TAU = 4096, 100, 1e-2, 1.0

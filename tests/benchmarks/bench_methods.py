@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from evalkit.data import collate, get_dataset
-from methods.registry import build_translator
+from evalkit.methods.registry import build_translator
 
 VARIANTS = ["spade", "spade-vae", "cocosnet", "rabit", "rabit-code", "unite", "unite-code"]
 
@@ -51,7 +51,7 @@ def test_style_transfer_table(tmp_path_factory):
     import os
 
     from evalkit.metrics import evaluate_folders
-    from methods.training import infer, train
+    from evalkit.methods.training import infer, train
 
     steps = int(os.environ.get("EVALKIT_BENCH_STEPS", "300"))
     root = tmp_path_factory.mktemp("style")

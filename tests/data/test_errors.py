@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
+from evalkit.cli import app
 from evalkit.data import get_dataset
 from evalkit.data.pairs import read_pair_list
 from evalkit.errors import EvalkitError

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
+from evalkit.cli import app
 from evalkit.data import get_dataset
 from evalkit.data.manipulation import edit_object, pick_edit
 from evalkit.data.pairs import choose_exemplar, read_pair_list

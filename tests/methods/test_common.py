@@ -9,14 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.common.contextual import contextual_loss, contextual_similarity
-from methods.common.discriminator import MultiscaleDiscriminator
-from methods.common.encoders import FeatureExtractor, StyleEncoder
-from methods.common.losses import (feature_matching_loss, hinge_d_loss, hinge_g_loss, kld_loss, pseudo_pair_loss,
+from evalkit.methods.common.contextual import contextual_loss, contextual_similarity
+from evalkit.methods.common.discriminator import MultiscaleDiscriminator
+from evalkit.methods.common.encoders import FeatureExtractor, StyleEncoder
+from evalkit.methods.common.losses import (feature_matching_loss, hinge_d_loss, hinge_g_loss, kld_loss, pseudo_pair_loss,
                                    vgg_loss_per_sample)
-from methods.common.normalization import positional_norm
-from methods.common.spade import SPADE, SPADEGenerator
-from methods.common.vgg import LAYERS, VGG19Features
+from evalkit.methods.common.normalization import positional_norm
+from evalkit.methods.common.spade import SPADE, SPADEGenerator
+from evalkit.methods.common.vgg import LAYERS, VGG19Features
 
 
 def test_positional_norm_matches_per_position_standardisation():

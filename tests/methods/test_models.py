@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from methods.alignment.correspondence import DenseCorrespondence
-from methods.common.encoders import CorrespondenceNet, CosineAlignment
-from methods.common.normalization import positional_norm
-from methods.rabit.model import CONFI
-from methods.unite.seace import SEACE, semantic_activation_matrix
+from evalkit.methods.alignment.correspondence import DenseCorrespondence
+from evalkit.methods.common.encoders import CorrespondenceNet, CosineAlignment
+from evalkit.methods.common.normalization import positional_norm
+from evalkit.methods.rabit.model import CONFI
+from evalkit.methods.unite.seace import SEACE, semantic_activation_matrix
 
 
 def _regions(b=1, h=4, w=4):

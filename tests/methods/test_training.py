@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
+from evalkit.cli import app
 from evalkit.data import get_dataset
 from evalkit.errors import EvalkitError
-from methods.registry import build_translator
-from methods.training import batch_indices, infer, load_checkpoint, train
+from evalkit.methods.registry import build_translator
+from evalkit.methods.training import batch_indices, infer, load_checkpoint, train
 from translator_testing import MICRO
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from evalkit.errors import EvalkitError
-from methods.config import make_config
-from methods.registry import build_translator, list_variants, variant_spec
+from evalkit.methods.config import make_config
+from evalkit.methods.registry import build_translator, list_variants, variant_spec
 
 from translator_testing import MICRO, make_batch, one_hot_batch
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import app
+from evalkit.cli import app
 from evalkit.features import InceptionFID, VGG19Features
 from evalkit.metrics import LPIPSAlex, evaluate_arrays, evaluate_folders, fid_from_features, lpips_distance, sliced_wasserstein
 from evalkit.protocol import NOT_COMPARABLE_NOTE

@@ -13,7 +13,7 @@ from cleanfid.resize import build_resizer
 from PIL import Image
 from typer.testing import CliRunner
 
-from cli import app
+from evalkit.cli import app
 from evalkit import weights as W
 from evalkit.errors import EvalkitError
 from evalkit.images import clean_resize, clean_resize_batch, load_folder, load_image, to_uint8

@@ -10,7 +10,7 @@ def make_outputs(out_dir: Path, variant: str = "reference/blur", *, n: int = 8, 
     """An outputs layout of a reference variant on the built-in shapes (2 exemplars per query)."""
     from evalkit.data import get_dataset
     from evalkit.pipeline import _reference_translator
-    from methods.training import infer
+    from evalkit.methods.training import infer
 
     ds = get_dataset("shapes", split="test", size=size, n=n, seed=0, exemplars_per_query=2)
     infer(_reference_translator(variant), ds, out_dir, progress=False, device="cpu")

@@ -76,7 +76,7 @@ def _train_worker(rank, world, port, ckpt_dir, result):
     import torch
 
     from evalkit.data import get_dataset
-    from methods.registry import build_translator
+    from evalkit.methods.registry import build_translator
 
     torch.set_num_threads(1)
     distributed.init("gloo")
@@ -117,11 +117,11 @@ def test_torchrun_run_two_ranks_matches_single_process_evaluation(tmp_path):
 
     from evalkit.pipeline import evaluate_outputs
     from pipeline_helpers import ROOT, tiny_config
-    from reports import results as R
+    from evalkit.reports import results as R
 
     cfg = tiny_config(tmp_path / "runs")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "cli", "run", str(cfg), "--json", "--no-progress"]
+           "-m", "evalkit", "run", str(cfg), "--json", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-4000:]

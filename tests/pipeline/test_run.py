@@ -14,9 +14,9 @@ import torch
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from evalkit.cli import app
 from pipeline_helpers import ROOT, tiny_config
-from reports import results as R
+from evalkit.reports import results as R
 
 STAGES = ["train/shapes/spade/seed0", "infer/shapes/spade/seed0", "evaluate/shapes/spade/seed0",
           "train/shapes/cocosnet/seed0", "infer/shapes/cocosnet/seed0", "evaluate/shapes/cocosnet/seed0", "report"]
@@ -90,7 +90,7 @@ def test_sigkill_mid_evaluation_then_resume(finished, tmp_path):
     # Same intra-op thread count as the in-process uninterrupted run: CPU float sums depend on it.
     threads = str(torch.get_num_threads())
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "run", str(config), "--no-progress"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "evalkit", "run", str(config), "--no-progress"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = run_dir / "stages.log"
     deadline = time.monotonic() + 240

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from evalkit.cli import app
 from evalkit.errors import EvalkitError
 from evalkit.profile.memory import (ProfileConfig, ProfileRow, fit_exponent, plot_profile,
                                     run_case, theory_elements, validate)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from evalkit.protocol import Protocol, random_init_tag
-from reports.results import COLUMNS
+from evalkit.reports.results import COLUMNS
 
 
 def rows(values: list[tuple], *, run_id: str = "r1", weights: str | None = None, n: int = 8) -> pd.DataFrame:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from reports.bootstrap import paired_bootstrap
+from evalkit.reports.bootstrap import paired_bootstrap
 
 
 def test_mean_difference_interval_matches_scipy_and_normal_theory():

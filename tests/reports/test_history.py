@@ -5,10 +5,10 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from evalkit.cli import app
 from evalkit.errors import EvalkitError
-from reports import history as H
-from reports import results as R
+from evalkit.reports import history as H
+from evalkit.reports import results as R
 from report_helpers import rows
 
 BASE = [("rabit", "shapes", "FID", 30.0, 0), ("rabit", "shapes", "SSIM", 0.50, 0),

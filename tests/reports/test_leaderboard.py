@@ -2,7 +2,7 @@ import math
 
 import pandas as pd
 
-from reports import leaderboard as L
+from evalkit.reports import leaderboard as L
 from report_helpers import rows
 
 # FID (lower better): a = 10.001/10.003 (mean 10.002 → "10.00"), b = 10.004 ("10.00", ties a),
@@ -71,8 +71,8 @@ def test_write_creates_all_formats(tmp_path):
 def test_cli_leaderboard_and_paper_tables(tmp_path):
     from typer.testing import CliRunner
 
-    from cli import app
-    from reports import results as R
+    from evalkit.cli import app
+    from evalkit.reports import results as R
 
     R.write(rows(VALUES + [("rabit", "shapes", "FID", 20.0, 0)]), tmp_path / "results.csv")
     r = CliRunner().invoke(app, ["report", "leaderboard", str(tmp_path), "--out", str(tmp_path / "lb")])

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reports import paper_tables as P
+from evalkit.reports import paper_tables as P
 from report_helpers import rows
 
 SHARED_TABLE = Path(__file__).resolve().parents[3] / "shared" / "paper_tables" / "paper_tables.csv"

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from reports import plots
+from evalkit.reports import plots
 from report_helpers import rows
 
 

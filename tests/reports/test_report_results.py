@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from evalkit.errors import EvalkitError
-from reports import results as R
+from evalkit.reports import results as R
 from report_helpers import rows
 
 

@@ -7,7 +7,7 @@ import json
 from study_helpers import METHODS, make_outputs
 from typer.testing import CliRunner
 
-from cli import app
+from evalkit.cli import app
 from evalkit.study import store
 
 
