@@ -9,13 +9,12 @@ pseudo pairs, perceptual, contextual and the adversarial terms (:class:`GANTrans
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from evalkit.methods.alignment.correspondence import resize_to
-from evalkit.methods.common.encoders import CorrespondenceNet, CosineAlignment
-from evalkit.methods.common.spade import SPADE, SPADEGenerator, warped_exemplar_guide
-from evalkit.methods.config import TranslatorConfig
+from evalkit.methods.common.encoders import CosineAlignment
+from evalkit.methods.common.spade import warped_exemplar_guide
+from evalkit.methods.config import CoCosNetConfig
 from evalkit.methods.translator import GANTranslator
 
 __all__ = ["CoCosNetTranslator"]
@@ -24,14 +23,13 @@ __all__ = ["CoCosNetTranslator"]
 class CoCosNetTranslator(GANTranslator):
     """Warped exemplar + labels → SPADE generator."""
 
-    def __init__(self, config: TranslatorConfig, cond_channels: int, variant: str = "cocosnet"):
+    config_class = CoCosNetConfig
+
+    def __init__(self, config: CoCosNetConfig, cond_channels: int, variant: str = "cocosnet"):
         super().__init__(config, cond_channels, variant)
-        c = config
-        self.corr = CorrespondenceNet(cond_channels, c.size, c.corr_size, c.enc_ngf, c.feat_nc, c.enc_res_blocks,
-                                      CosineAlignment(c.temperature))
+        self.corr = self.make_correspondence(CosineAlignment(config.temperature))
         guide_nc = 3 + cond_channels
-        make_norm = lambda nc, stage: SPADE(nc, guide_nc, c.spade_hidden, c.norm_g, key="guide")  # noqa: E731
-        self.netG = SPADEGenerator(guide_nc, c.ngf, c.num_up, c.size, make_norm, c.max_mult, c.spectral_g)
+        self.netG = self.make_generator(guide_nc, self.spade_norms(guide_nc, "guide"))
 
     def generate(self, batch) -> dict:
         a = self.corr(batch.cond, batch.exemplar, batch.exemplar_cond)
@@ -50,8 +48,8 @@ class CoCosNetTranslator(GANTranslator):
 def _register() -> None:
     from evalkit.methods.registry import register_variant
 
-    register_variant("cocosnet", CoCosNetTranslator, corr_ratio=0.25, temperature=0.01, alignment="cosine",
-                     injection="concat", description="CoCosNet: dense cosine correspondence at 64x64, temperature 0.01")
+    register_variant("cocosnet", CoCosNetTranslator, corr_ratio=0.25, temperature=0.01,
+                     description="CoCosNet: dense cosine correspondence at 64x64, temperature 0.01")
 
 
 _register()

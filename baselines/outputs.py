@@ -1,10 +1,11 @@
 """Join a leaderboard with any external method: translators that are not trained here.
 
 ``outputs`` reads another model's saved outputs from a folder, matching files to
-samples by name (``<folder>/<sample name>.png|.jpg|.jpeg``); it records which image
-format the files were in (``protocol_meta["image_format"]``: JPEG outputs score
-differently from PNG ones, so the protocol must say so). Optionally a ``warped/``
-sub-folder supplies warped exemplars by the same names.
+samples by name (``<folder>/<sample name>.png|.jpg|...``, any of
+:data:`evalkit.files.IMAGE_EXTENSIONS`); it records which image format the files were
+in (``protocol_meta["image_format"]``: JPEG outputs score differently from PNG ones,
+so the protocol must say so). Optionally a ``warped/`` sub-folder supplies warped
+exemplars by the same names.
 
 ``official_cocosnet(checkout, checkpoint_dir, dataset)`` wraps the official CoCosNet code
 (microsoft/CoCosNet) and a released checkpoint: the model is built with the flag set
@@ -20,16 +21,13 @@ import importlib
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from evalkit.errors import EvalkitError
+from evalkit.files import IMAGE_EXTENSIONS, is_image_file, load_image
 from evalkit.methods.translator import TranslationOutput, Translator
 
 __all__ = ["OutputsTranslator", "OfficialCoCosNet", "official_cocosnet", "COCOSNET_FLAGS"]
-
-EXTENSIONS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 # Flag sets of the released CoCosNet checkpoints (official README, "Inference Using Pretrained Model").
 COCOSNET_FLAGS = {
@@ -44,16 +42,14 @@ COCOSNET_FLAGS = {
 }
 
 
-def _load_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except OSError as err:
-        raise EvalkitError(f"cannot decode output image {path} ({err}); re-export it as PNG", path=path) from err
+def _image_format(path: Path) -> str:
+    """The protocol's name of a file's image format: ``jpeg`` for .jpg/.jpeg, ``tiff`` for .tif/.tiff, else the extension."""
+    ext = path.suffix.lower().lstrip(".")
+    return {"jpg": "jpeg", "tif": "tiff"}.get(ext, ext)
 
 
 class OutputsTranslator(Translator):
-    """Translate by reading ``<folder>/<name>.<png|jpg|jpeg>`` for every sample name."""
+    """Translate by reading ``<folder>/<name>.<png|jpg|...>`` for every sample name."""
 
     trainable = False
 
@@ -66,14 +62,14 @@ class OutputsTranslator(Translator):
                                path=self.folder)
         self.files: dict[str, Path] = {}
         for p in sorted(self.folder.iterdir()):
-            if p.is_file() and p.suffix.lower() in EXTENSIONS:
+            if p.is_file() and is_image_file(p):
                 if p.stem in self.files:
                     raise EvalkitError(f"two outputs named {p.stem!r} in {self.folder} ({self.files[p.stem].name}, {p.name}); keep one",
                                        path=self.folder)
                 self.files[p.stem] = p
         if not self.files:
-            raise EvalkitError(f"no .png/.jpg/.jpeg images in {self.folder}", path=self.folder)
-        formats = sorted({EXTENSIONS[p.suffix.lower()] for p in self.files.values()})
+            raise EvalkitError(f"no images ({'/'.join(IMAGE_EXTENSIONS)}) in {self.folder}", path=self.folder)
+        formats = sorted({_image_format(p) for p in self.files.values()})
         self.protocol_meta = {"source_folder": str(self.folder), "image_format": formats[0] if len(formats) == 1 else "mixed",
                               "source_formats": formats}
         self.warped_dir = self.folder / "warped" if (self.folder / "warped").is_dir() else None
@@ -85,10 +81,11 @@ class OutputsTranslator(Translator):
                 raise EvalkitError(f"no output for sample {name!r} in {self.folder} (expected {name}.png or .jpg); "
                                    "export one image per sample named by the sample name", path=self.folder)
         else:
-            path = next((folder / f"{name}{ext}" for ext in EXTENSIONS if (folder / f"{name}{ext}").is_file()), None)
+            path = next((folder / f"{name}{ext}" for ext in IMAGE_EXTENSIONS if (folder / f"{name}{ext}").is_file()),
+                        None)
             if path is None:
                 return None
-        arr = _load_rgb(path)
+        arr = load_image(path)
         if arr.shape[:2] != tuple(size):
             raise EvalkitError(f"{path} is {arr.shape[1]}x{arr.shape[0]} but the dataset is {size[1]}x{size[0]}; "
                                "evaluate at the outputs' resolution (--size)", path=path)

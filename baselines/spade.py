@@ -16,8 +16,7 @@ from torch import nn
 
 from evalkit.methods.common.encoders import StyleEncoder
 from evalkit.methods.common.losses import kld_loss
-from evalkit.methods.common.spade import SPADE, SPADEGenerator
-from evalkit.methods.config import TranslatorConfig
+from evalkit.methods.config import SPADEConfig
 from evalkit.methods.translator import GANTranslator
 
 __all__ = ["SPADETranslator", "SPADEVAETranslator"]
@@ -27,12 +26,11 @@ class SPADETranslator(GANTranslator):
     """Label map → image; the exemplar is not used."""
 
     exemplar_based = False
+    config_class = SPADEConfig
 
-    def __init__(self, config: TranslatorConfig, cond_channels: int, variant: str = "spade"):
+    def __init__(self, config: SPADEConfig, cond_channels: int, variant: str = "spade"):
         super().__init__(config, cond_channels, variant)
-        c = config
-        make_norm = lambda nc, stage: SPADE(nc, cond_channels, c.spade_hidden, c.norm_g, key="seg")  # noqa: E731
-        self.netG = SPADEGenerator(cond_channels, c.ngf, c.num_up, c.size, make_norm, c.max_mult, c.spectral_g)
+        self.netG = self.make_generator(cond_channels, self.spade_norms(cond_channels, "seg"))
 
     def generate(self, batch) -> dict:
         x0 = F.interpolate(batch.cond, size=(self.netG.start,) * 2, mode="nearest")
@@ -43,13 +41,13 @@ class SPADEVAETranslator(GANTranslator):
     """SPADE with a VAE style encoder of the exemplar (style code injected at the start grid)."""
 
     exemplar_based = False
+    config_class = SPADEConfig
 
-    def __init__(self, config: TranslatorConfig, cond_channels: int, variant: str = "spade-vae"):
+    def __init__(self, config: SPADEConfig, cond_channels: int, variant: str = "spade-vae"):
         super().__init__(config, cond_channels, variant)
         c = config
-        make_norm = lambda nc, stage: SPADE(nc, cond_channels, c.spade_hidden, c.norm_g, key="seg")  # noqa: E731
-        self.encoder = StyleEncoder(c.size, c.ngf, c.z_dim)
-        self.netG = SPADEGenerator(c.z_dim, c.ngf, c.num_up, c.size, make_norm, c.max_mult, c.spectral_g)
+        self.encoder = StyleEncoder(c.size, c.generator.ngf, c.z_dim)
+        self.netG = self.make_generator(c.z_dim, self.spade_norms(cond_channels, "seg"))
         self.fc = nn.Linear(c.z_dim, c.z_dim * self.netG.start ** 2)
 
     def generate(self, batch) -> dict:

@@ -21,9 +21,10 @@ A config names datasets × variants × seeds and how to evaluate and report them
     # checkpoint = "ckpt.pt"    # load instead of training
     # overrides = { ngf = 16 }  # TranslatorConfig fields
 
-    [evaluation]
-    metrics = ["fid", "ssim"]   # metric families of evalkit.metrics (default: every one that applies)
+    [evaluation]                # evalkit.metrics.options.EvaluationOptions: the options of `evalkit evaluate`
+    metrics = ["fid", "ssim"]   # metric families (default: every one that applies)
     weights = "random"          # or "pretrained"
+    # fid_mode = "legacy"; kid_subsets = 100; kid_subset_size = 1000; swd_shared_patches = false; seed = 0
 
     [report]
     paper_datasets = { shapes = "ADE20K" }
@@ -49,9 +50,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit.errors import EvalkitError
+from evalkit.metrics.options import EvaluationOptions
 
-REFERENCE_VARIANTS = ("reference/ground-truth", "reference/blur", "reference/colour-shift", "reference/exemplar-copy")
-WEIGHTS = ("pretrained", "random")
+
+def __getattr__(name: str):
+    """``REFERENCE_VARIANTS``: the reference outputs registered in the methods registry (read lazily)."""
+    if name == "REFERENCE_VARIANTS":
+        from evalkit.methods.registry import is_reference, list_variants
+
+        return tuple(v for v in list_variants(trainable=False) if is_reference(v))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 FORMATS = ("md", "html", "tex", "csv")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -89,13 +98,9 @@ class VariantConfig:
 
     @property
     def is_reference(self) -> bool:
-        return self.name in REFERENCE_VARIANTS
+        from evalkit.methods.registry import is_reference
 
-
-@dataclass(frozen=True)
-class EvaluationConfig:
-    metrics: tuple[str, ...] | None = None  # evalkit.metrics.METRICS families; None: all that apply
-    weights: str = "pretrained"
+        return is_reference(self.name)
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ class RunConfig:
     out: Path = Path("runs")
     seeds: tuple[int, ...] = (0,)
     device: str = "cpu"
-    evaluation: EvaluationConfig = EvaluationConfig()
+    evaluation: EvaluationOptions = EvaluationOptions()
     report: ReportConfig = ReportConfig()
 
     @property
@@ -213,11 +218,54 @@ def _parse(cls, data, where: str, problems: list[str]):
 
 # -- semantic checks ---------------------------------------------------------------------
 
+def _translator_builder(cfg: RunConfig, problems: list[str]):
+    """``check(variant, i, dataset) -> problem or None``: build the variant's translator for the
+    dataset's channels on the meta device (nothing allocated), so that every config that
+    cannot build is reported now, not at training time. Datasets that cannot be built are
+    reported once here (``datasets[i]: ...``); those already reported (unknown name,
+    missing root, too small) are skipped."""
+    import torch
+
+    from evalkit.data import dataset_spec, get_dataset, list_datasets
+    from evalkit.methods.registry import build_translator
+
+    channels: dict[int, int | None] = {}
+    results: dict[str, str | None] = {}
+
+    def cond_channels(i: int, d: DatasetConfig) -> int | None:
+        if i not in channels:
+            channels[i] = None
+            spec = dataset_spec(d.name) if d.name in list_datasets() else None
+            if spec is not None and d.size >= 8 and not (spec.needs_root and (d.root is None or not d.root.is_dir())):
+                try:
+                    channels[i] = get_dataset(d.name, root=d.root, split="test", size=d.size, n=max(1, d.n_test),
+                                              seed=cfg.seeds[0] if cfg.seeds else 0, **d.options).cond_channels
+                except (EvalkitError, TypeError, ValueError, OSError) as err:
+                    problems.append(f"datasets[{i}]: cannot build dataset {d.name!r} with options {d.options}: {err}")
+        return channels[i]
+
+    def check(v: VariantConfig, i: int, d: DatasetConfig) -> str | None:
+        ch = cond_channels(i, d)
+        if ch is None:
+            return None
+        overrides = {"size": d.size, **v.overrides}
+        key = json.dumps([v.name, v.preset, ch, overrides], sort_keys=True, default=str)
+        if key not in results:
+            try:
+                with torch.device("meta"):
+                    build_translator(v.name, cond_channels=ch, preset=v.preset, seed=0, **overrides)
+                results[key] = None
+            except (EvalkitError, TypeError, ValueError, RuntimeError) as err:
+                results[key] = str(err)
+        return results[key]
+
+    return check
+
+
 def _check(cfg: RunConfig, problems: list[str]) -> None:
     from evalkit.data import dataset_spec, list_datasets
-    from evalkit.methods.config import PRESETS, make_config
+    from evalkit.methods.config import PRESETS
     from evalkit.methods.registry import list_variants, variant_spec
-    from evalkit.metrics import METRICS as METRIC_FAMILIES
     from evalkit.reports.paper_tables import DATASETS as PAPER_DATASETS
 
     if not _NAME_RE.match(cfg.name):
@@ -226,8 +274,12 @@ def _check(cfg: RunConfig, problems: list[str]) -> None:
         problems.append("seeds: give at least one seed")
     if len(set(cfg.seeds)) != len(cfg.seeds) or any(s < 0 for s in cfg.seeds):
         problems.append(f"seeds: must be distinct integers >= 0, got {list(cfg.seeds)}")
-    if cfg.device != "cpu" and not re.match(r"^cuda(:\d+)?$", cfg.device):
-        problems.append(f"device: expected 'cpu' or 'cuda[:N]', got {cfg.device!r}")
+    from evalkit.devices import resolve_device
+
+    try:
+        resolve_device(cfg.device, option="device")
+    except EvalkitError as err:
+        problems.append(str(err))
     if not cfg.datasets:
         problems.append("datasets: give at least one [[datasets]] table")
     if not cfg.variants:
@@ -250,7 +302,8 @@ def _check(cfg: RunConfig, problems: list[str]) -> None:
             problems.append(f"{w}.n_train: need at least 1 training sample, got {d.n_train}")
     if len({d.name for d in cfg.datasets}) != len(cfg.datasets):
         problems.append("datasets: each dataset may appear once")
-    known_v = list_variants() + list(REFERENCE_VARIANTS)
+    known_v = list_variants()
+    built = _translator_builder(cfg, problems)
     for i, v in enumerate(cfg.variants):
         w = f"variants[{i}]"
         if v.name not in known_v:
@@ -270,20 +323,18 @@ def _check(cfg: RunConfig, problems: list[str]) -> None:
             if v.overrides:
                 problems.append(f"{w}.overrides: reference outputs take no translator overrides")
             continue
+        if not variant_spec(v.name).trainable:
+            problems.append(f"{w}.name: variant {v.name!r} is neither trainable nor a reference output; "
+                            "evaluate saved outputs with `evalkit evaluate --generated DIR` instead")
+            continue
         if v.preset in PRESETS:
-            for d in cfg.datasets:
-                try:
-                    make_config(v.preset, variant_spec(v.name).fields, {"size": d.size, **v.overrides})
-                except (EvalkitError, TypeError, ValueError) as err:
+            for j, d in enumerate(cfg.datasets):
+                err = built(v, j, d)
+                if err is not None:
                     problems.append(f"{w}.overrides: {err} (with dataset {d.name!r} at size {d.size})")
     if len({v.name for v in cfg.variants}) != len(cfg.variants):
         problems.append("variants: each variant may appear once")
-    ev = cfg.evaluation
-    if ev.weights not in WEIGHTS:
-        problems.append(f"evaluation.weights: expected one of {', '.join(WEIGHTS)}, got {ev.weights!r}")
-    for m in ev.metrics or ():
-        if m not in METRIC_FAMILIES:
-            problems.append(f"evaluation.metrics: unknown metric {m!r} (choose from: {', '.join(METRIC_FAMILIES)})")
+    problems += [f"evaluation.{p}" for p in cfg.evaluation.problems()]
     rep = cfg.report
     for f in rep.formats:
         if f not in FORMATS:
@@ -316,7 +367,10 @@ def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise EvalkitError(f"config file not found: {path}", path=path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(path, [f"not a UTF-8 text file ({err.reason} at byte {err.start})"]) from err
     if path.suffix == ".toml":
         try:
             data = tomllib.loads(text)

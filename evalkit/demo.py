@@ -26,7 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from evalkit.config import DatasetConfig, EvaluationConfig, ReportConfig, RunConfig, VariantConfig
+from evalkit.config import DatasetConfig, ReportConfig, RunConfig, VariantConfig
+from evalkit.metrics.options import EvaluationOptions
+from evalkit.errors import EvalkitError
+from evalkit.files import write_atomic
 from evalkit.reports import results as R
 
 METHODS = ("rabit", "unite", "cocosnet", "spade")
@@ -50,18 +53,18 @@ def metric_weights() -> str:
 
 
 def demo_config(out: Path, weights: str) -> RunConfig:
-    import torch
+    from evalkit.devices import resolve_device
 
     return RunConfig(
         name="run",
         out=Path(out),
         seeds=(0,),
-        device="cuda" if torch.cuda.is_available() else "cpu",
+        device=str(resolve_device("auto")),
         datasets=(DatasetConfig(name="shapes", size=SIZE, n_train=N_TRAIN, n_test=N_TEST,
                                 options={"exemplars_per_query": EXEMPLARS_PER_QUERY}),),
         variants=tuple(VariantConfig(name=m, preset="tiny", steps=STEPS, batch_size=BATCH) for m in METHODS)
         + tuple(VariantConfig(name=r) for r in REFERENCES),
-        evaluation=EvaluationConfig(metrics=None, weights=weights),
+        evaluation=EvaluationOptions(metrics=None, weights=weights),
         report=ReportConfig(paper_datasets={"shapes": PAPER_DATASET}, examples=4),
     )
 
@@ -96,7 +99,7 @@ def _profile_report(run_id: str, report_dir: Path) -> tuple[dict[str, Path], pd.
     table = profile_rows(run_id)
     mem = table[table["metric"].str.startswith("peak-memory")].copy()
     mem["L"] = mem["metric"].str.split("@").str[1].astype(int)
-    csv = R.write_atomic(report_dir / "profile.csv", table.to_csv(index=False, float_format="%.6g"))
+    csv = write_atomic(report_dir / "profile.csv", table.to_csv(index=False, float_format="%.6g"))
     png, pdf = plots.profile_lines(mem, report_dir / "profile", x="L", y="value", hue="variant",
                                    xlabel="correspondence size L = H x W", ylabel="peak memory (MiB)")
     return {"profile.csv": csv, "profile.png": png, "profile.pdf": pdf}, table
@@ -106,9 +109,10 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
     """Run the demo into ``out``; returns the summary (also written to ``out/summary.json``)."""
     from evalkit import pipeline
     from evalkit.reports import leaderboard
-    from evalkit.reports.results import write_atomic
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EvalkitError(f"--out {out}: is a file; pass a folder for the demo (created when missing)", path=out)
     t0, c0 = time.perf_counter(), time.process_time()
     weights = metric_weights()
     cfg = demo_config(out, weights)

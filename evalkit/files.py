@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -85,12 +86,41 @@ def write_atomic(path: str | Path, data: str | bytes, *, encoding: str = "utf-8"
     return path
 
 
-def sweep_temp_files(folder: str | Path) -> list[Path]:
-    """Remove the temp files a killed writer left under ``folder`` (recursively); returns them."""
+@contextlib.contextmanager
+def atomic_dir(path: str | Path):
+    """Yield a new temp folder beside ``path`` to fill; on a clean exit it gets plain
+    permissions and is renamed onto ``path``; on an error it is removed.
+
+    ``path`` must be absent or an empty folder (EvalkitError otherwise, before any work).
+    """
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise EvalkitError(f"output folder {path} exists and is not empty; choose a new --out", path=path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        raise EvalkitError(f"cannot create output folder {path}: a file is in the way ({err.filename}); "
+                           "choose another --out", path=path) from err
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX))
+    try:
+        yield tmp
+        os.chmod(tmp, plain_mode(directory=True))
+        if path.exists():
+            path.rmdir()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def sweep_temp_files(folder: str | Path, *, recursive: bool = True) -> list[Path]:
+    """Remove the temp files a killed writer left in ``folder`` (and below it when
+    ``recursive``); returns them."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.rglob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    pattern = f".*{TEMP_SUFFIX}"
+    stale = [p for p in (folder.rglob(pattern) if recursive else folder.glob(pattern)) if p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

@@ -18,36 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from evalkit.errors import EvalkitError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-
-def load_image(path: str | Path) -> np.ndarray:
-    """Decode ``path`` to RGB uint8 ``[H, W, 3]``.
-
-    Greyscale (L, LA, 1) is replicated to three channels; palette images are expanded;
-    alpha (RGBA, LA, PA) is dropped without compositing, as clean-fid's ``convert('RGB')``
-    does. Truncated or undecodable files raise :class:`EvalkitError` naming the file.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                raise EvalkitError(
-                    f"{path}: {mode} (16-bit or float) images are not supported; save it as 8-bit RGB PNG"
-                )
-            if mode == "P":
-                im = im.convert("RGBA")
-            rgb = im.convert("RGB")
-            return np.asarray(rgb, dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise EvalkitError(f"{path}: cannot decode image ({type(err).__name__}: {err}); the file is corrupt or truncated, re-export it") from err
-
+from evalkit.files import IMAGE_EXTENSIONS, is_image_file, load_image  # noqa: F401 - the one decoder, re-exported
 
 def image_format(path: str | Path) -> str:
     """Lower-case file format name as recorded in the protocol (``png``, ``jpeg``, ...)."""
@@ -59,7 +33,7 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise EvalkitError(f"{folder}: not a folder; pass a folder of images")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
     if not files:
         raise EvalkitError(f"{folder}: no images found ({', '.join(IMAGE_EXTENSIONS)}); point to the folder holding the images")
     stems: dict[str, Path] = {}

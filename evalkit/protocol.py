@@ -43,6 +43,8 @@ class Protocol:
     backbone: feature network (``inception-v3-cleanfid``, ``vgg19``, ``alexnet-lpips``, ``none``).
     weights_sha256: sha256 of the weights file, or ``random-init(seed=S)``.
     n_images: number of images that entered the metric.
+    metric_seed: the seed of the metric's own randomness (KID subsets, SWD patches and
+        directions, random-initialised backbones).
     """
 
     resolution: int
@@ -51,6 +53,7 @@ class Protocol:
     backbone: str
     weights_sha256: str
     n_images: int
+    metric_seed: int = 0
     library_versions: tuple[tuple[str, str], ...] = field(default_factory=library_versions)
     evalkit_version: str = __version__
 

@@ -10,22 +10,22 @@ after the first 8 hex digits of their sha256 (``torch.hub`` checks that prefix);
 digest is not published with them, so they are verified by that prefix (``prefix_only``)
 and the protocol records the full sha256 computed from the file itself.
 
-Nothing is ever half-written: ``fetch`` and ``import`` write to a temporary file in the
-cache folder, check the hash, then ``os.replace`` it into place.
+Nothing is ever half-written: ``fetch`` and ``import`` stream the file into a temp file of
+:func:`evalkit.files.atomic_path` in the cache folder, check its sha256, and only then
+rename it into place.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.errors import EvalkitError
+from evalkit.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -181,30 +181,25 @@ def identify(path: str | Path) -> tuple[WeightsFile, str]:
     )
 
 
-def plain_mode(directory: bool = False) -> int:
-    """Permission bits a plain ``open()`` / ``mkdir()`` would give under the current umask.
-    ``tempfile.mkstemp`` / ``mkdtemp`` create 0600 / 0700; atomic writers chmod their temp
-    file to this before ``os.replace`` so results are readable like any other file."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return (0o777 if directory else 0o666) & ~mask
+def _install(stream, entry: WeightsFile, source: str) -> Path:
+    """Copy ``stream`` into the cache as ``entry.filename``: temp file, sha256 check, rename."""
+    h = hashlib.sha256()
+    with atomic_path(weights_dir() / entry.filename) as tmp:
+        with open(tmp, "wb") as out:
+            while block := stream.read(1 << 20):
+                h.update(block)
+                out.write(block)
+        digest = h.hexdigest()
+        if not entry.matches(digest):
+            raise EvalkitError(f"{source} has sha256 {digest}, expected {entry.sha256}; {entry.filename} not installed")
+    return weights_dir() / entry.filename
 
 
 def import_file(path: str | Path) -> Path:
-    """Copy a downloaded file into the cache under its registered name (atomic)."""
+    """Copy a downloaded file into the cache under its registered name (atomic, verified)."""
     entry, _ = identify(path)
-    dest = weights_dir() / entry.filename
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{entry.filename}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-            shutil.copyfileobj(src, out)
-        os.chmod(tmp, plain_mode())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+    with open(path, "rb") as src:
+        return _install(src, entry, f"{path} (read again while copying; did it change?)")
 
 
 def fetch(keys: list[str] | None = None, *, progress: bool = True) -> list[Path]:
@@ -216,7 +211,6 @@ def fetch(keys: list[str] | None = None, *, progress: bool = True) -> list[Path]
         if dest.is_file() and entry.matches(file_sha256(dest)):
             done.append(dest)
             continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
         if progress:
             print(f"downloading {entry.url}", file=sys.stderr)
         try:
@@ -226,19 +220,6 @@ def fetch(keys: list[str] | None = None, *, progress: bool = True) -> list[Path]
                 f"cannot download {entry.filename} from {entry.url} ({err}); on an offline machine copy the "
                 f"file over and run `evalkit weights import PATH`"
             ) from err
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{entry.filename}.", suffix=".part")
-        h = hashlib.sha256()
-        try:
-            with os.fdopen(fd, "wb") as out, response:
-                while block := response.read(1 << 20):
-                    h.update(block)
-                    out.write(block)
-            digest = h.hexdigest()
-            if not entry.matches(digest):
-                raise EvalkitError(f"downloaded {entry.filename} has sha256 {digest}, expected {entry.sha256}; not installed")
-            os.chmod(tmp, plain_mode())
-            os.replace(tmp, dest)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        done.append(dest)
+        with response:
+            done.append(_install(response, entry, f"downloaded {entry.filename}"))
     return done

@@ -5,11 +5,11 @@ dataset in a seeded, reproducible order: step ``s`` uses the ``s mod E``-th batc
 permutation of epoch ``s div E`` (``E = len(dataset) // batch_size``) drawn from
 ``seed`` and the epoch number. Checkpoints (``OUT/last.pt``) hold the model, both Adam
 states, the torch / numpy / python RNG states, the step and the loss history; they are
-written to a temp file in the same folder and renamed into place, so a crash never
-leaves half a checkpoint. ``resume=True`` continues from ``OUT/last.pt``: the loss at
+written through :func:`evalkit.files.atomic_path` (temp file in the same folder, renamed
+into place, plain permissions), so a crash never leaves half a checkpoint. ``resume=True`` continues from ``OUT/last.pt``: the loss at
 step ``k + 1`` equals the one an uninterrupted run gets.
 
-``infer`` writes the outputs layout of ``docs/contracts.md``::
+``infer`` writes the outputs layout (:class:`evalkit.layout.OutputsLayout`)::
 
     OUT/inputs/{real,exemplar,cond}/<name>.png, OUT/inputs/pairs.csv
     OUT/<variant_dir>/images/<name>.<png|jpg>, OUT/<variant_dir>/warped/<name>.png, OUT/<variant_dir>/meta.json
@@ -20,11 +20,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import pickle
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,8 +31,11 @@ import torch
 from PIL import Image
 
 from evalkit.data import collate, to_uint8_image, visualise_cond
+from evalkit.devices import resolve_device
 from evalkit.errors import EvalkitError
-from evalkit.methods.registry import build_translator, variant_dir
+from evalkit.files import atomic_path, save_png, write_atomic
+from evalkit.layout import PAIRS_COLUMNS, OutputsLayout
+from evalkit.methods.registry import build_translator
 from evalkit.methods.translator import Translator
 
 __all__ = ["train", "infer", "load_checkpoint", "save_checkpoint", "batch_indices", "CHECKPOINT", "IMAGE_FORMATS"]
@@ -55,19 +56,6 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
     return perm[i * batch_size:(i + 1) * batch_size].tolist()
 
 
-# -- atomic files --------------------------------------------------------------------------
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -85,7 +73,7 @@ def _set_rng_state(state: dict) -> None:
 
 def save_checkpoint(translator: Translator, path: str | Path, *, step: int, history: list[dict] | None = None,
                     extra: dict | None = None) -> Path:
-    """Atomically write model + optimiser + RNG state + step to ``path``."""
+    """Atomically write model + optimiser + RNG state + step to ``path`` (:func:`evalkit.files.atomic_path`)."""
     path = Path(path)
     payload = {
         "format": "evalkit-translator/1",
@@ -98,9 +86,8 @@ def save_checkpoint(translator: Translator, path: str | Path, *, step: int, hist
         "history": list(history or []),
         "extra": dict(extra or {}),
     }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    _atomic_bytes(path, buf.getvalue())
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 
@@ -153,7 +140,7 @@ def train(translator: Translator, dataset, *, steps: int, out_dir: str | Path, r
         raise EvalkitError(f"steps must be >= 1, got {steps}")
     if not getattr(translator, "trainable", True):
         raise EvalkitError(f"variant {translator.variant!r} is not trainable")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     translator = _to_device(translator, device)
     n = len(dataset)
     batch_indices(n, batch_size, seed, 0)  # validates sizes before anything is written
@@ -194,16 +181,17 @@ def train(translator: Translator, dataset, *, steps: int, out_dir: str | Path, r
             print(f"[{translator.variant}] step {done}/{steps} ({rate:.2f}s/step) {shown}", file=sys.stderr, flush=True)
         if done % checkpoint_every == 0 or done == steps:
             save_checkpoint(translator, ckpt, step=done, history=history, extra=meta)
-    _atomic_bytes(out_dir / "losses.json", json.dumps(history, indent=1).encode())
+    write_atomic(out_dir / "losses.json", json.dumps(history, indent=1))
     return ckpt
 
 
 # -- inference -----------------------------------------------------------------------------
 def _save_image(array: np.ndarray, path: Path, image_format: str = "png") -> None:
-    fmt, opts = IMAGE_FORMATS[image_format]
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="JPEG" if fmt == "jpg" else "PNG", **opts)
-    _atomic_bytes(path, buf.getvalue())
+    if image_format == "png":
+        save_png(array, path)
+        return
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="JPEG", **IMAGE_FORMATS[image_format][1])
 
 
 def infer(translator: Translator, dataset, out_dir: str | Path, image_format: str = "png", *,
@@ -212,9 +200,10 @@ def infer(translator: Translator, dataset, out_dir: str | Path, image_format: st
     if image_format not in IMAGE_FORMATS:
         raise EvalkitError(f"unknown image format {image_format!r}; choose one of {sorted(IMAGE_FORMATS)}")
     out_dir = Path(out_dir)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     translator = _to_device(translator, device)
-    vdir = out_dir / variant_dir(translator.variant)
+    layout = OutputsLayout(out_dir)
+    variant = translator.variant
     ext = IMAGE_FORMATS[image_format][0]
     rows, n, has_warped = [], len(dataset), False
     names = set()
@@ -226,21 +215,21 @@ def infer(translator: Translator, dataset, out_dir: str | Path, image_format: st
             names.add(s.name)
         out = translator.translate(collate(samples))
         for j, s in enumerate(samples):
-            _save_image(to_uint8_image(s.image), out_dir / "inputs" / "real" / f"{s.name}.png")
-            _save_image(to_uint8_image(s.exemplar), out_dir / "inputs" / "exemplar" / f"{s.name}.png")
-            _save_image(visualise_cond(s.cond), out_dir / "inputs" / "cond" / f"{s.name}.png")
-            _save_image(to_uint8_image(out.image[j].clamp(-1, 1)), vdir / "images" / f"{s.name}.{ext}", image_format)
+            save_png(to_uint8_image(s.image), layout.input_image("real", s.name))
+            save_png(to_uint8_image(s.exemplar), layout.input_image("exemplar", s.name))
+            save_png(visualise_cond(s.cond), layout.input_image("cond", s.name))
+            _save_image(to_uint8_image(out.image[j].clamp(-1, 1)), layout.output_image(variant, s.name, ext), image_format)
             if out.warped is not None:
                 has_warped = True
-                _save_image(to_uint8_image(out.warped[j].clamp(-1, 1)), vdir / "warped" / f"{s.name}.png")
+                save_png(to_uint8_image(out.warped[j].clamp(-1, 1)), layout.warped_image(variant, s.name))
             rows.append((s.name, s.query, s.exemplar_name))
         if progress:
             print(f"[{translator.variant}] infer {min(n, start + batch_size)}/{n}", file=sys.stderr, flush=True)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "query", "exemplar_name"])
+    w.writerow(PAIRS_COLUMNS)
     w.writerows(rows)
-    _atomic_bytes(out_dir / "inputs" / "pairs.csv", buf.getvalue().encode())
+    write_atomic(layout.pairs, buf.getvalue())
     # ``image_format`` is the protocol's: the compression the pixels went through. Outputs of an
     # external method that were saved as JPEG stay "jpeg" even when re-written here as PNG.
     meta = {"variant": translator.variant, "image_format": image_format, "written_format": image_format, "extension": ext,
@@ -250,5 +239,5 @@ def infer(translator: Translator, dataset, out_dir: str | Path, image_format: st
     meta.update(getattr(translator, "protocol_meta", {}))
     if image_format == "jpeg":
         meta["image_format"] = "jpeg"
-    _atomic_bytes(vdir / "meta.json", json.dumps(meta, indent=1).encode())
-    return vdir
+    write_atomic(layout.meta_path(variant), json.dumps(meta, indent=1))
+    return layout.variant(variant)

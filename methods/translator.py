@@ -24,11 +24,13 @@ from torch import nn
 
 from evalkit.errors import EvalkitError
 from evalkit.methods.common.discriminator import MultiscaleDiscriminator
+from evalkit.methods.common.encoders import CorrespondenceNet
 from evalkit.methods.common.losses import (
     CX_LAYERS, VGG_LAYERS, contextual_loss_layers, feature_matching_loss, hinge_d_loss, hinge_g_loss,
     perceptual_loss, pseudo_pair_loss, vgg_loss_per_sample,
 )
-from evalkit.methods.common.vgg import VGG19Features
+from evalkit.methods.common.spade import SPADE, NormFactory, SPADEGenerator
+from evalkit.methods.common.vgg import PerceptualVGG19
 from evalkit.methods.config import TranslatorConfig
 
 __all__ = ["TranslationOutput", "Translator", "GANTranslator"]
@@ -110,9 +112,27 @@ class GANTranslator(Translator):
         self.config = config
         self.cond_channels = int(cond_channels)
         self.variant = variant
-        self.netD = MultiscaleDiscriminator(3 + self.cond_channels, config.ndf, config.n_layers_d, config.num_d)
+        d = config.discriminator
+        self.netD = MultiscaleDiscriminator(3 + self.cond_channels, d.ndf, d.n_layers_d, d.num_d)
         self.__dict__["_vgg"] = None  # frozen loss network: not a submodule, not in the state dict
         self.__dict__["_optimizers"] = None
+
+    # -- building blocks from the config ---------------------------------------------------
+    def spade_norms(self, guide_nc: int, key: str) -> NormFactory:
+        """SPADE layers de-normalised by ``guide[key]`` (``guide_nc`` channels), as ``config.generator`` sets."""
+        g = self.config.generator
+        return lambda nc, stage: SPADE(nc, guide_nc, g.spade_hidden, g.norm_g, key=key)
+
+    def make_generator(self, in_nc: int, make_norm: NormFactory) -> SPADEGenerator:
+        """The SPADE generator of ``config.generator`` at ``config.size``, starting from ``in_nc`` channels."""
+        g = self.config.generator
+        return SPADEGenerator(in_nc, g.ngf, g.num_up, self.config.size, make_norm, g.max_mult, g.spectral_g)
+
+    def make_correspondence(self, aligner: nn.Module, position=None) -> CorrespondenceNet:
+        """F_X / F_Z of ``config.correspondence`` (exemplar-based families) around ``aligner``."""
+        c = self.config.correspondence
+        return CorrespondenceNet(self.cond_channels, self.config.size, c.corr_size, c.enc_ngf, c.feat_nc,
+                                 c.enc_res_blocks, aligner, position)
 
     # -- devices -------------------------------------------------------------------------
     def _apply(self, fn, recurse=True):
@@ -130,10 +150,10 @@ class GANTranslator(Translator):
         return self
 
     @property
-    def vgg(self) -> VGG19Features:
+    def vgg(self) -> PerceptualVGG19:
         if self.__dict__["_vgg"] is None:
             layers = tuple(sorted(set(VGG_LAYERS) | set(CX_LAYERS) | {"relu5_2"}))
-            self.__dict__["_vgg"] = VGG19Features(layers, width=self.config.vgg_width).to(self.device)
+            self.__dict__["_vgg"] = PerceptualVGG19(layers, width=self.config.vgg_width).to(self.device)
         return self.__dict__["_vgg"]
 
     # -- parameters and optimisers -------------------------------------------------------

@@ -326,6 +326,40 @@ def load_side(spec: str, db: str | Path | None) -> tuple[str, str | None, pd.Dat
     return spec, info.machine, m
 
 
+@dataclass(frozen=True)
+class Gate:
+    """The verdict of a regression gate: the compare table and the rows that fail it."""
+
+    base: str
+    head: str
+    same_machine: bool
+    table: pd.DataFrame
+    failures: pd.DataFrame
+
+    @property
+    def regressions(self) -> int:
+        return int(len(self.failures))
+
+    def summary(self) -> str:
+        """One line naming the first failing rows (for the ``regression:`` message)."""
+        what = ", ".join(f"{r['variant']}/{r['dataset']}/{r['metric']} ({r['status']})"
+                         for r in self.failures.to_dict("records")[:5])
+        return f"{self.regressions} measurement(s) fail the gate: {what}"
+
+
+def gate(base: str, head: str, *, policy: Policy | str | Path | None = None, db: str | Path | None = None) -> Gate:
+    """Compare ``head`` against ``base`` (run ids in ``db``, results.csv files or run folders)
+    under ``policy`` (a :class:`Policy`, a TOML file, or the default policy): the one gate
+    behind ``evalkit report compare`` and a run's ``report.baseline``."""
+    if not isinstance(policy, Policy):
+        policy = Policy.load(policy) if policy else Policy()
+    base_label, base_machine, b = load_side(str(base), db)
+    head_label, head_machine, h = load_side(str(head), db)
+    same_machine = base_machine is not None and base_machine == head_machine
+    table = compare(b, h, policy, same_machine=same_machine)
+    return Gate(base_label, head_label, same_machine, table, failures(table, policy))
+
+
 def format_table(table: pd.DataFrame) -> str:
     """Plain-text table of changes for the terminal."""
     def num(v, metric):

@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evalkit.files import write_atomic
+from evalkit.layout import OutputsLayout
+from evalkit.methods.registry import is_reference
 from evalkit.reports import results as R
 
 _ROW_KEYS = ["method", "variant"]
@@ -85,11 +88,6 @@ def build(results: pd.DataFrame, *, metrics: list[str] | None = None, datasets: 
         for mu, sd, c, m in zip(cells["mean"], cells["std"], cells["count"], cells["metric"])
     ]
     return Leaderboard(cells=cells, variants=tuple(dict.fromkeys(cells["variant"])), columns=columns)
-
-
-def is_reference(variant: str) -> bool:
-    """Reference outputs (``reference/...``) anchor a table; they are shown, never ranked."""
-    return variant.startswith("reference/")
 
 
 def _label(variant: str, fmt: str) -> str:
@@ -181,29 +179,23 @@ def _img_tag(path: Path, alt: str) -> str:
 def example_grid(outputs_dir: Path, variants: list[str], *, n: int = 4) -> str:
     """HTML grid: conditional input | exemplar | warped exemplar | each variant's output.
 
-    ``outputs_dir`` follows the outputs layout (``inputs/cond``, ``inputs/exemplar``,
-    ``<variant_dir>/images``, ``<variant_dir>/warped``). The warped exemplar column shows the
-    first variant that writes one (its name is in the header). Images are embedded.
+    ``outputs_dir`` is an outputs layout (:class:`evalkit.layout.OutputsLayout`). The warped
+    exemplar column shows the first variant that writes one (its name is in the header).
+    Images are embedded.
     """
-    outputs_dir = Path(outputs_dir)
-    names = sorted(p.stem for p in (outputs_dir / "inputs" / "cond").glob("*.png"))[:n]
-    vdirs = [variant_dir(v) for v in variants]
-    warped_from = next((v for v, d in zip(variants, vdirs) if (outputs_dir / d / "warped").is_dir()), None)
+    layout = OutputsLayout(outputs_dir)
+    names = layout.names("cond")[:n]
+    warped_from = next((v for v in variants if layout.warped(v).is_dir()), None)
     head = ["input", "exemplar"] + ([f"warped ({warped_from})"] if warped_from else []) + list(variants)
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for name in names:
-        cells = [_img_tag(outputs_dir / "inputs" / "cond" / f"{name}.png", f"{name} input"),
-                 _img_tag(outputs_dir / "inputs" / "exemplar" / f"{name}.png", f"{name} exemplar")]
+        cells = [_img_tag(layout.input_image("cond", name), f"{name} input"),
+                 _img_tag(layout.input_image("exemplar", name), f"{name} exemplar")]
         if warped_from:
-            cells.append(_img_tag(outputs_dir / variant_dir(warped_from) / "warped" / f"{name}.png", f"{name} warped"))
-        cells += [_img_tag(outputs_dir / d / "images" / f"{name}.png", f"{name} {v}") for v, d in zip(variants, vdirs)]
+            cells.append(_img_tag(layout.warped_image(warped_from, name), f"{name} warped"))
+        cells += [_img_tag(layout.output_image(v, name), f"{name} {v}") for v in variants]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return '<table class="grid">\n' + "\n".join(rows) + "\n</table>\n"
-
-
-def variant_dir(variant: str) -> str:
-    """Folder name of a variant in the outputs layout (``rabit/ras`` → ``rabit__ras``)."""
-    return variant.replace("/", "__")
 
 
 _CSS = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}
@@ -249,4 +241,4 @@ def write(results: pd.DataFrame, out_dir: str | Path, *, outputs_dir: str | Path
     grid_html = example_grid(Path(outputs_dir), list(lb.variants), n=n_examples) if outputs_dir else ""
     texts = {"md": to_markdown(lb), "html": to_html(lb, grid_html=grid_html, notes=notes),
              "tex": to_latex(lb), "csv": to_csv(lb)}
-    return {k: R.write_atomic(out_dir / f"{stem}.{k}", t) for k, t in texts.items()}
+    return {k: write_atomic(out_dir / f"{stem}.{k}", t) for k, t in texts.items()}

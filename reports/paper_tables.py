@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.errors import EvalkitError
+from evalkit.files import write_atomic
 from evalkit.reports import results as R
 
 # Paper metric name → evalkit metric name. LPIPS is diversity in translation tables and
@@ -51,7 +52,7 @@ def evalkit_metric(metric: str, task: str) -> str | None:
 def load(path: str | Path | None = None) -> pd.DataFrame:
     """The transcribed paper numbers, with ``ek_metric``, ``ek_variant``, ``ek_dataset`` added."""
     if path is None:
-        with resources.files("reports").joinpath("data/paper_tables.csv").open("r", encoding="utf-8") as f:
+        with resources.files("evalkit.reports").joinpath("data/paper_tables.csv").open("r", encoding="utf-8") as f:
             df = pd.read_csv(f)
     else:
         df = pd.read_csv(path)
@@ -179,7 +180,7 @@ def write(results: pd.DataFrame, out_dir: str | Path, *, dataset_map: dict[str, 
     table = compare(results, dataset_map=dataset_map, only_ours=only_ours)
     out_dir = Path(out_dir)
     return {
-        "md": R.write_atomic(out_dir / f"{stem}.md", to_markdown(table)),
-        "html": R.write_atomic(out_dir / f"{stem}.html", to_html(table)),
-        "csv": R.write_atomic(out_dir / f"{stem}.csv", table.to_csv(index=False, float_format="%.10g")),
+        "md": write_atomic(out_dir / f"{stem}.md", to_markdown(table)),
+        "html": write_atomic(out_dir / f"{stem}.html", to_html(table)),
+        "csv": write_atomic(out_dir / f"{stem}.csv", table.to_csv(index=False, float_format="%.10g")),
     }

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from evalkit.files import write_atomic  # noqa: E402
 from evalkit.reports import results as R  # noqa: E402
 from evalkit.reports.leaderboard import aggregate  # noqa: E402
 
@@ -30,7 +31,7 @@ def save(fig, stem: str | Path, *, dpi: int = 120) -> list[Path]:
     for fmt, meta in (("png", PNG_METADATA), ("pdf", PDF_METADATA)):
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=dpi, metadata=meta, bbox_inches="tight")
-        paths.append(R.write_atomic(stem.with_suffix(f".{fmt}"), buf.getvalue()))
+        paths.append(write_atomic(stem.with_suffix(f".{fmt}"), buf.getvalue()))
     plt.close(fig)
     return paths
 

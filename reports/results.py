@@ -7,65 +7,49 @@ Columns, in order (``docs/contracts.md``)::
     library_versions, evalkit_version, comparable
 
 Everything in ``reports/`` is a view of this table. Metric names are the papers'
-(``FID``, ``SWD``, ``LPIPS-diversity``, ...); :data:`HIGHER_IS_BETTER` gives the
-direction of each, :data:`DECIMALS` the rounding used wherever a number is displayed.
+(``FID``, ``SWD``, ``LPIPS-diversity``, ...). The direction of each, the rounding used
+wherever it is displayed and whether it is an uncertainty come from the metric registry
+(:mod:`evalkit.metrics.registry`); speed and memory figures (``time-*``, ``peak-memory-*``)
+are machine measurements, lower is better except ``throughput-*``.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from evalkit.errors import EvalkitError
+from evalkit.files import write_atomic
 
 KEY_COLUMNS = ["run_id", "method", "variant", "dataset", "split", "metric", "value", "n", "seed"]
 PROTOCOL_COLUMNS = [
-    "resolution", "resize", "image_format", "backbone", "weights_sha256", "n_images",
+    "resolution", "resize", "image_format", "backbone", "weights_sha256", "n_images", "metric_seed",
     "library_versions", "evalkit_version", "comparable",
 ]
 COLUMNS = KEY_COLUMNS + PROTOCOL_COLUMNS
 
 _BOOL = {True: True, False: False, "True": True, "False": False, "true": True, "false": False}
-_INT_COLUMNS = ("n", "seed", "resolution", "n_images")
+_INT_COLUMNS = ("n", "seed", "resolution", "n_images", "metric_seed")
 _STR_COLUMNS = ("run_id", "method", "variant", "dataset", "split", "metric", "resize", "image_format",
                 "backbone", "weights_sha256", "library_versions", "evalkit_version")
 
-# Direction of every metric evalkit reports (True: higher is better).
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "FID": False,
-    "KID": False,
-    "SWD": False,
-    "LPIPS-diversity": True,
-    "LPIPS-gt": False,
-    "semantic-relu4_2": True,
-    "semantic-relu5_2": True,
-    "style-mean": True,
-    "style-std": True,
-    "PSNR": True,
-    "SSIM": True,
-    "KID-std": False,
-}
-# Numbers that describe the uncertainty of another one (KID's std over subsets): stored,
-# shown nowhere as a ranking column, never gated.
-UNCERTAINTY = frozenset({"KID-std"})
-# Rounding used for display (leaderboards, paper tables, compare tables).
-DECIMALS: dict[str, int] = {
-    "FID": 2, "KID": 4, "SWD": 2, "LPIPS-diversity": 3, "LPIPS-gt": 3,
-    "semantic-relu4_2": 3, "semantic-relu5_2": 3, "style-mean": 3, "style-std": 3,
-    "PSNR": 2, "SSIM": 3, "KID-std": 4,
-}
 # Speed and memory figures share the table; they are lower-is-better and machine-bound.
 _SPEED_RE = re.compile(r"^(time|latency|throughput|peak-memory|memory)(-|$)")
+
+
+def _row_spec(metric: str):
+    from evalkit.metrics.registry import row_spec
+
+    return row_spec(metric)
 
 
 def metric_kind(metric: str) -> str:
     """``"quality"`` for image metrics, ``"speed"`` for time, ``"memory"`` for memory figures,
     ``"uncertainty"`` for the spread of another metric."""
-    if metric in UNCERTAINTY:
+    spec = _row_spec(metric)
+    if spec is not None and spec.uncertainty:
         return "uncertainty"
     if metric.startswith(("peak-memory", "memory")):
         return "memory"
@@ -76,18 +60,20 @@ def metric_kind(metric: str) -> str:
 
 def higher_is_better(metric: str) -> bool:
     """Direction of ``metric``; ``SWD@<res>`` follows ``SWD``; throughput is higher-better."""
-    base = metric.split("@", 1)[0]
-    if base in HIGHER_IS_BETTER:
-        return HIGHER_IS_BETTER[base]
+    spec = _row_spec(metric)
+    if spec is not None:
+        return spec.higher_is_better
     if metric.startswith("throughput"):
         return True
     if _SPEED_RE.match(metric):
         return False
-    raise EvalkitError(f"unknown metric {metric!r}: add its direction to reports.results.HIGHER_IS_BETTER")
+    raise EvalkitError(f"unknown metric {metric!r}: no registered metric family writes this row "
+                       "(evalkit.metrics.registry.register_metric)")
 
 
 def decimals(metric: str) -> int:
-    return DECIMALS.get(metric.split("@", 1)[0], 1 if metric_kind(metric) != "quality" else 3)
+    spec = _row_spec(metric)
+    return spec.decimals if spec is not None else (1 if metric_kind(metric) != "quality" else 3)
 
 
 def format_value(value: float, metric: str) -> str:
@@ -168,23 +154,6 @@ def read(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise EvalkitError(f"cannot parse results table {path}: {err}", path=path) from err
     return validate(df, source=path)
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write(df: pd.DataFrame, path: str | Path) -> Path:

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from evalkit.commands._checks import out_file
+
 app = typer.Typer(help="Datasets: list them, check a layout, build pair lists and manipulation sets.",
                   no_args_is_help=True)
 err = Console(stderr=True)
@@ -67,14 +69,20 @@ def pairs(
     k: int = typer.Option(5, "--k", min=1, help="Exemplars per query (top-K cosine)."),
     gallery_split: str = typer.Option("train", "--gallery-split", help="Split the exemplars come from."),
     weights: str = typer.Option("pretrained", "--weights", help="pretrained (VGG19 file) or random (seeded, tests)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random-init VGG19."),
-    size: int = typer.Option(224, "--size", help="Images are resized to SIZE x SIZE for VGG19."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random-init VGG19."),
+    size: int = typer.Option(224, "--size", min=32, help="Images are resized to SIZE x SIZE for VGG19 (>= 32)."),
     json_out: bool = JSON,
 ) -> None:
     """Build a pair list by VGG19 retrieval (pool5 features, cosine top-K)."""
-    from evalkit.data import get_dataset
+    from evalkit.data import dataset_spec, get_dataset, list_datasets
     from evalkit.data.retrieval import build_pairs
+    from evalkit.errors import EvalkitError
 
+    if not dataset_spec(name).paired:
+        paired = [n for n in list_datasets() if dataset_spec(n).paired]
+        raise EvalkitError(f"dataset {name!r} draws its own exemplars and takes no pair list; "
+                           f"`evalkit data pairs` builds them for {', '.join(paired)}")
+    out_file(out)
     queries = get_dataset(name, root=root, split=split, require_pairs=False)
     gallery = queries if gallery_split == split else get_dataset(name, root=root, split=gallery_split,
                                                                   require_pairs=False)
@@ -93,7 +101,7 @@ def manipulation(
     split: str = SPLIT,
     size: int = typer.Option(256, "--size", help="Resolution of the written set."),
     n: int = typer.Option(None, "--n", help="Number of edited samples (default: all; shapes: 64)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the region and edit choice."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the region and edit choice."),
     max_shift: float = typer.Option(0.2, "--max-shift", help="Largest move, as a fraction of the size."),
     scale_min: float = typer.Option(0.8, "--scale-min"),
     scale_max: float = typer.Option(1.25, "--scale-max"),

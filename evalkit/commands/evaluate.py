@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
 
 from evalkit.errors import EvalkitError
-from evalkit.weights import plain_mode
-
-
-def write_csv_atomic(df, out: Path) -> None:
-    """Write ``df`` to ``out`` through a temp file in the same folder (never half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False)
-        os.chmod(tmp, plain_mode())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from evalkit.files import write_atomic
 
 
 def rows_json(df) -> str:
@@ -88,6 +73,8 @@ def register(app: typer.Typer) -> None:
         swd_shared_patches: bool = typer.Option(False, "--swd-shared-patches", help="SWD with one draw of patch centres for both sets (identical sets -> 0; variant pggan-shared-patches) instead of PGGAN's independent draws."),
         cache_dir: Path = typer.Option(None, "--cache-dir", help="Feature cache (default $EVALKIT_CACHE or ~/.cache/evalkit/features)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the feature cache."),
+        kid_subsets: int = typer.Option(100, "--kid-subsets", help="KID: number of random subsets."),
+        kid_subset_size: int = typer.Option(1000, "--kid-subset-size", help="KID: images per subset (at most the set sizes)."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda[:N] for the backbones."),
         json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout (nothing else on stdout)."),
         out: Path = typer.Option(None, "--out", help="Write the rows to this CSV file."),
@@ -95,25 +82,31 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option("", "--dataset", help="Dataset column of the rows."),
     ) -> None:
         """Evaluate generated images: FID, KID, SWD, LPIPS, VGG consistency, PSNR, SSIM, in one pass."""
+        from evalkit.devices import resolve_device
         from evalkit.metrics import evaluate_folders
+        from evalkit.metrics.options import EvaluationOptions
+
+        resolve_device(device)  # a device this machine lacks is one line, before any work
         from evalkit.protocol import NOT_COMPARABLE_NOTE
 
-        chosen = [m.strip() for item in metrics or [] for m in item.split(",") if m.strip()] or None
+        chosen = [m.strip().lower() for item in metrics or [] for m in item.split(",") if m.strip()] or None
+        options = EvaluationOptions(metrics=None if chosen is None else tuple(chosen), weights=weights,
+                                    fid_mode=fid_mode, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
+                                    swd_shared_patches=swd_shared_patches, seed=seed, device=device,
+                                    cache_dir=cache_dir, cache=not no_cache).check()
         if out is not None:
             if out.suffix.lower() != ".csv":
                 raise EvalkitError(f"--out {out}: expected a .csv file name")
             if not out.parent.is_dir():
                 raise EvalkitError(f"--out {out}: folder {out.parent} does not exist; create it first")
         method = method if method is not None else default_method(generated)
-        df = evaluate_folders(generated, real, exemplars=exemplars, pairs=pairs, metrics=chosen, weights=weights,
-                              cache_dir=False if no_cache else cache_dir, progress=True, seed=seed, fid_mode=fid_mode,
-                              device=device, swd_shared_patches=swd_shared_patches)
+        df = evaluate_folders(generated, real, exemplars=exemplars, pairs=pairs, options=options, progress=True)
         for metric, why in df.attrs.get("skipped", {}).items():
             print(f"note: skipped {metric}: {why}", file=sys.stderr)
         df.insert(0, "dataset", dataset)
         df.insert(0, "method", method)
         if out is not None:
-            write_csv_atomic(df, out)
+            write_atomic(out, df.to_csv(index=False))
         if weights == "random":
             print(f"warning: {NOT_COMPARABLE_NOTE}", file=sys.stderr)
         if json_out:

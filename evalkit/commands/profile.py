@@ -29,7 +29,7 @@ def memory(
                                 help="Comma-separated: cosine, ras, uot, uot-streaming."),
     sizes: str = typer.Option("32,64,128,256", "--sizes",
                               help="Correspondence grid sides (L = size x size)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N] | auto (CUDA when available)."),
     backward: bool = typer.Option(False, "--backward", help="Profile forward + backward."),
     channels: int = typer.Option(64, "--channels", help="Feature channels C."),
     iters: int = typer.Option(10, "--iters", help="Sinkhorn iterations for uot/uot-streaming."),

@@ -10,6 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from evalkit.commands._checks import out_folder
+from evalkit.errors import EvalkitError
+
 app = typer.Typer(help="Blinded user studies: create, serve in a browser, AMT in/out, analyze.",
                   no_args_is_help=True)
 err = Console(stderr=True)
@@ -25,7 +28,7 @@ def create(
     trials: int = typer.Option(..., help="Number of main trials (distinct items)."),
     catch_rate: float = typer.Option(0.1, help="Catch trials, as a fraction of --trials."),
     repeat_rate: float = typer.Option(0.1, help="Repeated trials, as a fraction of --trials."),
-    seed: int = typer.Option(0, help="Seed for items, candidate orders and participant orders."),
+    seed: int = typer.Option(0, min=0, help="Seed for items, candidate orders and participant orders."),
     inputs: Path = typer.Option(None, help="Folder with cond/ and exemplar/ (default OUT/inputs)."),
     study: Path = STUDY,
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -55,7 +58,7 @@ def create(
 def serve(
     study: Path = STUDY,
     host: str = typer.Option("127.0.0.1", help="Interface to bind (default: this machine only)."),
-    port: int = typer.Option(8765, help="Port (0: any free port)."),
+    port: int = typer.Option(8765, min=0, max=65535, help="Port (0: any free port)."),
     admin_token: str = typer.Option(None, envvar="EVALKIT_STUDY_ADMIN_TOKEN",
                                     help="Admin token for /admin/results (default: a fresh random one)."),
 ) -> None:
@@ -115,7 +118,7 @@ def analyze(
     exclude_failed_catch: bool = typer.Option(False, help="Drop participants below --min-catch-pass."),
     min_catch_pass: float = typer.Option(1.0, help="Catch pass rate a participant needs to be kept."),
     bootstrap: int = typer.Option(2000, help="Cluster-bootstrap replicates."),
-    seed: int = typer.Option(0, help="Bootstrap seed."),
+    seed: int = typer.Option(0, min=0, help="Bootstrap seed."),
     out: Path = typer.Option(None, help="Report folder; default: the run's report/ when the study was made "
                                         "from a run, else <study>_report/ beside the database."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout only."),
@@ -124,9 +127,9 @@ def analyze(
     from evalkit.study import analysis
 
     if bootstrap < 100:
-        from evalkit.errors import EvalkitError
-
         raise EvalkitError(f"--bootstrap {bootstrap} is too few replicates; use 100 or more")
+    if out is not None:
+        out_folder(out)  # fail before the bootstrap, not after
     result = analysis.analyze(study, exclude_failed_catch=exclude_failed_catch, min_catch_pass=min_catch_pass,
                               n_boot=bootstrap, seed=seed)
     out = out or analysis.default_report_dir(study)

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import typer
 
+from evalkit.commands._checks import out_folder
+
 JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else on stdout).")
+DEVICE = typer.Option(None, "--device", help="auto (CUDA when available; the default) | cpu | cuda[:N] | mps.")
 
 
 def register(app: typer.Typer) -> None:
@@ -25,18 +28,21 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue OUT/last.pt up to the total steps."),
         batch_size: int = typer.Option(4, "--batch-size", min=1),
         n: int = typer.Option(None, "--n", min=1, help="Use only the first N training samples."),
-        seed: int = typer.Option(0, "--seed", help="Seed of initialisation, data order and sampling."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of initialisation, data order and sampling."),
         size: int = typer.Option(None, "--size", help="Override the preset's output size."),
-        device: str = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+        device: str = DEVICE,
         checkpoint_every: int = typer.Option(100, "--checkpoint-every", min=1),
         json_out: bool = JSON,
     ) -> None:
         """Train VARIANT on DATASET; checkpoints atomically to OUT/last.pt."""
         from evalkit.data import get_dataset
+        from evalkit.devices import resolve_device
         from evalkit.errors import EvalkitError
         from evalkit.methods.registry import build_translator, variant_spec
         from evalkit.methods.training import train as run_train
 
+        dev = resolve_device(device)
+        out_folder(out)
         if (steps is None) == (epochs is None):
             raise EvalkitError("give exactly one of --steps N or --epochs N")
         if not variant_spec(variant).trainable:
@@ -47,7 +53,7 @@ def register(app: typer.Typer) -> None:
         ds = get_dataset(dataset, root=root, split="train", size=translator.config.size, n=n, seed=seed)
         total = steps if steps is not None else epochs * max(1, len(ds) // batch_size)
         ckpt = run_train(translator, ds, steps=total, out_dir=out, resume=resume, batch_size=batch_size, seed=seed,
-                         progress=True, checkpoint_every=checkpoint_every, device=device)
+                         progress=True, checkpoint_every=checkpoint_every, device=dev)
         history = json.loads((out / "losses.json").read_text()) if (out / "losses.json").is_file() else []
         result = {"variant": variant, "dataset": dataset, "preset": preset, "steps": total,
                   "checkpoint": str(ckpt), "last_losses": history[-1] if history else None}
@@ -63,26 +69,29 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("test", "--split"),
         n: int = typer.Option(None, "--n", min=1, help="Only the first N samples."),
         size: int = typer.Option(None, "--size", help="Image size (default: the checkpoint's)."),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = typer.Option(0, "--seed", min=0),
         out: Path = typer.Option(Path("runs/outputs"), "--out", help="Outputs folder (layout in docs/methods.md)."),
         image_format: str = typer.Option("png", "--format", help="png (default) or jpeg (quality 95)."),
         batch_size: int = typer.Option(4, "--batch-size", min=1),
-        device: str = typer.Option(None, "--device"),
+        device: str = DEVICE,
         json_out: bool = JSON,
     ) -> None:
         """Translate a dataset split with a trained checkpoint (or saved outputs) into the outputs layout."""
         from evalkit.data import get_dataset
+        from evalkit.devices import resolve_device
         from evalkit.errors import EvalkitError
         from evalkit.methods.registry import build_translator
         from evalkit.methods.training import IMAGE_FORMATS, infer as run_infer, load_checkpoint
 
+        dev = resolve_device(device)
+        out_folder(out)
         if image_format not in IMAGE_FORMATS:
             raise EvalkitError(f"--format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
         if (checkpoint is None) == (variant is None):
             raise EvalkitError("give exactly one of --checkpoint PATH or --variant outputs --folder DIR")
         if checkpoint is not None:
-            translator = load_checkpoint(checkpoint, device or "cpu")
-            img_size = size or translator.config.size
+            translator = load_checkpoint(checkpoint, dev)
+            img_size = translator.config.size if size is None else size
         else:
             if folder is None:
                 raise EvalkitError(f"--variant {variant} needs --folder DIR of saved outputs")
@@ -92,6 +101,6 @@ def register(app: typer.Typer) -> None:
             translator = build_translator(variant, cond_channels=probe.cond_channels, folder=folder)
             img_size = size
         ds = get_dataset(dataset, root=root, split=split, size=img_size, n=n, seed=seed)
-        vdir = run_infer(translator, ds, out, image_format, batch_size=batch_size, device=device)
+        vdir = run_infer(translator, ds, out, image_format, batch_size=batch_size, device=dev)
         result = {"variant": translator.variant, "outputs": str(vdir), "n_images": len(ds), "image_format": image_format}
         print(json.dumps(result) if json_out else f"wrote {len(ds)} outputs of {translator.variant} to {vdir}")

@@ -31,7 +31,7 @@ from PIL import Image
 from skimage import feature
 
 from evalkit.data.ade20k import one_hot
-from evalkit.data.pairs import PairedDataset, check_label_range, open_label
+from evalkit.data.pairs import PairedDataset, check_label_range, open_label, read_text
 from evalkit.data.registry import register_dataset
 from evalkit.data.transforms import TransformParams, apply_pil
 from evalkit.errors import EvalkitError
@@ -67,8 +67,8 @@ class _CelebABase(PairedDataset):
         listing = self.root / ("train.txt" if self.split == "train" else "val.txt")
         if not listing.is_file():
             return []
-        ids = [t.strip() for t in listing.read_text(encoding="utf-8").splitlines() if t.strip()]
-        bad = [t for t in ids if not t.isdigit()]
+        ids = [t.strip() for t in read_text(listing, "split listing", "one numeric id a line").splitlines() if t.strip()]
+        bad = [t for t in ids if not (t.isascii() and t.isdigit())]
         if bad:
             raise EvalkitError(f"{listing}: expected numeric CelebA-HQ ids, got {bad[0]!r}", path=listing)
         return [f"{int(t)}.jpg" for t in ids]

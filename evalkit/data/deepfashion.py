@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from evalkit.data.pairs import PairedDataset, normalise_key
+from evalkit.data.pairs import PairedDataset, normalise_key, read_text
 from evalkit.data.registry import register_dataset
 from evalkit.data.transforms import TransformParams, apply_pil
 from evalkit.errors import EvalkitError
@@ -106,7 +106,8 @@ class DeepFashion(PairedDataset):
         listing = self.root / ("train.txt" if self.split == "train" else "val.txt")
         if not listing.is_file():
             return []
-        return [normalise_key(t) for t in listing.read_text(encoding="utf-8").splitlines() if t.strip()]
+        text = read_text(listing, "split listing", "one image path a line")
+        return [normalise_key(t) for t in text.splitlines() if t.strip()]
 
     def image_path(self, key: str, exemplar: bool) -> Path:
         return self.root / key

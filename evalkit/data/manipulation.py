@@ -29,10 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +42,13 @@ from torch.utils.data import Dataset
 
 from evalkit.data.ade20k import one_hot
 from evalkit.data.cocostuff import instance_edges
-from evalkit.data.pairs import image_to_tensor, open_image, open_label
+from evalkit.data.pairs import image_to_tensor
 from evalkit.data.registry import dataset_spec, get_dataset, register_dataset
 from evalkit.data.sample import Sample, to_uint8_image
 from evalkit.data.shapes import ShapesDataset, _grid, _mask, edit_layout
 from evalkit.data.transforms import get_params, apply_pil
 from evalkit.errors import EvalkitError
-from evalkit.weights import plain_mode
+from evalkit.files import atomic_dir, open_label, open_rgb
 
 __all__ = ["Edit", "edit_object", "pick_edit", "write_manipulation_set", "ManipulationSet", "ShapesManipulation"]
 
@@ -120,10 +117,6 @@ def pick_edit(label: np.ndarray, rng: np.random.Generator, ignore: tuple[int, ..
     return mask, Edit(c, int(mask.sum()), dx, dy, s)
 
 
-def _save_png(arr: np.ndarray, path: Path) -> None:
-    Image.fromarray(arr).save(path)
-
-
 def _shapes_records(ds: "ShapesManipulation"):
     for i in range(len(ds)):
         s = ds[i]
@@ -165,25 +158,31 @@ def write_manipulation_set(name: str, root: str | Path | None, out: str | Path, 
     """Build and write a manipulation set (layout in the module docstring); returns meta.
 
     Samples are written one by one into a temporary folder beside ``out`` that replaces
-    ``out`` only once complete."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise EvalkitError(f"output folder {out} is not empty; choose a new --out", path=out)
+    ``out`` only once complete (:func:`evalkit.files.atomic_dir`)."""
+    if size < 8:
+        raise EvalkitError(f"--size {size} is too small for a manipulation set; use at least 8 pixels")
+    if n is not None and n < 1:
+        raise EvalkitError(f"--n {n}: ask for at least one sample")
+    if seed < 0:
+        raise EvalkitError(f"--seed {seed}: seeds are integers >= 0")
+    if not 0.0 <= max_shift <= 1.0:
+        raise EvalkitError(f"--max-shift {max_shift} must be a fraction of the size in [0, 1]")
+    if not 0.0 < scale_range[0] <= scale_range[1]:
+        raise EvalkitError(f"--scale-min {scale_range[0]} / --scale-max {scale_range[1]}: "
+                           "need 0 < scale-min <= scale-max")
     spec = dataset_spec(name)
-    if name.startswith("shapes"):
-        ds = ShapesManipulation(split=split, size=size, n=n or 64, seed=seed, max_shift=max_shift,
-                                scale_range=scale_range)
-        records, instance = _shapes_records(ds), False
-    else:
-        if spec.name not in IGNORE:
-            raise EvalkitError(f"manipulation sets need a label-map dataset ({', '.join(IGNORE)}), not {name!r}")
-        ds = get_dataset(name, root=root, split=split, size=size, require_pairs=False)
-        instance = bool(getattr(ds, "instance", False))
-        records = _real_records(ds, IGNORE[spec.name], seed, size, max_shift, scale_range, progress)
-    folders = ["label", "image", "exemplar", "exemplar_label"] + (["inst", "exemplar_inst"] if instance else [])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    if not name.startswith("shapes") and spec.name not in IGNORE:
+        raise EvalkitError(f"manipulation sets need a label-map dataset ({', '.join(IGNORE)}), not {name!r}")
+    with atomic_dir(out) as tmp:
+        if name.startswith("shapes"):
+            ds = ShapesManipulation(split=split, size=size, n=n or 64, seed=seed, max_shift=max_shift,
+                                    scale_range=scale_range)
+            records, instance = _shapes_records(ds), False
+        else:
+            ds = get_dataset(name, root=root, split=split, size=size, require_pairs=False)
+            instance = bool(getattr(ds, "instance", False))
+            records = _real_records(ds, IGNORE[spec.name], seed, size, max_shift, scale_range, progress)
+        folders = ["label", "image", "exemplar", "exemplar_label"] + (["inst", "exemplar_inst"] if instance else [])
         for f in folders:
             (tmp / f).mkdir()
         table = io.StringIO()
@@ -191,8 +190,8 @@ def write_manipulation_set(name: str, root: str | Path | None, out: str | Path, 
         writer.writerow(["name", "source", "class", "area", "dx", "dy", "scale"])
         count = 0
         for r in records:
-            for f in folders:
-                _save_png(r[f], tmp / f / f"{r['name']}.png")
+            for f in folders:  # plain saves: the folder as a whole is committed atomically
+                Image.fromarray(r[f]).save(tmp / f / f"{r['name']}.png")
             e = r["edit"]
             writer.writerow([r["name"], r["source"], e.cls, e.area, f"{e.dx:.3f}", f"{e.dy:.3f}", f"{e.scale:.4f}"])
             count += 1
@@ -207,13 +206,6 @@ def write_manipulation_set(name: str, root: str | Path | None, out: str | Path, 
                     scale_range=list(scale_range))
         (tmp / "edits.csv").write_text(table.getvalue(), encoding="utf-8")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        if out.exists():
-            out.rmdir()
-        os.chmod(tmp, plain_mode(directory=True))
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 
@@ -278,9 +270,16 @@ class ManipulationSet(Dataset):
         if not self.rows:
             raise EvalkitError(f"empty split: {self.root / 'edits.csv'} lists no samples", path=self.root / "edits.csv")
         self.rows = self.rows[:n] if n is not None else self.rows
-        self.name = f"manipulation:{self.meta['source']}"
-        self.size, self.num_classes = size, int(self.meta["num_classes"])
-        self.cond_channels = int(self.meta["cond_channels"])
+        try:
+            self.name = f"manipulation:{self.meta['source']}"
+            self.size, self.num_classes = size, int(self.meta["num_classes"])
+            self.cond_channels = int(self.meta["cond_channels"])
+            self.meta["instance"] = bool(self.meta["instance"])
+            if self.rows[0].get("name") is None:  # DictReader: every row has the header's columns
+                raise KeyError("column 'name'")
+        except (KeyError, TypeError, ValueError) as err:
+            raise EvalkitError(f"not a manipulation set: {meta_path} or edits.csv lacks {err}; rebuild it with "
+                               "`evalkit data manipulation`", path=self.root) from err
         self.params = get_params(np.random.default_rng(0), "test", size)
 
     def __len__(self) -> int:
@@ -304,7 +303,7 @@ class ManipulationSet(Dataset):
         ex_cond, ex_label = self._cond("exemplar_label", "exemplar_inst", name)
 
         def img(folder: str) -> torch.Tensor:
-            return image_to_tensor(apply_pil(open_image(self.root / folder / f"{name}.png"), self.params, Image.BICUBIC))
+            return image_to_tensor(apply_pil(open_rgb(self.root / folder / f"{name}.png"), self.params, Image.BICUBIC))
 
         return Sample(cond=cond, image=img("image"), exemplar=img("exemplar"), exemplar_cond=ex_cond, self_ref=False,
                       name=name, exemplar_name=f"{name}_original", label=label, exemplar_label=ex_label)

@@ -12,8 +12,6 @@ parameters (so 20% hard, 50% easy, 30% self-reference).
 from __future__ import annotations
 
 import abc
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,19 +23,26 @@ from torch.utils.data import Dataset
 from evalkit.data.sample import Sample
 from evalkit.data.transforms import TransformParams, apply_pil, get_params
 from evalkit.errors import EvalkitError
-from evalkit.weights import plain_mode
+from evalkit.files import open_label, write_atomic
+from evalkit.files import open_rgb as open_image  # the name the datasets and retrieval import
 
 __all__ = [
-    "read_pair_list", "parse_pair_list", "write_pair_list", "normalise_key", "choose_exemplar", "PairedDataset",
+    "read_pair_list", "parse_pair_list", "read_text", "write_pair_list", "normalise_key", "choose_exemplar", "PairedDataset",
     "open_image", "open_label", "check_label_range", "image_to_tensor",
 ]
-
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
 
 def normalise_key(text: str) -> str:
     """A pair-list entry as a forward-slash relative path."""
     return text.strip().replace("\\", "/")
+
+
+def read_text(path: Path, what: str, expected: str) -> str:
+    """A listing of a dataset layout as UTF-8 text (EvalkitError naming it when it is not)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise EvalkitError(f"{what} {path} is not UTF-8 text (byte {err.start}); expected {expected}",
+                           path=path) from err
 
 
 def parse_pair_list(path: str | Path) -> tuple[dict[str, list[str]], list[str]]:
@@ -46,9 +51,10 @@ def parse_pair_list(path: str | Path) -> tuple[dict[str, list[str]], list[str]]:
     path = Path(path)
     if not path.is_file():
         raise EvalkitError(f"pair list not found: {path}; pass --pairs or build one with `evalkit data pairs`", path=path)
+    text = read_text(path, "pair list", "lines 'query,exemplar[,...]'")
     pairs: dict[str, list[str]] = {}
     problems = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         items = [normalise_key(t) for t in line.split(",")]
@@ -72,20 +78,8 @@ def read_pair_list(path: str | Path) -> dict[str, list[str]]:
 
 
 def write_pair_list(path: str | Path, pairs: dict[str, list[str]]) -> Path:
-    """Write a pair list atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for query, exemplars in pairs.items():
-                f.write(",".join([query, *exemplars]) + "\n")
-        os.chmod(tmp, plain_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a pair list atomically (:func:`evalkit.files.write_atomic`)."""
+    return write_atomic(path, "".join(",".join([query, *exemplars]) + "\n" for query, exemplars in pairs.items()))
 
 
 def choose_exemplar(exemplars: list[str], split: str, rng: np.random.Generator,
@@ -106,34 +100,6 @@ def choose_exemplar(exemplars: list[str], split: str, rng: np.random.Generator,
 def hard_exemplar(exemplars: list[str]) -> str:
     """CoCosNet's hard reference: ``val[1]``, the second exemplar of the line (not the last)."""
     return exemplars[1] if len(exemplars) > 1 else exemplars[0]
-
-
-def open_image(path: Path) -> Image.Image:
-    """Decode an RGB image (EvalkitError naming the file when missing or corrupt)."""
-    if not path.is_file():
-        raise EvalkitError(f"image not found: {path}", path=path)
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except DECODE_ERRORS as err:
-        raise EvalkitError(f"cannot decode image {path} (corrupt or not an image: {err}); replace the file",
-                           path=path) from err
-
-
-def open_label(path: Path, what: str = "label map") -> np.ndarray:
-    """Decode a single-channel PNG label map as ``uint8 [H, W]`` (RGB masks: first channel)."""
-    if not path.is_file():
-        raise EvalkitError(f"{what} not found: {path}", path=path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("I", "I;16", "F"):
-                raise EvalkitError(f"{what} {path} has mode {im.mode}; expected 8-bit class ids", path=path)
-            arr = np.asarray(im.convert("RGB"))[..., 0] if im.mode not in ("L", "P") else np.asarray(im)
-    except DECODE_ERRORS as err:
-        raise EvalkitError(f"cannot decode {what} {path} (corrupt or not a PNG: {err}); replace the file",
-                           path=path) from err
-    return arr
 
 
 def check_label_range(label: np.ndarray, valid: np.ndarray, path: Path) -> None:

@@ -15,43 +15,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.models import vgg
 from PIL import Image
 
+from evalkit.backbones import IMAGENET_MEAN, IMAGENET_STD, load_trunk
 from evalkit.data.pairs import PairedDataset, image_to_tensor, open_image, write_pair_list
 from evalkit.errors import EvalkitError
 
 __all__ = ["VGG19Pool5", "image_features", "top_k_cosine", "build_pairs"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 class VGG19Pool5(torch.nn.Module):
-    """torchvision VGG19 ``features`` (through pool5), flattened; ImageNet-normalised input.
+    """torchvision VGG19 ``features`` (through pool5), flattened, of images in [-1, 1]
+    ``[B, 3, H, W]`` (mapped to [0, 1], then ImageNet mean / std).
 
-    ``weights="pretrained"`` loads ``vgg19-dcbb9e9d.pth`` through ``evalkit.weights``
-    (one-line EvalkitError when missing); ``"random"`` is a seeded random init (tests).
+    ``weights="pretrained"`` loads ``vgg19-dcbb9e9d.pth`` through
+    :func:`evalkit.backbones.load_trunk` (one-line EvalkitError when missing); ``"random"``
+    is a seeded random init (tests): torchvision VGG's conv init on the trunk alone.
     """
 
     def __init__(self, weights: str = "pretrained", seed: int = 0):
         super().__init__()
-        from evalkit import weights as W
-        from evalkit.features import check_weights_choice, seeded
-
-        check_weights_choice(weights)
-        with seeded(seed):  # the convolutional trunk only, initialised as torchvision's VGG
-            features = vgg.make_layers(vgg.cfgs["E"], batch_norm=False)
-            for m in features.modules():
-                if isinstance(m, torch.nn.Conv2d):
-                    torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                    torch.nn.init.zeros_(m.bias)
-        if weights == "pretrained":
-            path, _ = W.require("vgg19")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")},
-                                     strict=True)
-        self.features = features.eval()
+        self.features, _ = load_trunk("vgg19", weights, seed, init="he-fan-out")
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 

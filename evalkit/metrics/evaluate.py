@@ -1,5 +1,6 @@
-"""One pass over an image set: every metric, each backbone run once per image, features
-cached on disk by image content + protocol (see :class:`evalkit.features.FeatureCache`).
+"""One pass over an image set: every metric family of :mod:`evalkit.metrics.registry`, each
+backbone run once per image, features cached on disk by image content + protocol (see
+:class:`evalkit.features.FeatureCache`).
 
 ``evaluate_folders`` reads the outputs layout of docs/contracts.md (generated and real
 matched by file stem; exemplars by sample name; ``pairs.csv`` groups samples by ``query``
@@ -18,18 +19,15 @@ import pandas as pd
 import torch
 
 from evalkit.errors import EvalkitError
-from evalkit.features import (FeatureCache, InceptionFID, VGG19Features, cached_per_item, check_weights_choice,
-                              default_cache_dir, pair_key)
+from evalkit.features import FeatureCache, VGG19Features, cached_per_item, pair_key
 from evalkit.images import as_uint8_batch, content_hash, image_format, list_images, load_image, stack_images
-from evalkit.metrics.fid import fid_from_features
-from evalkit.metrics.kid import kid_from_features
+from evalkit.metrics import registry
 from evalkit.metrics.lpips import LPIPSAlex, diversity_from_features
-from evalkit.metrics.pixel import psnr, ssim
-from evalkit.metrics.swd import sliced_wasserstein, swd_variant
+from evalkit.metrics.options import EvaluationOptions, options_from
+from evalkit.metrics.registry import MetricSpec, RowSpec, register_backbone, register_metric
 from evalkit.metrics.vgg import SEMANTIC_LAYERS, semantic_cosines, style_cosines, style_stats
+from evalkit.progress import Progress
 from evalkit.protocol import Protocol
-
-METRICS = ("fid", "kid", "swd", "lpips", "lpips-diversity", "vgg", "psnr", "ssim")
 
 
 @dataclass
@@ -50,167 +48,98 @@ class _Inputs:
     def paired_real(self) -> torch.Tensor:
         return self.real[self.pairs]
 
-
-class _Progress:
-    """Rich progress bars on stderr (no-op when disabled)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self._bar = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self._bar = Progress(console=Console(stderr=True), transient=False)
-            self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-    def task(self, description: str, total: int):
-        if self._bar is None:
-            return lambda n=1: None
-        tid = self._bar.add_task(description, total=total)
-        return lambda n=1: self._bar.advance(tid, n)
+    def available(self) -> dict[str, bool]:
+        """What these inputs offer, by the needs of :data:`evalkit.metrics.registry.NEEDS`."""
+        n, m, paired = len(self.generated), len(self.real), self.pairs is not None
+        return {"sets": min(n, m) >= 2, "pairs": paired, "exemplars": self.exemplars is not None,
+                "groups": bool(self.groups),
+                "equal-sets": n == (len(self.pairs) if paired else m) and self.generated.shape[2:] == self.real.shape[2:]}
 
 
-def _applicable(inp: _Inputs) -> dict[str, str | None]:
-    """metric -> None when computable, else why not."""
-    n, paired = len(inp.generated), inp.pairs is not None
-    few = None if min(n, len(inp.real)) >= 2 else f"needs at least 2 images per set ({n} generated, {len(inp.real)} real); add images"
-    why_pair = "needs generated images paired with real ones (same names / same count and size)"
-    return {
-        "fid": few, "kid": few,
-        "swd": None if (len(inp.generated) == (len(inp.pairs) if paired else len(inp.real))
-                        and (inp.generated.shape[2:] == inp.real.shape[2:])) else
-        f"SWD needs as many real as generated images of the same size ({n} generated, {len(inp.real)} real)",
-        "lpips": None if paired else why_pair,
-        "psnr": None if paired else why_pair,
-        "ssim": None if paired else why_pair,
-        "vgg": None if (paired or inp.exemplars is not None) else why_pair + " or exemplars",
-        "lpips-diversity": None if inp.groups else "needs groups of outputs per conditional input (--pairs with a query column)",
-    }
+class MetricContext:
+    """What a family's ``compute(ctx)`` / ``per_item(ctx, row)`` sees: the decoded inputs
+    (``ctx.inputs``), the options, the built backbones, the feature cache, progress bars,
+    the families chosen in this evaluation, and a memo shared by the families (FID and KID
+    share one pass of Inception features)."""
+
+    def __init__(self, inputs: _Inputs, options: EvaluationOptions, backbones: dict, cache: FeatureCache,
+                 bars: Progress | None = None, chosen: tuple[str, ...] = ()):
+        self.inputs, self.options, self.backbones, self.cache = inputs, options, backbones, cache
+        self.bars = bars or Progress(False)
+        self.chosen = chosen
+        self.memo: dict = {}
+
+    @property
+    def n(self) -> int:
+        return len(self.inputs.generated)
+
+    def protocol(self, net=None, *, resolution: int | None = None, n_images: int | None = None) -> Protocol:
+        """The Protocol of a row: ``net``'s resize, backbone and weights, else none."""
+        inp = self.inputs
+        common = dict(resolution=inp.generated.shape[2] if resolution is None else resolution,
+                      image_format=inp.image_format, n_images=self.n if n_images is None else n_images,
+                      metric_seed=self.options.seed)
+        if net is None:
+            return Protocol(resize="none", backbone="none", weights_sha256="none", **common)
+        return Protocol(resize=net.resize, backbone=net.backbone, weights_sha256=net.weights_id, **common)
+
+    @staticmethod
+    def row(metric: str, variant: str, value, n: int, protocol: Protocol) -> dict:
+        return {"metric": metric, "variant": variant, "value": float(value), "n": int(n), **protocol.as_columns()}
 
 
 def _select(metrics, inp: _Inputs) -> list[str]:
-    ok = _applicable(inp)
+    available, counts = inp.available(), (len(inp.generated), len(inp.real))
     if metrics is None:
-        return [m for m in METRICS if ok[m] is None]
+        return [f for f in registry.families() if registry.spec(f).unavailable(available, counts) is None]
     chosen = []
     for m in metrics:
-        m = m.lower()
-        if m not in METRICS:
-            raise EvalkitError(f"unknown metric '{m}'; choose from {', '.join(METRICS)}")
-        if ok[m] is not None:
-            raise EvalkitError(f"metric '{m}' cannot be computed here: {ok[m]}")
-        chosen.append(m)
+        spec = registry.spec(m)
+        why = spec.unavailable(available, counts)
+        if why is not None:
+            rows = ", ".join(r.name for r in spec.rows)
+            raise EvalkitError(f"metric '{spec.family}' ({rows}) cannot be computed here: {why}")
+        chosen.append(spec.family)
     return chosen
 
 
-def _row(metric, variant, value, n, protocol: Protocol) -> dict:
-    return {"metric": metric, "variant": variant, "value": float(value), "n": int(n), **protocol.as_columns()}
-
-
-def _evaluate(inp: _Inputs, *, metrics, weights, cache_dir, progress, seed, fid_mode, kid_subsets, kid_subset_size,
-              backbones, device, swd_shared_patches=False) -> pd.DataFrame:
-    check_weights_choice(weights)
-    chosen = _select(metrics, inp)
-    backbones = dict(backbones or {})
-    cache = FeatureCache(default_cache_dir() if cache_dir is None else (None if cache_dir is False else cache_dir))
+def _evaluate(inp: _Inputs, options: EvaluationOptions, *, progress: bool, backbones: dict | None) -> pd.DataFrame:
+    options.check()
+    chosen = _select(options.metrics, inp)
     # Build every backbone first: missing weights fail before any work.
-    if {"fid", "kid"} & set(chosen) and "inception" not in backbones:
-        backbones["inception"] = InceptionFID(fid_mode, weights, seed, device=device)
-    if {"lpips", "lpips-diversity"} & set(chosen) and "lpips" not in backbones:
-        backbones["lpips"] = LPIPSAlex(weights, seed, device=device)
-    if "vgg" in chosen and "vgg" not in backbones:
-        backbones["vgg"] = VGG19Features(weights, seed, device=device)
-
+    nets = registry.build_backbones(chosen, options, options.device, have=backbones)
+    cache = FeatureCache(options.cache_root)
     rows: list[dict] = []
-    n = len(inp.generated)
-    res = inp.generated.shape[2]
-    fmt = inp.image_format
-
-    def proto(net=None, resolution=res, resize="none", n_images=n):
-        if net is None:
-            return Protocol(resolution=resolution, resize=resize, image_format=fmt, backbone="none",
-                            weights_sha256="none", n_images=n_images)
-        return Protocol(resolution=resolution, resize=net.resize, image_format=fmt, backbone=net.backbone,
-                        weights_sha256=net.weights_id, n_images=n_images)
-
-    with _Progress(progress) as bars:
-        if {"fid", "kid"} & set(chosen):
-            net = backbones["inception"]
-            ns = FeatureCache.namespace(**net.protocol_key())
-            keys = inp.gen_hash + inp.real_hash
-
-            def image(i):
-                return inp.generated[i] if i < n else inp.real[i - n]
-
-            def compute(idx):
-                by_size: dict[tuple, list[int]] = {}
-                for i in idx:
-                    by_size.setdefault(tuple(image(i).shape), []).append(i)
-                out = {}
-                for group in by_size.values():
-                    feats = net(torch.stack([image(i) for i in group])).numpy()
-                    out.update(zip(group, feats))
-                return [out[i] for i in idx]
-
-            feats = cached_per_item(cache, ns, keys, compute, batch_size=16,
-                                    advance=bars.task("Inception features", len(keys)))
-            fa, fb = np.stack(feats[:n]), np.stack(feats[n:])
-            p = proto(net, resolution=net.resolution)
-            if "fid" in chosen:
-                rows.append(_row("FID", fid_mode, fid_from_features(fa, fb), n, p))
-            if "kid" in chosen:
-                mean, std = kid_from_features(fa, fb, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
-                rows.append(_row("KID", fid_mode, mean, n, p))
-                rows.append(_row("KID-std", fid_mode, std, n, p))
-
-        if "swd" in chosen:
-            real = inp.paired_real if inp.pairs is not None else inp.real
-            real_hash = [inp.real_hash[j] for j in inp.pairs] if inp.pairs is not None else inp.real_hash
-            variant = swd_variant(swd_shared_patches)
-            ns = FeatureCache.namespace(backbone="swd-" + variant, seed=seed)
-            key = pair_key(*inp.gen_hash, "|", *real_hash)
-            advance = bars.task("SWD", 1)
-            cached = cache.get(ns, key)
-            if cached is None:
-                swd = sliced_wasserstein(inp.generated, real, seed=seed, shared_patches=swd_shared_patches)
-                cached = np.array([[int(k.split("_")[1]) if k != "SWDx1e3_avg" else -1, v] for k, v in swd.items()])
-                cache.put(ns, key, cached)
-            advance()
-            for level, value in cached:
-                rows.append(_row("SWD" if level < 0 else f"SWD@{int(level)}", variant, value, n, proto()))
-
-        if {"lpips", "lpips-diversity"} & set(chosen):
-            rows += _lpips_rows(inp, backbones["lpips"], cache, bars, proto(backbones["lpips"]),
-                                gt="lpips" in chosen, diversity="lpips-diversity" in chosen)
-
-        if "vgg" in chosen:
-            rows += _vgg_rows(inp, backbones["vgg"], cache, bars, proto)
-
-        if {"psnr", "ssim"} & set(chosen):
-            real = inp.paired_real
-            if "psnr" in chosen:
-                rows.append(_row("PSNR", "skimage", np.mean(psnr(inp.generated, real)), n, proto()))
-            if "ssim" in chosen:
-                rows.append(_row("SSIM", "skimage", np.mean(ssim(inp.generated, real)), n, proto()))
+    with Progress(progress) as bars:
+        ctx = MetricContext(inp, options, nets, cache, bars, tuple(chosen))
+        for family in chosen:
+            rows += registry.spec(family).compute(ctx)
     df = pd.DataFrame(rows)
-    if metrics is None:  # say what "all that apply" left out, and why (never silently)
-        df.attrs["skipped"] = {m: why for m, why in _applicable(inp).items() if why is not None}
+    if options.metrics is None:  # say what "all that apply" left out, and why (never silently)
+        available, counts = inp.available(), (len(inp.generated), len(inp.real))
+        df.attrs["skipped"] = {f: why for f in registry.families()
+                               if (why := registry.spec(f).unavailable(available, counts)) is not None}
     return df
 
 
-def _lpips_rows(inp: _Inputs, net: LPIPSAlex, cache: FeatureCache, bars: _Progress, protocol: Protocol, *,
-                gt: bool, diversity: bool, batch_images: int = 16) -> list[dict]:
+def per_item(inp: _Inputs, row: str, options: EvaluationOptions, backbones: dict, cache_dir=None) -> registry.PerItem:
+    """Per-item values of ``row`` (a results-table row name) for the paired bootstrap;
+    ``backbones`` keeps what is built (shared across calls)."""
+    family = registry.family_of(row)
+    spec = registry.spec(family) if family else None
+    if spec is None or spec.per_item is None:
+        raise EvalkitError(f"metric {row!r} has no per-item values; claims need one of {', '.join(registry.claim_rows())}")
+    backbones.update(registry.build_backbones([family], options, options.device, have=backbones))
+    ctx = MetricContext(inp, options, backbones, FeatureCache(cache_dir), chosen=(family,))
+    return spec.per_item(ctx, row)
+
+
+def _lpips_rows(ctx: MetricContext, *, gt: bool, diversity: bool, batch_images: int = 16) -> list[dict]:
     """LPIPS-gt (per pair) and LPIPS-diversity (per group) with every generated image
     through the AlexNet trunk at most once: work is done group by group (ungrouped images in
     chunks), several groups per trunk batch, and only for what the cache lacks."""
+    inp, net, cache, bars = ctx.inputs, ctx.backbones["lpips"], ctx.cache, ctx.bars
+    protocol = ctx.protocol(net)
     n = len(inp.generated)
     ns = FeatureCache.namespace(**net.protocol_key())
     gt_keys = [pair_key("gt", g, inp.real_hash[j]) for g, j in zip(inp.gen_hash, inp.pairs)] if gt else []
@@ -250,17 +179,39 @@ def _lpips_rows(inp: _Inputs, net: LPIPSAlex, cache: FeatureCache, bars: _Progre
             offset += len(members)
         advance(len(batch))
         start += len(batch)
+    ctx.memo["lpips-gt"] = d_gt
     rows = []
     if gt:
-        rows.append(_row("LPIPS-gt", "alex-v0.1", np.mean(d_gt), n, protocol))
+        rows.append(ctx.row("LPIPS-gt", "alex-v0.1", np.mean(d_gt), n, protocol))
     if diversity:
-        rows.append(_row("LPIPS-diversity", "alex-v0.1", np.mean(d_div), len(groups), protocol))
+        rows.append(ctx.row("LPIPS-diversity", "alex-v0.1", np.mean(d_div), len(groups), protocol))
     return rows
 
 
-def _vgg_rows(inp: _Inputs, net: VGG19Features, cache: FeatureCache, bars: _Progress, proto) -> list[dict]:
+def _lpips_compute(ctx: MetricContext) -> list[dict]:
+    """LPIPS-gt, with LPIPS-diversity in the same trunk pass when it is chosen too."""
+    both = "lpips-diversity" in ctx.chosen
+    rows = _lpips_rows(ctx, gt=True, diversity=both)
+    if both:
+        ctx.memo["lpips-diversity rows"] = rows[1:]
+    return rows[:1]
+
+
+def _lpips_diversity_compute(ctx: MetricContext) -> list[dict]:
+    if "lpips-diversity rows" in ctx.memo:
+        return ctx.memo.pop("lpips-diversity rows")
+    return _lpips_rows(ctx, gt=False, diversity=True)
+
+
+def _lpips_per_item(ctx: MetricContext, row: str) -> registry.PerItem:
+    _lpips_rows(ctx, gt=True, diversity=False)
+    return registry.PerItem(np.asarray(ctx.memo["lpips-gt"], dtype=np.float64))
+
+
+def _vgg_compute(ctx: MetricContext) -> list[dict]:
     """Semantic (pairs) and style (per-image relu1_2 stats) consistency; every image
     goes through VGG at most once."""
+    inp, net, cache, bars = ctx.inputs, ctx.backbones["vgg"], ctx.cache, ctx.bars
     n = len(inp.generated)
     ns = FeatureCache.namespace(**net.protocol_key())
     do_sem = inp.pairs is not None
@@ -289,7 +240,7 @@ def _vgg_rows(inp: _Inputs, net: VGG19Features, cache: FeatureCache, bars: _Prog
     rows = []
     if do_sem:
         s = np.mean(np.stack(sem), axis=0)
-        rows += [_row(f"semantic-{l}", "vgg19", v, n, proto(net)) for l, v in zip(SEMANTIC_LAYERS, s)]
+        rows += [ctx.row(f"semantic-{l}", "vgg19", v, n, ctx.protocol(net)) for l, v in zip(SEMANTIC_LAYERS, s)]
     if do_style:
         ex_keys = ["style" + h for h in inp.ex_hash]
 
@@ -298,8 +249,23 @@ def _vgg_rows(inp: _Inputs, net: VGG19Features, cache: FeatureCache, bars: _Prog
 
         ex_style = cached_per_item(cache, ns, ex_keys, compute, batch_size=8, advance=bars.task("VGG19 exemplars", n))
         cos = style_cosines(torch.as_tensor(np.stack(gen_style)), torch.as_tensor(np.stack(ex_style))).numpy().mean(0)
-        rows += [_row("style-mean", "vgg19", cos[0], n, proto(net)), _row("style-std", "vgg19", cos[1], n, proto(net))]
+        rows += [ctx.row("style-mean", "vgg19", cos[0], n, ctx.protocol(net)),
+                 ctx.row("style-std", "vgg19", cos[1], n, ctx.protocol(net))]
     return rows
+
+
+register_backbone("lpips", lambda options, device: LPIPSAlex(options.weights, options.seed, device=device))
+register_backbone("vgg", lambda options, device: VGG19Features(options.weights, options.seed, device=device))
+register_metric(MetricSpec(
+    "lpips", rows=(RowSpec("LPIPS-gt", higher_is_better=False, decimals=3),), compute=_lpips_compute,
+    needs=("pairs",), backbone="lpips", per_item=_lpips_per_item, shards=True, order=40))
+register_metric(MetricSpec(
+    "lpips-diversity", rows=(RowSpec("LPIPS-diversity", higher_is_better=True, decimals=3),),
+    compute=_lpips_diversity_compute, needs=("groups",), backbone="lpips", shards=True, order=50))
+register_metric(MetricSpec(
+    "vgg", rows=tuple(RowSpec(name, higher_is_better=True, decimals=3) for name in
+                      (*(f"semantic-{l}" for l in SEMANTIC_LAYERS), "style-mean", "style-std")),
+    compute=_vgg_compute, needs_any=("pairs", "exemplars"), backbone="vgg", shards=True, order=60))
 
 
 def _check_groups(groups, n: int) -> list[list[int]] | None:
@@ -312,24 +278,21 @@ def _check_groups(groups, n: int) -> list[list[int]] | None:
     return groups
 
 
-def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups=None, metrics=None,
-                    weights: str = "pretrained", cache_dir=None, progress: bool = False, seed: int = 0,
-                    fid_mode: str = "clean", kid_subsets: int = 100, kid_subset_size: int = 1000,
-                    backbones: dict | None = None, image_format: str = "uint8-array", device: str = "auto",
-                    swd_shared_patches: bool = False) -> pd.DataFrame:
+def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups=None,
+                    options: EvaluationOptions | None = None, progress: bool = False, backbones: dict | None = None,
+                    image_format: str = "uint8-array", **option_fields) -> pd.DataFrame:
     """Every applicable metric on in-memory uint8 ``[N, 3, H, W]`` arrays (NumPy or torch).
 
     ``generated[i]`` pairs with ``real[i]`` when both have the same shape; ``exemplars[i]``
     is the exemplar of ``generated[i]``; ``groups`` lists generated indices that share a
-    conditional input (LPIPS diversity). ``metrics`` picks from :data:`METRICS` (default:
-    all that apply). ``cache_dir=None`` uses ``$EVALKIT_CACHE`` or ``~/.cache/evalkit/features``;
-    ``False`` disables the cache. ``backbones`` may inject ``inception`` / ``lpips`` / ``vgg``
-    modules (tests, custom extractors). ``device``: ``auto`` (CUDA when available), ``cpu``,
-    ``cuda[:N]`` for the backbones. With ``metrics=None``, ``df.attrs["skipped"]`` maps each
-    metric that does not apply to the reason. ``swd_shared_patches``: SWD with one draw of patch centres
-    for both sets (variant ``pggan-shared-patches``) instead of the PGGAN protocol's
-    independent draws (variant ``pggan``); see :mod:`evalkit.metrics.swd`.
+    conditional input (LPIPS diversity). ``options`` (:class:`EvaluationOptions`), or its
+    fields as keywords (``metrics=["fid"]``, ``weights="random"``, ``seed=1``,
+    ``cache_dir=False`` to disable the cache, ...): ``metrics`` picks families of
+    :func:`evalkit.metrics.registry.families` (default: all that apply). ``backbones`` may
+    inject ``inception`` / ``lpips`` / ``vgg`` modules (tests, custom extractors). With
+    ``metrics=None``, ``df.attrs["skipped"]`` maps each family that does not apply to the reason.
     """
+    options = options_from(options, **option_fields)
     gen = as_uint8_batch(generated_uint8, "generated")
     real = as_uint8_batch(real_uint8, "real")
     ex = None if exemplars_uint8 is None else as_uint8_batch(exemplars_uint8, "exemplars")
@@ -337,9 +300,7 @@ def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups
         raise EvalkitError(f"{len(ex)} exemplars for {len(gen)} generated images; pass one exemplar per generated image")
     pairs = list(range(len(gen))) if gen.shape == real.shape else None
     inp = _Inputs(gen, real, pairs, ex, _check_groups(groups, len(gen)), image_format)
-    return _evaluate(inp, metrics=metrics, weights=weights, cache_dir=cache_dir, progress=progress, seed=seed,
-                     fid_mode=fid_mode, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, backbones=backbones,
-                     device=device, swd_shared_patches=swd_shared_patches)
+    return _evaluate(inp, options, progress=progress, backbones=backbones)
 
 
 def read_pairs(path: str | Path) -> list[dict]:
@@ -347,26 +308,26 @@ def read_pairs(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise EvalkitError(f"{path}: pairs file not found; pass inputs/pairs.csv of the outputs layout")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as err:
+        raise EvalkitError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start}); "
+                           "pass inputs/pairs.csv of the outputs layout", path=path) from err
     need = {"name", "query", "exemplar_name"}
     if not rows or not need <= set(rows[0]):
         raise EvalkitError(f"{path}: expected a CSV with columns name,query,exemplar_name")
     return rows
 
 
-def evaluate_folders(generated, real, *, exemplars=None, pairs=None, metrics=None, weights: str = "pretrained",
-                     cache_dir=None, progress: bool = True, seed: int = 0, fid_mode: str = "clean",
-                     kid_subsets: int = 100, kid_subset_size: int = 1000, backbones: dict | None = None,
-                     device: str = "auto", swd_shared_patches: bool = False) -> pd.DataFrame:
-    """Every applicable metric on folders of images (decoded once each).
+def load_inputs(generated, real, *, exemplars=None, pairs=None) -> _Inputs:
+    """Decode folders into the inputs of an evaluation (every file validated first).
 
     Generated and real images pair by file stem when every generated name has a real one.
     ``exemplars``: folder with the exemplar of each sample, named by the sample's name (or
     by its ``exemplar_name`` from ``pairs``). ``pairs``: ``pairs.csv`` whose ``query`` column
-    groups samples for LPIPS diversity. Other arguments: :func:`evaluate_arrays`.
+    groups samples for LPIPS diversity.
     """
-    check_weights_choice(weights)
     gen_files, real_files = list_images(generated), list_images(real)
     pair_rows = read_pairs(pairs) if pairs is not None else None
     ex_files = None
@@ -401,6 +362,14 @@ def evaluate_folders(generated, real, *, exemplars=None, pairs=None, metrics=Non
     inp = _Inputs(torch.from_numpy(gen), torch.from_numpy(real_arr),
                   [real_index[nm] for nm in gen_names] if paired else None,
                   None if ex is None else torch.from_numpy(ex), groups, "+".join(fmts))
-    return _evaluate(inp, metrics=metrics, weights=weights, cache_dir=cache_dir, progress=progress, seed=seed,
-                     fid_mode=fid_mode, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, backbones=backbones,
-                     device=device, swd_shared_patches=swd_shared_patches)
+    return inp
+
+
+def evaluate_folders(generated, real, *, exemplars=None, pairs=None, options: EvaluationOptions | None = None,
+                     progress: bool = True, backbones: dict | None = None, **option_fields) -> pd.DataFrame:
+    """Every applicable metric on folders of images (decoded once each); see
+    :func:`load_inputs` for how the folders are matched and :func:`evaluate_arrays` for
+    ``options`` and ``backbones``."""
+    options = options_from(options, **option_fields).check()
+    return _evaluate(load_inputs(generated, real, exemplars=exemplars, pairs=pairs), options, progress=progress,
+                     backbones=backbones)

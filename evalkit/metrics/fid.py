@@ -78,3 +78,66 @@ def fid_from_features(feats_a, feats_b) -> float:
     cross = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / np.sqrt((len(a) - 1) * (len(b) - 1))
     diff = mu_a - mu_b
     return float(max(diff @ diff + tr_a + tr_b - 2 * cross, 0.0))
+
+
+# -- the ``fid`` family (evalkit.metrics.registry) ------------------------------------------
+def inception_features(ctx) -> tuple[np.ndarray, np.ndarray]:
+    """Inception pool features of the generated and real sets, through the feature cache,
+    once per evaluation (shared by the ``fid`` and ``kid`` families)."""
+    if "inception" in ctx.memo:
+        return ctx.memo["inception"]
+    import torch
+
+    from evalkit.features import FeatureCache, cached_per_item
+
+    inp, net, n = ctx.inputs, ctx.backbones["inception"], ctx.n
+    ns = FeatureCache.namespace(**net.protocol_key())
+
+    def image(i):
+        return inp.generated[i] if i < n else inp.real[i - n]
+
+    def compute(idx):
+        by_size: dict[tuple, list[int]] = {}
+        for i in idx:
+            by_size.setdefault(tuple(image(i).shape), []).append(i)
+        out = {}
+        for group in by_size.values():
+            out.update(zip(group, net(torch.stack([image(i) for i in group])).numpy()))
+        return [out[i] for i in idx]
+
+    keys = inp.gen_hash + inp.real_hash
+    feats = cached_per_item(ctx.cache, ns, keys, compute, batch_size=16,
+                            advance=ctx.bars.task("Inception features", len(keys)))
+    ctx.memo["inception"] = (np.stack(feats[:n]), np.stack(feats[n:]))
+    return ctx.memo["inception"]
+
+
+def _fid_compute(ctx) -> list[dict]:
+    fa, fb = inception_features(ctx)
+    net = ctx.backbones["inception"]
+    return [ctx.row("FID", ctx.options.fid_mode, fid_from_features(fa, fb), ctx.n,
+                    ctx.protocol(net, resolution=net.resolution))]
+
+
+def _fid_per_item(ctx, row: str):
+    from evalkit.metrics.registry import PerItem
+
+    fa, fb = inception_features(ctx)
+    return PerItem(fa, reference=fb, statistic=fid_from_features)
+
+
+def _build_inception(options, device):
+    from evalkit.features import InceptionFID
+
+    return InceptionFID(options.fid_mode, options.weights, options.seed, device=device)
+
+
+def _register() -> None:
+    from evalkit.metrics.registry import MetricSpec, RowSpec, register_backbone, register_metric
+
+    register_backbone("inception", _build_inception)
+    register_metric(MetricSpec("fid", rows=(RowSpec("FID", higher_is_better=False, decimals=2),), compute=_fid_compute,
+                               needs=("sets",), backbone="inception", per_item=_fid_per_item, shards=True, order=10))
+
+
+_register()

@@ -50,3 +50,25 @@ def kid_from_features(feats_a, feats_b, *, subsets: int = 100, subset_size: int 
         mmds.append(within - 2 * kxy.sum() / (m * m))
     mmds = np.asarray(mmds)
     return float(mmds.mean()), float(mmds.std())
+
+
+# -- the ``kid`` family (evalkit.metrics.registry) ------------------------------------------
+def _kid_compute(ctx) -> list[dict]:
+    from evalkit.metrics.fid import inception_features
+
+    fa, fb = inception_features(ctx)
+    net, o = ctx.backbones["inception"], ctx.options
+    mean, std = kid_from_features(fa, fb, subsets=o.kid_subsets, subset_size=o.kid_subset_size, seed=o.seed)
+    p = ctx.protocol(net, resolution=net.resolution)
+    return [ctx.row("KID", o.fid_mode, mean, ctx.n, p), ctx.row("KID-std", o.fid_mode, std, ctx.n, p)]
+
+
+def _register() -> None:
+    from evalkit.metrics.registry import MetricSpec, RowSpec, register_metric
+
+    register_metric(MetricSpec("kid", rows=(RowSpec("KID", higher_is_better=False, decimals=4),
+                                            RowSpec("KID-std", higher_is_better=False, decimals=4, uncertainty=True)),
+                               compute=_kid_compute, needs=("sets",), backbone="inception", shards=True, order=20))
+
+
+_register()

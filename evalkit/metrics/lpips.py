@@ -5,9 +5,10 @@ linear layers (shipped inside the package), eval mode, inputs in [-1, 1].
 
 :class:`LPIPSAlex` splits ``lpips.LPIPS.forward`` into per-image features (``features``)
 and a pairwise combination (``distance``), so diversity over K outputs needs K trunk passes,
-not K². Pretrained trunk weights are the torchvision AlexNet file verified by
-:mod:`evalkit.weights` (loaded here, so lpips never tries to download); ``weights="random"``
-is ``lpips.LPIPS(pnet_rand=True)`` built under ``torch.manual_seed(seed)``.
+not K². The trunk comes from :func:`evalkit.backbones.load_trunk` (``"alexnet"``): the
+torchvision AlexNet file verified by :mod:`evalkit.weights` (so lpips never tries to
+download), or torchvision's own init under ``seed`` (the trunk of
+``lpips.LPIPS(pnet_rand=True)`` built under ``torch.manual_seed(seed)``).
 
 Diversity (RABIT Sec. 4.1, UNITE Sec. 4.1): per conditional input, outputs under 3
 exemplars, mean LPIPS over all pairs, then mean over inputs.
@@ -22,39 +23,34 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from evalkit import weights as W
+from evalkit.backbones import freeze, load_trunk, seeded
+from evalkit.devices import resolve_device
 from evalkit.errors import EvalkitError
-from evalkit.features import check_weights_choice, resolve_device, seeded
 from evalkit.images import as_uint8_batch
-from evalkit.protocol import random_init_tag
 
 # torchvision alexnet().features index -> lpips alexnet slice holding it
 _ALEX_SLICES = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
 
 
 class LPIPSAlex(nn.Module):
+    """LPIPS v0.1 with the AlexNet trunk, on uint8 ``[B, 3, H, W]`` images (mapped to [-1, 1]
+    as ``lpips.im2tensor``)."""
+
     backbone = "alexnet-lpips-v0.1"
     resize = "none"
 
     def __init__(self, weights: str = "pretrained", seed: int = 0, device: str | torch.device = "cpu"):
         super().__init__()
-        check_weights_choice(weights)
         self.device = resolve_device(device)
         import lpips
 
-        if weights == "pretrained":
-            path, self.weights_id = W.require("alexnet")  # before building: no download attempt
-        with seeded(seed), warnings.catch_warnings():
+        trunk, self.weights_id = load_trunk("alexnet", weights, seed)  # before lpips: no download attempt
+        with seeded(None), warnings.catch_warnings():  # its own random trunk is replaced below
             warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")  # lpips' `pretrained=` call
             self.model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-        if weights == "pretrained":
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            trunk = {f"slice{_ALEX_SLICES[int(k.split('.')[1])]}.{k.split('.', 1)[1]}": v
-                     for k, v in state.items() if k.startswith("features.")}
-            self.model.net.load_state_dict(trunk, strict=True)
-        else:
-            self.weights_id = random_init_tag(seed)
-        self.model.eval().to(self.device)
+        self.model.net.load_state_dict({f"slice{_ALEX_SLICES[int(k.split('.')[0])]}.{k}": v
+                                        for k, v in trunk.state_dict().items()}, strict=True)
+        freeze(self.model).to(self.device)
         self.calls = 0
 
     @staticmethod

@@ -29,3 +29,34 @@ def ssim(images_a, images_b) -> np.ndarray:
     """Per-image SSIM over RGB channels."""
     a, b = _pairs(images_a, images_b)
     return np.array([structural_similarity(x, y, data_range=255, channel_axis=2) for x, y in zip(a, b)])
+
+
+# -- the ``psnr`` and ``ssim`` families (evalkit.metrics.registry) --------------------------
+def _psnr_compute(ctx) -> list[dict]:
+    return [ctx.row("PSNR", "skimage", np.mean(_psnr_items(ctx)), ctx.n, ctx.protocol())]
+
+
+def _ssim_compute(ctx) -> list[dict]:
+    return [ctx.row("SSIM", "skimage", np.mean(_ssim_items(ctx)), ctx.n, ctx.protocol())]
+
+
+def _psnr_items(ctx) -> np.ndarray:
+    return psnr(ctx.inputs.generated, ctx.inputs.paired_real)
+
+
+def _ssim_items(ctx) -> np.ndarray:
+    return ssim(ctx.inputs.generated, ctx.inputs.paired_real)
+
+
+def _register() -> None:
+    from evalkit.metrics.registry import MetricSpec, PerItem, RowSpec, register_metric
+
+    register_metric(MetricSpec("psnr", rows=(RowSpec("PSNR", higher_is_better=True, decimals=2),),
+                               compute=_psnr_compute, needs=("pairs",),
+                               per_item=lambda ctx, row: PerItem(_psnr_items(ctx)), order=70))
+    register_metric(MetricSpec("ssim", rows=(RowSpec("SSIM", higher_is_better=True, decimals=3),),
+                               compute=_ssim_compute, needs=("pairs",),
+                               per_item=lambda ctx, row: PerItem(_ssim_items(ctx)), order=80))
+
+
+_register()

@@ -173,3 +173,34 @@ def sliced_wasserstein(images_a, images_b, *, seed: int = 0, shared_patches: boo
         out[f"SWDx1e3_{la.shape[2]}"] = 1e3 * sliced_wasserstein_descriptors(da, db, dirs)
     out["SWDx1e3_avg"] = float(np.mean(list(out.values())))
     return out
+
+
+# -- the ``swd`` family (evalkit.metrics.registry) ------------------------------------------
+def _swd_compute(ctx) -> list[dict]:
+    from evalkit.features import FeatureCache, pair_key
+
+    inp, o = ctx.inputs, ctx.options
+    real = inp.paired_real if inp.pairs is not None else inp.real
+    real_hash = [inp.real_hash[j] for j in inp.pairs] if inp.pairs is not None else inp.real_hash
+    variant = swd_variant(o.swd_shared_patches)
+    ns = FeatureCache.namespace(backbone="swd-" + variant, seed=o.seed)
+    key = pair_key(*inp.gen_hash, "|", *real_hash)
+    advance = ctx.bars.task("SWD", 1)
+    cached = ctx.cache.get(ns, key)
+    if cached is None:
+        swd = sliced_wasserstein(inp.generated, real, seed=o.seed, shared_patches=o.swd_shared_patches)
+        cached = np.array([[int(k.split("_")[1]) if k != "SWDx1e3_avg" else -1, v] for k, v in swd.items()])
+        ctx.cache.put(ns, key, cached)
+    advance()
+    return [ctx.row("SWD" if level < 0 else f"SWD@{int(level)}", variant, value, ctx.n, ctx.protocol())
+            for level, value in cached]
+
+
+def _register() -> None:
+    from evalkit.metrics.registry import MetricSpec, RowSpec, register_metric
+
+    register_metric(MetricSpec("swd", rows=(RowSpec("SWD", higher_is_better=False, decimals=2, levels=True),),
+                               compute=_swd_compute, needs=("equal-sets",), order=30))
+
+
+_register()

@@ -35,10 +35,11 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from evalkit.errors import EvalkitError
+from evalkit.files import atomic_path
 
 MODULES = ("cosine", "ras", "uot", "uot-streaming")
 BLOCK, TOPK, CHUNK = 2, 3, 1024  # RAS defaults (RABIT §3.1) and the streaming chunk
@@ -89,8 +90,8 @@ def theory_elements(module: str, size: int, channels: int) -> int:
     raise EvalkitError(f"unknown module {module!r}; choose from {', '.join(MODULES)}")
 
 
-def validate(config: ProfileConfig) -> None:
-    """Check a config before anything runs."""
+def validate(config: ProfileConfig):
+    """Check a config before anything runs; returns its resolved ``torch.device``."""
     bad = [m for m in config.modules if m not in MODULES]
     if bad or not config.modules:
         raise EvalkitError(
@@ -100,10 +101,18 @@ def validate(config: ProfileConfig) -> None:
     if "ras" in config.modules and any(s % BLOCK for s in config.sizes):
         raise EvalkitError(
             f"RAS uses {BLOCK}x{BLOCK} blocks, so every size must be even; got {list(config.sizes)}")
-    if config.device not in ("cpu", "cuda"):
-        raise EvalkitError(f"device must be 'cpu' or 'cuda', got {config.device!r}")
+    from evalkit.devices import resolve_device
+
+    device = resolve_device(config.device)  # a device this machine lacks fails here, not per case
+    if device.type not in ("cpu", "cuda"):
+        raise EvalkitError(f"--device {config.device}: profiles run on cpu or cuda[:N], not {device.type}")
     if config.channels < 1 or config.iters < 1:
-        raise EvalkitError("channels and iters must be >= 1")
+        raise EvalkitError(f"--channels and --iters must be >= 1, got {config.channels} and {config.iters}")
+    if not config.timeout > 0:
+        raise EvalkitError(f"--timeout must be > 0 seconds per case, got {config.timeout}")
+    if config.memory_limit is not None and config.memory_limit <= 0:
+        raise EvalkitError(f"--memory-limit-gb must be > 0, got {config.memory_limit / 2**30:g}")
+    return device
 
 
 def mem_available() -> int:
@@ -167,7 +176,7 @@ def run_case(module: str, size: int, config: ProfileConfig) -> ProfileRow:
 
 def profile_memory(config: ProfileConfig, *, progress: bool = True) -> list[ProfileRow]:
     """Profile every (module, size) of ``config``; rows in module-major order."""
-    validate(config)
+    config = replace(config, device=str(validate(config)))  # "auto" -> "cpu" / "cuda"
     from rich.progress import Progress
     from rich.console import Console
 
@@ -233,10 +242,11 @@ def plot_profile(rows: list[ProfileRow], path: str | Path) -> Path:
     ax.set_title(f"alignment memory on {device} ({passes}); dashed: theory")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lower().lstrip("."))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -294,9 +304,9 @@ def _child(case: dict) -> dict:
 
     cuda = dev.type == "cuda"
     if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        baseline = torch.cuda.memory_allocated()
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        baseline = torch.cuda.memory_allocated(dev)
         method = "cuda max_memory_allocated"
     else:
         try:
@@ -311,7 +321,7 @@ def _child(case: dict) -> dict:
     try:
         run()
         if cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(dev)
     except oom_types as err:
         return {"status": "oom", "peak_bytes": None, "seconds": None, "method": method,
                 "detail": str(err).splitlines()[0][:200]}
@@ -323,7 +333,7 @@ def _child(case: dict) -> dict:
         raise
     seconds = time.perf_counter() - start
     if cuda:
-        peak = torch.cuda.max_memory_allocated() - baseline
+        peak = torch.cuda.max_memory_allocated(dev) - baseline
     elif "clear_refs" in method:
         peak = _status_kb("VmHWM") - baseline
     else:

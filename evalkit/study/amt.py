@@ -20,14 +20,12 @@ All rows are validated first and stored in one transaction: one bad row stores n
 from __future__ import annotations
 
 import csv
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from evalkit.errors import EvalkitError
+from evalkit.files import atomic_dir
 from evalkit.study import store
 
 HERE = Path(__file__).resolve().parent
@@ -46,8 +44,6 @@ def render_hit_template(questions: list[dict], n_slots: int) -> str:
 def export_amt(db: str | Path, out_dir: str | Path, image_base_url: str) -> dict:
     """Write the HIT template, input CSV and token-named images into ``out_dir`` (new folder)."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise EvalkitError(f"{out_dir} exists and is not empty; choose a new --out folder", path=out_dir)
     if not image_base_url.startswith(("https://", "http://")):
         raise EvalkitError(
             f"--image-base-url {image_base_url!r} must be an http(s) URL where images/ will be uploaded"
@@ -63,14 +59,12 @@ def export_amt(db: str | Path, out_dir: str | Path, image_base_url: str) -> dict
             for t in trials
         }
         n_slots = max(len(v) for v in slots.values())
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-        try:
+        with atomic_dir(out_dir) as tmp:  # all files or none
             (tmp / "images").mkdir()
-            (tmp / "hit_template.html").write_text(render_hit_template(questions, n_slots))
+            (tmp / "hit_template.html").write_text(render_hit_template(questions, n_slots), encoding="utf-8")
             header = ["trial", "cond_url", "exemplar_url", *[f"cand{k}_url" for k in range(1, n_slots + 1)]]
             tokens = []
-            with open(tmp / "input.csv", "w", newline="") as fh:
+            with open(tmp / "input.csv", "w", newline="", encoding="utf-8") as fh:
                 writer = csv.writer(fh)
                 writer.writerow(header)
                 for t in trials:
@@ -79,11 +73,6 @@ def export_amt(db: str | Path, out_dir: str | Path, image_base_url: str) -> dict
                     writer.writerow([t["token"], *[f"{base}{tok}.png" for tok in row_tokens]])
             for tok in tokens:
                 (tmp / "images" / f"{tok}.png").write_bytes(store.image_bytes(conn, tok))
-            if out_dir.exists():
-                out_dir.rmdir()
-            os.replace(tmp, out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     finally:
         conn.close()
     return {"hits": len(trials), "images": len(tokens), "out": str(out_dir),

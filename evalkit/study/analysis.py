@@ -30,8 +30,6 @@ one clean candidate; ``exemplar``: style questions must pick the exemplar);
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from statsmodels.stats.inter_rater import fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
 from evalkit.errors import EvalkitError
+from evalkit.files import atomic_path, write_atomic
 from evalkit.study import store
 
 
@@ -256,22 +255,12 @@ def plot_selection(result: StudyAnalysis, path: str | Path) -> Path:
     ax.legend(fontsize=7, ncols=2)
     fig.tight_layout()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def write_report(result: StudyAnalysis, out_dir: str | Path) -> list[Path]:
@@ -287,7 +276,7 @@ def write_report(result: StudyAnalysis, out_dir: str | Path) -> list[Path]:
         "study.md": to_markdown(result),
     }
     for name, text in files.items():
-        _atomic_write(out / name, text)
+        write_atomic(out / name, text)
     return [out / n for n in files] + [plot_selection(result, out / "study_selection.png")]
 
 

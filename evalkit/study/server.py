@@ -17,6 +17,7 @@ threads are safe; duplicate votes are refused by the database's UNIQUE constrain
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hmac
 import io
@@ -190,4 +191,11 @@ def make_server(db: str | Path, host: str = "127.0.0.1", port: int = 0, *, admin
     from werkzeug.serving import make_server as _make_server
 
     app = create_app(db, admin_token=admin_token)
-    return _make_server(host, port, app, threaded=True)
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):  # werkzeug prints a bind failure and exits 1
+            return _make_server(host, port, app, threaded=True)
+    except (SystemExit, OSError) as err:
+        why = " ".join(said.getvalue().split()) or str(err)
+        raise EvalkitError(f"cannot listen on {host}:{port} ({why}); choose another --host or --port "
+                           "(--port 0: any free port)") from None

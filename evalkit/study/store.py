@@ -32,11 +32,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import random
 import secrets
 import sqlite3
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -45,9 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from evalkit.errors import EvalkitError
+from evalkit.files import atomic_path, open_rgb
+from evalkit.layout import OutputsLayout, variant_from_dir
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
@@ -173,13 +173,10 @@ class OutputsSource:
 
 # --------------------------------------------------------------------------- sources
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
 def _images_in(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise EvalkitError(f"image folder {folder} not found", path=folder)
-    found = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    found = {p.stem: p for p in OutputsLayout.image_files(folder)}
     if not found:
         raise EvalkitError(f"no images (.png/.jpg) in {folder}", path=folder)
     return found
@@ -209,7 +206,7 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
             name, folder_path = name.strip(), Path(folder.strip())
             if not name or name in methods:
                 raise EvalkitError(f"--outputs {entry!r}: method names must be non-empty and distinct")
-            images = folder_path / "images"
+            images = OutputsLayout(folder_path.parent).images(variant_from_dir(folder_path.name))  # DIR/images
             methods[name] = _images_in(images if images.is_dir() else folder_path)
         if inputs is None:
             raise EvalkitError("--outputs method=DIR needs --inputs DIR (a folder with cond/ and exemplar/)")
@@ -219,29 +216,28 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
         root = Path(outputs[0])
         if not root.is_dir():
             raise EvalkitError(f"outputs folder {root} not found", path=root)
-        if not (root / "inputs").is_dir() and (root / "outputs").is_dir():
-            layouts = sorted(p.parent for p in (root / "outputs").rglob("inputs") if p.is_dir())
+        if not OutputsLayout(root).inputs.is_dir() and (root / "outputs").is_dir():
+            layouts = sorted(d for d in (root / "outputs").glob("*/*") if OutputsLayout(d).inputs.is_dir())
             if len(layouts) != 1:
                 raise EvalkitError(
                     f"run {root} has {len(layouts)} outputs folders {[str(p) for p in layouts]}; "
                     "pass one of them as --outputs", path=root)
             root = layouts[0]
+        layout = OutputsLayout(root)
         run_dir = next((p for p in [root, *root.parents] if (p / "run.json").is_file() and (p / "outputs").is_dir()),
                        None)
-        inputs = inputs or root / "inputs"
-        for sub in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "inputs"):
-            if not (sub / "images").is_dir():
-                continue
-            name = sub.name.replace("__", "/")
-            meta = sub / "meta.json"
+        inputs = inputs or layout.inputs
+        for sub in layout.variant_dirs():
+            name = folder_variant = variant_from_dir(sub.name)
+            meta = layout.meta_path(folder_variant)
             if meta.is_file():
                 try:
-                    name = str(json.loads(meta.read_text())["variant"])
-                except (ValueError, KeyError) as err:
+                    name = str(json.loads(meta.read_text(encoding="utf-8"))["variant"])
+                except (ValueError, KeyError, TypeError) as err:
                     raise EvalkitError(f"{meta} is not valid meta.json with a 'variant' ({err})", path=meta) from err
             if name in methods:
                 raise EvalkitError(f"two folders in {root} name the same method {name!r}", path=root)
-            methods[name] = _images_in(sub / "images")
+            methods[name] = _images_in(layout.images(folder_variant))
     if len(methods) < 2:
         raise EvalkitError(
             f"a study needs at least 2 methods, found {len(methods)} ({sorted(methods)}); "
@@ -273,21 +269,13 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
 
 # --------------------------------------------------------------------------- images
 
-def _decode(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as opened:
-            return opened.convert("RGB")
-    except (OSError, UnidentifiedImageError) as err:
-        raise EvalkitError(f"cannot decode image {path}: {err}", path=path) from err
-
-
 def encode_png(image: Path | np.ndarray | Image.Image, size: tuple[int, int] | None = None) -> bytes:
     """Re-encode as a plain RGB PNG (drops every metadata chunk); ``size`` (w, h) resizes
     with Lanczos when the image has another size."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     elif not isinstance(image, Image.Image):
-        image = _decode(image)
+        image = open_rgb(image)
     image = image.convert("RGB")
     if size is not None and image.size != tuple(size):
         image = image.resize(tuple(size), Image.Resampling.LANCZOS)
@@ -378,6 +366,8 @@ def validate_study(db: str | Path, source: OutputsSource, config: StudyConfig) -
             f"--trials {config.trials} exceeds the {len(names)} items shared by every method; "
             f"use --trials {len(names)} or fewer"
         )
+    if config.seed < 0:
+        raise EvalkitError(f"--seed {config.seed}: seeds are integers >= 0")
     for label, rate in [("--catch-rate", config.catch_rate), ("--repeat-rate", config.repeat_rate)]:
         if not 0.0 <= rate <= 1.0:
             raise EvalkitError(f"{label} must be in [0, 1], got {rate}")
@@ -405,117 +395,111 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
     catch_items = [names[i] for i in rng.choice(len(names), size=n_catch, replace=n_catch > len(names))]
     repeat_src = sorted(rng.choice(config.trials, size=n_repeat, replace=False).tolist())
 
-    db.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{db.name}.", suffix=".tmp", dir=db.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    conn = sqlite3.connect(tmp, isolation_level=None)
-    try:
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.executescript(SCHEMA)
-        conn.execute("BEGIN")
-        meta = {
-            "schema_version": SCHEMA_VERSION,
-            "seed": config.seed,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "trials": config.trials,
-            "catch_rate": config.catch_rate,
-            "repeat_rate": config.repeat_rate,
-            "notes": json.dumps(source.notes),
-            "run_dir": "" if source.run_dir is None else str(source.run_dir),
-        }
-        conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
-        conn.executemany(
-            "INSERT INTO questions(name, prompt, exemplar_catch) VALUES (?, ?, ?)",
-            [(q.name, q.prompt, int(q.exemplar_catch)) for q in config.questions],
-        )
-        method_id = {}
-        for name in method_names:
-            method_id[name] = conn.execute("INSERT INTO methods(name) VALUES (?)", (name,)).lastrowid
-
-        image_ids: dict[str, int] = {}
-
-        def store_image(png: bytes) -> int:
-            digest = hashlib.sha256(png).hexdigest()
-            if digest not in image_ids:
-                image_ids[digest] = conn.execute(
-                    "INSERT INTO images(sha256, png) VALUES (?, ?)", (digest, png)
-                ).lastrowid
-            return image_ids[digest]
-
-        def media(image_id: int) -> str:
-            token = new_token()
-            conn.execute("INSERT INTO media VALUES (?, ?)", (token, image_id))
-            return token
-
-        used = sorted(set(main_items) | set(catch_items))
-        item_id, output_png, exemplar_png, resized = {}, {}, {}, 0
-        for k, name in enumerate(used):
-            cond_id = store_image(encode_png(source.cond[name]))
-            ex_png = encode_png(source.exemplar[name])
-            item_id[name] = conn.execute(
-                "INSERT INTO items(name, cond_image, exemplar_image) VALUES (?, ?, ?)",
-                (name, cond_id, store_image(ex_png)),
-            ).lastrowid
-            # candidates of one item share one size (the most common), so pixel size cannot unblind
-            outputs = {m: _decode(source.methods[m][name]) for m in method_names}
-            size = Counter(img.size for img in outputs.values()).most_common(1)[0][0]
-            resized += sum(img.size != size for img in outputs.values())
-            output_png[name] = {m: encode_png(img, size) for m, img in outputs.items()}
-            exemplar_png[name] = encode_png(_decode(source.exemplar[name]), size)
-            if progress:
-                progress(k + 1, len(used))
-        conn.execute("INSERT INTO meta VALUES ('resized_candidates', ?)", (str(resized),))
-
-        def add_trial(name, kind, catch_kind=None, repeat_of=None) -> int:
-            item = conn.execute("SELECT * FROM items WHERE id = ?", (item_id[name],)).fetchone()
-            return conn.execute(
-                "INSERT INTO trials(token, item_id, kind, catch_kind, repeat_of, cond_token, exemplar_token)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (new_token(), item["id"], kind, catch_kind, repeat_of,
-                 media(item["cond_image"]), media(item["exemplar_image"])),
-            ).lastrowid
-
-        def add_candidate(trial_id, slot, png, method, role, expected=False):
-            conn.execute(
-                "INSERT INTO candidates(trial_id, slot, token, method_id, role, expected) VALUES (?, ?, ?, ?, ?, ?)",
-                (trial_id, slot, media(store_image(png)), method_id.get(method), role, int(expected)),
+    with atomic_path(db) as tmp:  # built in a temp file, renamed into place when complete
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.executescript(SCHEMA)
+            conn.execute("BEGIN")
+            meta = {
+                "schema_version": SCHEMA_VERSION,
+                "seed": config.seed,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "trials": config.trials,
+                "catch_rate": config.catch_rate,
+                "repeat_rate": config.repeat_rate,
+                "notes": json.dumps(source.notes),
+                "run_dir": "" if source.run_dir is None else str(source.run_dir),
+            }
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+            conn.executemany(
+                "INSERT INTO questions(name, prompt, exemplar_catch) VALUES (?, ?, ?)",
+                [(q.name, q.prompt, int(q.exemplar_catch)) for q in config.questions],
             )
+            method_id = {}
+            for name in method_names:
+                method_id[name] = conn.execute("INSERT INTO methods(name) VALUES (?)", (name,)).lastrowid
 
-        main_ids = []
-        for name, order in zip(main_items, orders):
-            tid = add_trial(name, "main")
-            main_ids.append((tid, name, order))
-            for slot, m in enumerate(order, start=1):
-                add_candidate(tid, slot, output_png[name][method_names[m]], method_names[m], "method")
-        for j in repeat_src:
-            src_id, name, order = main_ids[j]
-            tid = add_trial(name, "repeat", repeat_of=src_id)
-            for slot, m in enumerate(reversed(order), start=1):
-                add_candidate(tid, slot, output_png[name][method_names[m]], method_names[m], "method")
-        for name, kind in zip(catch_items, catch_kinds):
-            tid = add_trial(name, "catch", catch_kind=kind)
-            order = rng.permutation(n_methods).tolist()
-            special = int(rng.integers(n_methods))  # slot index of the clean / exemplar candidate
-            for slot, m in enumerate(order, start=1):
-                method = method_names[m]
-                png = output_png[name][method]
-                if kind == "corrupt" and slot - 1 != special:
-                    add_candidate(tid, slot, encode_png(corrupt(png, rng)), method, "corrupted")
-                elif kind == "corrupt":
-                    add_candidate(tid, slot, png, method, "method", expected=True)
-                elif slot - 1 == special:
-                    add_candidate(tid, slot, exemplar_png[name], None, "exemplar", expected=True)
-                else:
-                    add_candidate(tid, slot, png, method, "method")
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.close()
-        os.replace(tmp, db)
-    finally:
-        conn.close()
-        tmp.unlink(missing_ok=True)
+            image_ids: dict[str, int] = {}
+
+            def store_image(png: bytes) -> int:
+                digest = hashlib.sha256(png).hexdigest()
+                if digest not in image_ids:
+                    image_ids[digest] = conn.execute(
+                        "INSERT INTO images(sha256, png) VALUES (?, ?)", (digest, png)
+                    ).lastrowid
+                return image_ids[digest]
+
+            def media(image_id: int) -> str:
+                token = new_token()
+                conn.execute("INSERT INTO media VALUES (?, ?)", (token, image_id))
+                return token
+
+            used = sorted(set(main_items) | set(catch_items))
+            item_id, output_png, exemplar_png, resized = {}, {}, {}, 0
+            for k, name in enumerate(used):
+                cond_id = store_image(encode_png(source.cond[name]))
+                ex_png = encode_png(source.exemplar[name])
+                item_id[name] = conn.execute(
+                    "INSERT INTO items(name, cond_image, exemplar_image) VALUES (?, ?, ?)",
+                    (name, cond_id, store_image(ex_png)),
+                ).lastrowid
+                # candidates of one item share one size (the most common), so pixel size cannot unblind
+                outputs = {m: open_rgb(source.methods[m][name]) for m in method_names}
+                size = Counter(img.size for img in outputs.values()).most_common(1)[0][0]
+                resized += sum(img.size != size for img in outputs.values())
+                output_png[name] = {m: encode_png(img, size) for m, img in outputs.items()}
+                exemplar_png[name] = encode_png(open_rgb(source.exemplar[name]), size)
+                if progress:
+                    progress(k + 1, len(used))
+            conn.execute("INSERT INTO meta VALUES ('resized_candidates', ?)", (str(resized),))
+
+            def add_trial(name, kind, catch_kind=None, repeat_of=None) -> int:
+                item = conn.execute("SELECT * FROM items WHERE id = ?", (item_id[name],)).fetchone()
+                return conn.execute(
+                    "INSERT INTO trials(token, item_id, kind, catch_kind, repeat_of, cond_token, exemplar_token)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (new_token(), item["id"], kind, catch_kind, repeat_of,
+                     media(item["cond_image"]), media(item["exemplar_image"])),
+                ).lastrowid
+
+            def add_candidate(trial_id, slot, png, method, role, expected=False):
+                conn.execute(
+                    "INSERT INTO candidates(trial_id, slot, token, method_id, role, expected) VALUES (?, ?, ?, ?, ?, ?)",
+                    (trial_id, slot, media(store_image(png)), method_id.get(method), role, int(expected)),
+                )
+
+            main_ids = []
+            for name, order in zip(main_items, orders):
+                tid = add_trial(name, "main")
+                main_ids.append((tid, name, order))
+                for slot, m in enumerate(order, start=1):
+                    add_candidate(tid, slot, output_png[name][method_names[m]], method_names[m], "method")
+            for j in repeat_src:
+                src_id, name, order = main_ids[j]
+                tid = add_trial(name, "repeat", repeat_of=src_id)
+                for slot, m in enumerate(reversed(order), start=1):
+                    add_candidate(tid, slot, output_png[name][method_names[m]], method_names[m], "method")
+            for name, kind in zip(catch_items, catch_kinds):
+                tid = add_trial(name, "catch", catch_kind=kind)
+                order = rng.permutation(n_methods).tolist()
+                special = int(rng.integers(n_methods))  # slot index of the clean / exemplar candidate
+                for slot, m in enumerate(order, start=1):
+                    method = method_names[m]
+                    png = output_png[name][method]
+                    if kind == "corrupt" and slot - 1 != special:
+                        add_candidate(tid, slot, encode_png(corrupt(png, rng)), method, "corrupted")
+                    elif kind == "corrupt":
+                        add_candidate(tid, slot, png, method, "method", expected=True)
+                    elif slot - 1 == special:
+                        add_candidate(tid, slot, exemplar_png[name], None, "exemplar", expected=True)
+                    else:
+                        add_candidate(tid, slot, png, method, "method")
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA journal_mode = WAL")
+        finally:
+            conn.close()
     return {
         "study": str(db),
         "items": len(names),

@@ -26,9 +26,9 @@ from torch import nn
 from evalkit.methods.alignment.correspondence import resize_to
 from evalkit.methods.alignment.position import coord_grid, semantic_position_encoding
 from evalkit.methods.alignment.ranking import RankingAttention
-from evalkit.methods.common.encoders import CorrespondenceNet, CosineAlignment
-from evalkit.methods.common.spade import SPADE, SPADEGenerator, warped_exemplar_guide
-from evalkit.methods.config import TranslatorConfig
+from evalkit.methods.common.encoders import CosineAlignment
+from evalkit.methods.common.spade import warped_exemplar_guide
+from evalkit.methods.config import RABITConfig
 from evalkit.methods.translator import GANTranslator
 
 __all__ = ["CONFI", "RABITTranslator", "spe_channels", "coord_channels"]
@@ -68,28 +68,24 @@ class CONFI(nn.Module):
 class RABITTranslator(GANTranslator):
     """RABIT and its ablations, selected by ``alignment`` / ``position`` / ``injection``."""
 
-    def __init__(self, config: TranslatorConfig, cond_channels: int, variant: str = "rabit"):
+    config_class = RABITConfig
+
+    def __init__(self, config: RABITConfig, cond_channels: int, variant: str = "rabit"):
         super().__init__(config, cond_channels, variant)
         c = config
         if c.alignment == "ras":
             aligner = RankingAttention(block=c.block, k=c.topk, retrieval=c.retrieval, eps=c.topk_eps,
                                        temperature=c.temperature, n_iters=c.topk_iters)
-        elif c.alignment == "cosine":
-            aligner = CosineAlignment(c.temperature)
         else:
-            raise ValueError(f"RABIT alignment must be ras or cosine, got {c.alignment!r}")
+            aligner = CosineAlignment(c.temperature)
         position = {"none": None, "spe": spe_channels, "coord": coord_channels}[c.position]
-        self.corr = CorrespondenceNet(cond_channels, c.size, c.corr_size, c.enc_ngf, c.feat_nc, c.enc_res_blocks,
-                                      aligner, position)
+        self.corr = self.make_correspondence(aligner, position)
         if c.injection == "confi":
             self.confi = CONFI(cond_channels, c.confi_nc)
             guide_nc = c.confi_nc
-        elif c.injection == "concat":
-            guide_nc = 3 + cond_channels
         else:
-            raise ValueError(f"RABIT injection must be confi or concat, got {c.injection!r}")
-        make_norm = lambda nc, stage: SPADE(nc, guide_nc, c.spade_hidden, c.norm_g, key="guide")  # noqa: E731
-        self.netG = SPADEGenerator(guide_nc, c.ngf, c.num_up, c.size, make_norm, c.max_mult, c.spectral_g)
+            guide_nc = 3 + cond_channels
+        self.netG = self.make_generator(guide_nc, self.spade_norms(guide_nc, "guide"))
 
     def prepare_batch(self, batch):
         """Manipulation mode: replace every exemplar by a self-reference view of the ground truth."""

@@ -36,4 +36,4 @@ VARIANTS = {
 }
 
 for _name, (_fields, _desc) in VARIANTS.items():
-    register_variant(_name, RABITTranslator, description=_desc, family="rabit", **_fields)
+    register_variant(_name, RABITTranslator, description=_desc, **_fields)

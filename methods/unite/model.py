@@ -23,58 +23,54 @@ import torch.nn.functional as F
 
 from evalkit.methods.alignment.correspondence import resize_to
 from evalkit.methods.alignment.transport import UnbalancedTransport
-from evalkit.methods.common.encoders import CorrespondenceNet, CosineAlignment
-from evalkit.methods.common.spade import SPADE, SPADEGenerator
-from evalkit.methods.config import TranslatorConfig
+from evalkit.methods.common.encoders import CosineAlignment
+from evalkit.methods.config import UNITEConfig
 from evalkit.methods.translator import GANTranslator
 from evalkit.methods.unite.seace import SEACE
 
 __all__ = ["UNITETranslator", "make_aligner"]
 
 
-def make_aligner(c: TranslatorConfig):
-    """The feature-alignment module of an ablation: cosine, balanced OT or unbalanced OT."""
+def make_aligner(c: UNITEConfig):
+    """The feature-alignment module of an ablation with alignment: cosine, balanced OT or unbalanced OT."""
     if c.alignment == "cosine":
         return CosineAlignment(c.temperature)
-    if c.alignment in ("ot", "uot"):
-        return UnbalancedTransport(eps=c.ot_eps, tau=c.ot_tau, n_iters=c.ot_iters, balanced=c.alignment == "ot")
-    raise ValueError(f"UNITE alignment must be cosine, ot or uot, got {c.alignment!r}")
+    return UnbalancedTransport(eps=c.ot_eps, tau=c.ot_tau, n_iters=c.ot_iters, balanced=c.alignment == "ot")
 
 
 class UNITETranslator(GANTranslator):
-    """UNITE and its Table 3 ablations, selected by ``alignment`` / ``injection`` / ``multi_stage``."""
+    """UNITE and its Table 3 ablations, selected by ``alignment`` / ``injection`` / ``multi_stage``
+    (:class:`evalkit.methods.config.UNITEConfig` admits label-only SPADE exactly without alignment)."""
 
-    def __init__(self, config: TranslatorConfig, cond_channels: int, variant: str = "unite"):
+    config_class = UNITEConfig
+
+    def __init__(self, config: UNITEConfig, cond_channels: int, variant: str = "unite"):
         super().__init__(config, cond_channels, variant)
         c = config
+        num_up = c.generator.num_up
         self.exemplar_based = c.alignment != "none"
-        if c.injection not in ("spade", "concat", "seace"):
-            raise ValueError(f"UNITE injection must be spade, concat or seace, got {c.injection!r}")
         if self.exemplar_based:
-            self.corr = CorrespondenceNet(cond_channels, c.size, c.corr_size, c.enc_ngf, c.feat_nc,
-                                          c.enc_res_blocks, make_aligner(c))
+            self.corr = self.make_correspondence(make_aligner(c))
             stage_nc = list(reversed(self.corr.f_z.stage_nc)) if c.multi_stage else []
             self.map_nc = stage_nc + [3]  # transported maps, deepest first, the exemplar image last
-        elif c.injection != "spade":
-            raise ValueError("UNITE without alignment can only use injection='spade'")
-        n_stages = c.num_up + 1  # generator grid sides: start, 2 start, ..., size
+        n_stages = num_up + 1  # generator grid sides: start, 2 start, ..., size
 
         def map_for(stage: int) -> int:
             """Transported map injected at a generator grid of side ``stage`` (coarse stages get deep maps)."""
-            i = min(n_stages - 1, max(0, round(math.log2(stage / (c.size // 2 ** c.num_up)))))
+            i = min(n_stages - 1, max(0, round(math.log2(stage / (c.size // 2 ** num_up)))))
             return min(len(self.map_nc) - 1, i * len(self.map_nc) // n_stages)
 
         if c.injection == "seace":
-            make_norm = lambda nc, stage: SEACE(nc, cond_channels, self.map_nc[map_for(stage)], c.spade_hidden,  # noqa: E731
-                                                map_for(stage), c.seace_attn_size)
+            make_norm = lambda nc, stage: SEACE(nc, cond_channels, self.map_nc[map_for(stage)],  # noqa: E731
+                                                c.generator.spade_hidden, map_for(stage), c.seace_attn_size)
             in_nc = cond_channels
         elif c.injection == "concat":
-            make_norm = lambda nc, stage: SPADE(nc, 3 + cond_channels, c.spade_hidden, c.norm_g, key="guide")  # noqa: E731
             in_nc = 3 + cond_channels
+            make_norm = self.spade_norms(in_nc, "guide")
         else:
-            make_norm = lambda nc, stage: SPADE(nc, cond_channels, c.spade_hidden, c.norm_g, key="seg")  # noqa: E731
             in_nc = cond_channels
-        self.netG = SPADEGenerator(in_nc, c.ngf, c.num_up, c.size, make_norm, c.max_mult, c.spectral_g)
+            make_norm = self.spade_norms(in_nc, "seg")
+        self.netG = self.make_generator(in_nc, make_norm)
 
     def generate(self, batch) -> dict:
         c = self.config

@@ -18,18 +18,21 @@ from __future__ import annotations
 from evalkit.methods.registry import register_variant
 from evalkit.methods.unite.model import UNITETranslator
 
-_COMMON = dict(family="unite", corr_ratio=0.25)
+_COMMON = dict(corr_ratio=0.25)
 _FULL = dict(alignment="uot", injection="seace", multi_stage=True, ot_eps=1e-4)
 
 VARIANTS = {
     "unite": (dict(_FULL), "UNITE (paper): unbalanced OT (eta 1e-4), multi-stage transport, SEACE"),
     "unite-code": (dict(_FULL, alignment="ot", ot_eps=0.025),
                    "UNITE as fnzhan/UNITE ships: balanced OT, eps 0.025, masses softmax(x_i . mean z)"),
-    "unite/spade": (dict(alignment="none", injection="spade"), "UNITE Table 3: SPADE baseline, no alignment"),
-    "unite/spade+cos": (dict(alignment="cosine", injection="concat", temperature=0.01),
+    "unite/spade": (dict(alignment="none", injection="spade", multi_stage=False),
+                    "UNITE Table 3: SPADE baseline, no alignment"),
+    "unite/spade+cos": (dict(alignment="cosine", injection="concat", multi_stage=False, temperature=0.01),
                         "UNITE Table 3: SPADE + cosine alignment"),
-    "unite/spade+ot": (dict(alignment="ot", injection="concat", ot_eps=1e-4), "UNITE Table 3: SPADE + classical OT"),
-    "unite/spade+uot": (dict(alignment="uot", injection="concat", ot_eps=1e-4), "UNITE Table 3: SPADE + unbalanced OT"),
+    "unite/spade+ot": (dict(alignment="ot", injection="concat", multi_stage=False, ot_eps=1e-4),
+                       "UNITE Table 3: SPADE + classical OT"),
+    "unite/spade+uot": (dict(alignment="uot", injection="concat", multi_stage=False, ot_eps=1e-4),
+                        "UNITE Table 3: SPADE + unbalanced OT"),
     "unite/seace+uot": (dict(alignment="uot", injection="seace", multi_stage=False, ot_eps=1e-4),
                         "UNITE Table 3: SEACE + unbalanced OT, single-stage"),
     "unite/seace+uot+ms": (dict(_FULL), "UNITE Table 3 last row: SEACE + UOT + multi-stage (= unite)"),

@@ -16,7 +16,7 @@ from evalkit.methods.common.losses import (feature_matching_loss, hinge_d_loss, 
                                    vgg_loss_per_sample)
 from evalkit.methods.common.normalization import positional_norm
 from evalkit.methods.common.spade import SPADE, SPADEGenerator
-from evalkit.methods.common.vgg import LAYERS, VGG19Features
+from evalkit.methods.common.vgg import LAYERS, PerceptualVGG19
 
 
 def test_positional_norm_matches_per_position_standardisation():
@@ -140,7 +140,7 @@ def test_pseudo_pair_loss_only_counts_self_reference_samples():
 def test_vgg19_layout_matches_torchvision():
     from torchvision.models import vgg19
 
-    ours = VGG19Features(("relu5_4",), width=64)
+    ours = PerceptualVGG19(("relu5_4",), width=64)
     ref = vgg19(weights=None).features
     ours_shapes = [tuple(p.shape) for p in ours.features.parameters()]
     ref_shapes = [tuple(p.shape) for p in list(ref.parameters())[: len(ours_shapes)]]
@@ -166,7 +166,7 @@ def test_vgg19_uses_the_weights_registry_and_refuses_a_corrupt_file(tmp_path, mo
 
     monkeypatch.setenv("EVALKIT_WEIGHTS", str(tmp_path))
     with pytest.warns(UserWarning, match="RANDOMLY INITIALISED"):
-        assert VGG19Features(("relu1_1",), width=64).pretrained is False  # no file: loud random init
+        assert PerceptualVGG19(("relu1_1",), width=64).pretrained is False  # no file: loud random init
     (tmp_path / "vgg19-dcbb9e9d.pth").write_bytes(b"not the vgg19 weights")
     with pytest.raises(EvalkitError, match="corrupt or wrong file"):
-        VGG19Features(("relu1_1",), width=64)
+        PerceptualVGG19(("relu1_1",), width=64)

@@ -16,7 +16,7 @@ from evalkit.data import get_dataset
 from evalkit.errors import EvalkitError
 from evalkit.methods.registry import build_translator
 from evalkit.methods.training import batch_indices, infer, load_checkpoint, train
-from translator_testing import MICRO
+from translator_testing import micro
 
 
 def test_batch_indices_are_seeded_epoch_permutations():
@@ -31,12 +31,12 @@ def test_batch_indices_are_seeded_epoch_permutations():
 @pytest.mark.parametrize("variant", ["rabit/manipulation", "spade-vae", "unite"])
 def test_resume_gives_the_same_next_loss(variant, train_set, tmp_path):
     """Kill after k=2 steps, resume: the loss at step 3 (and 4) equals the uninterrupted run's."""
-    full = build_translator(variant, cond_channels=train_set.cond_channels, seed=5, **MICRO)
+    full = build_translator(variant, cond_channels=train_set.cond_channels, seed=5, **micro(variant))
     train(full, train_set, steps=4, out_dir=tmp_path / "full", batch_size=2, seed=5, progress=False)
-    part = build_translator(variant, cond_channels=train_set.cond_channels, seed=5, **MICRO)
+    part = build_translator(variant, cond_channels=train_set.cond_channels, seed=5, **micro(variant))
     train(part, train_set, steps=2, out_dir=tmp_path / "part", batch_size=2, seed=5, progress=False)
     torch.manual_seed(12345)  # a fresh process would not share the first run's RNG state
-    fresh = build_translator(variant, cond_channels=train_set.cond_channels, seed=99, **MICRO)
+    fresh = build_translator(variant, cond_channels=train_set.cond_channels, seed=99, **micro(variant))
     train(fresh, train_set, steps=4, out_dir=tmp_path / "part", resume=True, batch_size=2, seed=5, progress=False)
     a = json.loads((tmp_path / "full" / "losses.json").read_text())
     b = json.loads((tmp_path / "part" / "losses.json").read_text())
@@ -46,7 +46,7 @@ def test_resume_gives_the_same_next_loss(variant, train_set, tmp_path):
 
 
 def test_checkpoint_is_atomic_and_loads_strictly(train_set, tmp_path):
-    t = build_translator("cocosnet", cond_channels=train_set.cond_channels, **MICRO)
+    t = build_translator("cocosnet", cond_channels=train_set.cond_channels, **micro("cocosnet"))
     ckpt = train(t, train_set, steps=2, out_dir=tmp_path, batch_size=2, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "losses.json"]  # no temp files left
     payload = torch.load(ckpt, weights_only=False)
@@ -65,7 +65,7 @@ def test_checkpoint_is_atomic_and_loads_strictly(train_set, tmp_path):
 
 
 def test_infer_writes_the_outputs_layout(train_set, tmp_path):
-    t = build_translator("rabit/ras", cond_channels=train_set.cond_channels, **MICRO)
+    t = build_translator("rabit/ras", cond_channels=train_set.cond_channels, **micro("rabit/ras"))
     test_set = get_dataset("shapes", split="test", size=32, n=3)
     vdir = infer(t, test_set, tmp_path, "jpeg", batch_size=2, progress=False)
     assert vdir == tmp_path / "rabit__ras"
@@ -106,3 +106,22 @@ def test_cli_train_resume_and_infer(tmp_path):
     assert both.exit_code == 2
     untrainable = runner.invoke(app, ["train", "--variant", "outputs", "--steps", "1", "--out", str(tmp_path / "y")])
     assert untrainable.exit_code == 2 and "not trainable" in untrainable.stderr
+
+
+def test_checkpoint_rebuilds_the_typed_config_and_has_plain_permissions(train_set, tmp_path):
+    import os
+
+    from evalkit.files import plain_mode
+    from evalkit.methods.training import save_checkpoint
+
+    overrides = dict(micro("rabit"), position="coord", corr_size=8, losses={"gan": 2.0}, optim={"lr_d": 1e-4})
+    t = build_translator("rabit", cond_channels=train_set.cond_channels, seed=3, **overrides)
+    path = save_checkpoint(t, tmp_path / "ck" / "last.pt", step=0)
+    assert os.stat(path).st_mode & 0o777 == plain_mode()  # not mkstemp's 0600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
+    loaded = load_checkpoint(path)
+    assert loaded.config == t.config and type(loaded.config).__name__ == "RABITConfig"
+    assert (loaded.config.position, loaded.config.correspondence.corr_size, loaded.config.losses.gan,
+            loaded.config.optim.lr_d) == ("coord", 8, 2.0, 1e-4)
+    for key, value in t.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -5,10 +5,24 @@ from __future__ import annotations
 import torch
 
 from evalkit.data import collate
+from evalkit.methods.registry import variant_spec
 
 # Smaller than the `tiny` preset so that every variant trains 20 steps within the CI budget.
-MICRO = dict(size=32, ngf=8, num_up=3, spade_hidden=16, ndf=8, n_layers_d=2, feat_nc=16, enc_ngf=8,
-             confi_nc=8, z_dim=16, vgg_width=4, seace_attn_size=8, topk_iters=10, ot_iters=10)
+_SHARED = dict(size=32, ngf=8, num_up=3, spade_hidden=16, ndf=8, n_layers_d=2, vgg_width=4)
+_CORR = dict(feat_nc=16, enc_ngf=8)
+MICRO = {
+    "spade": dict(_SHARED, z_dim=16),
+    "cocosnet": dict(_SHARED, **_CORR),
+    "rabit": dict(_SHARED, **_CORR, confi_nc=8, topk_iters=10),
+    "unite": dict(_SHARED, **_CORR, seace_attn_size=8, ot_iters=10),
+}
+
+
+def micro(variant: str) -> dict:
+    """The micro overrides of ``variant``'s family (typed configs take only their own fields)."""
+    return MICRO[variant_spec(variant).fields["family"]]
+
+
 def make_batch(dataset, indices):
     return collate([dataset[i] for i in indices])
 

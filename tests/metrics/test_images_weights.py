@@ -1,4 +1,5 @@
-"""Image decoding, quantisation and clean resize vs clean-fid; the weights registry."""
+"""Image decoding, quantisation and clean resize vs clean-fid; the weights registry; the
+feature cache's writes."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from evalkit.cli import app
 from evalkit import weights as W
 from evalkit.errors import EvalkitError
+from evalkit.features import FeatureCache
 from evalkit.images import clean_resize, clean_resize_batch, load_folder, load_image, to_uint8
 
 
@@ -90,7 +92,7 @@ def test_weights_import_verify_and_missing(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert (cache / "vgg19-dcbb9e9d.pth").read_bytes() == payload
     assert stat.S_IMODE((cache / "vgg19-dcbb9e9d.pth").stat().st_mode) == 0o644  # not mkstemp's 0600
-    assert not list(cache.glob(".*part"))
+    assert [p.name for p in cache.iterdir()] == ["vgg19-dcbb9e9d.pth"]  # no temp file left behind
     path, full = W.require("vgg19")
     assert full == digest
     res = runner.invoke(app, ["weights", "verify", "--json"])
@@ -124,3 +126,25 @@ def test_fetch_downloads_through_temp_file_and_checks_sha256(tmp_path, monkeypat
     monkeypatch.setitem(W.REGISTRY, "alexnet", dataclasses.replace(good, url=(tmp_path / "nope.pth").as_uri()))
     res = CliRunner().invoke(app, ["weights", "fetch", "alexnet"])
     assert res.exit_code == 2 and "evalkit weights import" in res.output
+
+
+def test_feature_cache_writes_plain_files_atomically(tmp_path):
+    cache = FeatureCache(tmp_path)
+    value = np.arange(6, dtype=np.float32).reshape(2, 3)
+    old = os.umask(0o022)
+    try:
+        cache.put("ns", "abcdef", value)
+    finally:
+        os.umask(old)
+    path = tmp_path / "ns" / "ab" / "abcdef.npy"
+    assert np.array_equal(np.load(path), value) and np.array_equal(cache.get("ns", "abcdef"), value)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600
+
+    class Unwritable:
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        cache.put("ns", "abcdef", Unwritable())
+    assert [p.name for p in path.parent.iterdir()] == ["abcdef.npy"]  # old entry kept, no temp file
+    assert np.array_equal(cache.get("ns", "abcdef"), value)

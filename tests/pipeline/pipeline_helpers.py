@@ -9,11 +9,11 @@ from pathlib import Path
 def make_outputs(out_dir: Path, variant: str = "reference/blur", *, n: int = 8, size: int = 32) -> Path:
     """An outputs layout of a reference variant on the built-in shapes (2 exemplars per query)."""
     from evalkit.data import get_dataset
-    from evalkit.pipeline import _reference_translator
+    from evalkit.methods.registry import build_translator
     from evalkit.methods.training import infer
 
     ds = get_dataset("shapes", split="test", size=size, n=n, seed=0, exemplars_per_query=2)
-    infer(_reference_translator(variant), ds, out_dir, progress=False, device="cpu")
+    infer(build_translator(variant, cond_channels=ds.cond_channels), ds, out_dir, progress=False, device="cpu")
     return out_dir
 
 

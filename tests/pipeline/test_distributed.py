@@ -6,6 +6,8 @@ import pytest
 import torch.multiprocessing as mp
 
 from evalkit import distributed
+from evalkit.methods import ddp
+from evalkit.metrics import sharded
 from pipeline_helpers import free_port, make_outputs
 
 METRICS = ["fid", "kid", "swd", "lpips", "lpips-diversity", "psnr", "ssim"]
@@ -31,7 +33,7 @@ def _worker(rank, world, port, out_dir, cache, result):
     e = distributed.init("gloo")
     bb = _backbones()
     assert e.world_size == world and e.rank == rank
-    df = distributed.evaluate_folders(f"{out_dir}/reference__blur/images", f"{out_dir}/inputs/real",
+    df = sharded.evaluate_folders(f"{out_dir}/reference__blur/images", f"{out_dir}/inputs/real",
                                       exemplars=f"{out_dir}/inputs/exemplar", pairs=f"{out_dir}/inputs/pairs.csv",
                                       metrics=METRICS, weights="random", cache_dir=cache, backbones=bb)
     with open(f"{result}.{rank}", "wb") as f:
@@ -41,13 +43,13 @@ def _worker(rank, world, port, out_dir, cache, result):
 
 def test_shard_groups_keeps_queries_whole():
     groups = [[0, 1], [2, 3], [4, 5], [6]]
-    assert distributed.shard_groups(groups, 0, 2) == [0, 1, 4, 5]
-    assert distributed.shard_groups(groups, 1, 2) == [2, 3, 6]
+    assert sharded.shard_groups(groups, 0, 2) == [0, 1, 4, 5]
+    assert sharded.shard_groups(groups, 1, 2) == [2, 3, 6]
 
 
 def test_two_gloo_ranks_equal_one_process(tmp_path):
     out = make_outputs(tmp_path / "out")
-    single = distributed.evaluate_folders(out / "reference__blur" / "images", out / "inputs" / "real",
+    single = sharded.evaluate_folders(out / "reference__blur" / "images", out / "inputs" / "real",
                                           exemplars=out / "inputs" / "exemplar", pairs=out / "inputs" / "pairs.csv",
                                           metrics=METRICS, weights="random", cache_dir=tmp_path / "cache1",
                                           backbones=_backbones())
@@ -83,7 +85,7 @@ def _train_worker(rank, world, port, ckpt_dir, result):
     ds = get_dataset("shapes", split="train", size=32, n=8, seed=0)
     tr = build_translator("spade", cond_channels=ds.cond_channels, preset="tiny", seed=0, size=32)
     init = {k: v.clone() for k, v in tr.state_dict().items()}
-    distributed.train_ddp(tr, ds, steps=2, out_dir=ckpt_dir, resume=False, batch_size=2, seed=0, device="cpu")
+    ddp.train_ddp(tr, ds, steps=2, out_dir=ckpt_dir, resume=False, batch_size=2, seed=0, device="cpu")
     with open(f"{result}.{rank}", "wb") as f:
         pickle.dump(({k: v.clone() for k, v in tr.state_dict().items()}, init), f)
     distributed.shutdown()
@@ -108,7 +110,7 @@ def test_ddp_training_keeps_replicas_identical(tmp_path):
 
 
 def test_torchrun_run_two_ranks_matches_single_process_evaluation(tmp_path):
-    """The README's ``torchrun ... -m cli run CONFIG`` on the tiny config: both ranks exit 0
+    """The README's ``torchrun ... -m evalkit run CONFIG`` on the tiny config: both ranks exit 0
     (no abort at exit), rank 0 alone writes results.csv, whose numbers equal a
     single-process evaluation of the same outputs; a second launch skips every stage."""
     import json

@@ -89,3 +89,36 @@ def test_cli_bad_input_exits_2(args, match):
     result = CliRunner().invoke(app, ["profile", "memory", *args])
     assert result.exit_code == 2
     assert match in result.stderr
+
+
+def test_device_is_resolved_before_any_case(monkeypatch, tmp_path):
+    """`--device cuda` on a machine without one: exit 2 up front, not a table of error rows."""
+    import torch
+
+    import evalkit.profile.memory as M
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(M, "run_case", lambda *a, **k: pytest.fail("a case ran"))
+    for device in ("cuda", "cuda:1", "tpu"):
+        with pytest.raises(EvalkitError, match=f"--device {device}"):
+            M.profile_memory(ProfileConfig(modules=("cosine",), sizes=(4,), device=device), progress=False)
+    result = CliRunner().invoke(app, ["profile", "memory", "--device", "cuda", "--modules", "cosine",
+                                      "--sizes", "4", "--plot", str(tmp_path / "p.png")])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --device cuda: no CUDA device")
+    assert list(tmp_path.iterdir()) == []
+    for bad in (dict(timeout=0), dict(memory_limit=-1), dict(channels=0)):
+        with pytest.raises(EvalkitError):
+            validate(ProfileConfig(modules=("cosine",), sizes=(4,), **bad))
+
+
+def test_auto_device_runs_the_cases_on_the_resolved_device(monkeypatch):
+    import torch
+
+    import evalkit.profile.memory as M
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    seen = []
+    monkeypatch.setattr(M, "run_case", lambda module, size, config: seen.append(config.device) or
+                        ProfileRow(module, size, size * size, config.device, False, "ok", 10, 0.1, 10, "stub"))
+    rows = M.profile_memory(ProfileConfig(modules=("cosine",), sizes=(4, 8), device="auto"), progress=False)
+    assert seen == ["cpu", "cpu"] and [r.device for r in rows] == ["cpu", "cpu"]

@@ -1,0 +1,245 @@
+"""The torchvision trunks behind every feature network, and the one loader that builds them.
+
+:func:`load_trunk` builds a registered trunk (:data:`TRUNKS`), then either loads its
+pretrained file from :mod:`evalkit.weights` strictly (sha256-verified; a missing file is
+one :class:`EvalkitError` line naming the file and ``evalkit weights import``) or draws a
+seeded random initialisation, recorded as ``random-init(seed=S)``; the result is frozen
+(eval mode, no gradients). Users: the metrics (:mod:`evalkit.features`: Inception-v3, VGG19;
+:mod:`evalkit.metrics.lpips`: AlexNet), the training losses
+(:mod:`evalkit.methods.common.vgg`) and exemplar retrieval (:mod:`evalkit.data.retrieval`).
+A trunk takes what its torchvision network takes; the input range is the caller's class's
+business (each of those classes names its input range in its docstring).
+
+Random initialisations, all drawn under ``torch.manual_seed(seed)`` in a forked RNG (the
+caller's global RNG is untouched); each user keeps the one it always had, so numbers stay
+put:
+
+- ``"torchvision"``: the torchvision constructor's own init (VGG19 for the metrics, AlexNet);
+- ``"he-fan-in"``: after construction, He-normal (fan-in, ReLU gain) on every conv / linear,
+  zero biases, identity batch norm (:func:`he_init_`; Inception, whose torchvision init
+  draws N(0, 0.1) regardless of fan-in, so random pool features would reach ~1e11);
+- ``"he-fan-out"``: the same with fan-out on VGG19's conv trunk alone (torchvision VGG's conv
+  init without its classifier; retrieval);
+- ``"he-fan-in-per-layer"``: each conv of VGG19's trunk drawn with PyTorch's default init and
+  immediately re-drawn He-normal fan-in (the training losses; any ``width``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from evalkit import weights as W
+from evalkit.errors import EvalkitError
+from evalkit.protocol import random_init_tag
+
+WEIGHT_CHOICES = ("pretrained", "random")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the torchvision trunks' input normalisation (RGB in [0, 1])
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def check_weights_choice(weights: str) -> None:
+    if weights not in WEIGHT_CHOICES:
+        raise EvalkitError(f"--weights must be one of {', '.join(WEIGHT_CHOICES)}, got '{weights}'")
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None):
+    """Run a block (model construction) under ``torch.manual_seed(seed)`` (``None``: unseeded)
+    without disturbing the caller's global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
+
+
+def he_init_(net: nn.Module, mode: str = "fan_in") -> nn.Module:
+    """He-normal (``mode``, ReLU gain) convolutions / linears, zero biases, identity batch
+    norm: activations stay O(1) through a deep random network in eval mode."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return net
+
+
+# --------------------------------------------------------------------------- architectures
+
+# torchvision's VGG19 ("E") trunk: channel multiples of width/64 (64 = VGG19), "M" = max-pool
+_VGG19_CFG = (1, 1, "M", 2, 2, "M", 4, 4, 4, 4, "M", 8, 8, 8, 8, "M", 8, 8, 8, 8, "M")
+
+
+def vgg19_layers(width: int = 64, per_layer_init: Callable[[nn.Conv2d], None] | None = None) -> nn.Sequential:
+    """torchvision ``vgg19().features`` (Simonyan & Zisserman 2015, config E; same layers and
+    indices as ``torchvision.models.vgg.make_layers``) with every width scaled by ``width / 64``;
+    ``per_layer_init`` is applied to each conv as soon as it exists."""
+    layers, in_c = [], 3
+    for item in _VGG19_CFG:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        conv = nn.Conv2d(in_c, item * width, kernel_size=3, padding=1)
+        if per_layer_init is not None:
+            per_layer_init(conv)
+        layers += [conv, nn.ReLU(inplace=True)]
+        in_c = item * width
+    return nn.Sequential(*layers)
+
+
+def _torchvision_vgg19_features(width: int) -> nn.Sequential:
+    if width != 64:
+        raise ValueError(f"torchvision's VGG19 init builds width 64, got {width}")
+    return torchvision.models.vgg19(weights=None).features  # its classifier is drawn too, then dropped
+
+
+def _he_fan_in_conv(conv: nn.Conv2d) -> None:
+    nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+    nn.init.zeros_(conv.bias)
+
+
+def fid_inception_v3(seed: int | None = None) -> nn.Module:
+    """pytorch-fid's FID Inception (torchvision Inception-v3, 1008 classes, with the FID
+    blocks of clean-fid's port), the layout of ``pt_inception-2015-12-05-6726825d.pth``;
+    He-initialised under ``seed`` (``None``: inside the caller's RNG)."""
+    from cleanfid import inception_pytorch as ip
+
+    with seeded(seed):
+        net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
+        net.Mixed_5b = ip.FIDInceptionA(192, pool_features=32)
+        net.Mixed_5c = ip.FIDInceptionA(256, pool_features=64)
+        net.Mixed_5d = ip.FIDInceptionA(288, pool_features=64)
+        net.Mixed_6b = ip.FIDInceptionC(768, channels_7x7=128)
+        net.Mixed_6c = ip.FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6d = ip.FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6e = ip.FIDInceptionC(768, channels_7x7=192)
+        net.Mixed_7b = ip.FIDInceptionE_1(1280)
+        net.Mixed_7c = ip.FIDInceptionE_2(2048)
+        return he_init_(net)
+
+
+def _torchvision_inception() -> nn.Module:
+    return torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+
+
+class _Normalised(nn.Module):
+    """``net`` (its classifier dropped) on normalised input: ``"tf"`` maps 0..255 to
+    ``(x - 128) / 128`` (clean-fid's TorchScript wrapper), ``"pm1"`` maps 0..1 to ``2x - 1``
+    (pytorch-fid)."""
+
+    def __init__(self, net: nn.Module, kind: str):
+        super().__init__()
+        net.fc = nn.Identity()
+        self.net, self.kind = net, kind
+
+    def forward(self, x):
+        return self.net((x - 128) / 128 if self.kind == "tf" else 2 * x - 1)
+
+
+def _cleanfid_inception(path: Path) -> nn.Module:
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    return InceptionV3W(str(path.parent), download=False, resize_inside=False)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    """One trunk. ``random``: init scheme -> builder of the randomly initialised network at
+    ``width`` (run under the seeded RNG; the first scheme is the default). Pretrained: the
+    file of ``weights_key`` is either loaded strictly (keys under ``prefix``) into
+    ``architecture()`` or, with ``open_file``, is itself the network. ``head`` is applied
+    to either (e.g. drop the classifier, normalise the input)."""
+
+    weights_key: str
+    random: dict[str, Callable[[int], nn.Module]]
+    architecture: Callable[[], nn.Module] | None = None
+    prefix: str = ""
+    open_file: Callable[[Path], nn.Module] | None = None
+    head: Callable[[nn.Module], nn.Module] | None = None
+    any_width: bool = False
+
+
+TRUNKS: dict[str, TrunkSpec] = {
+    # VGG19's conv trunk (``features``, through pool5), input ImageNet-normalised RGB in [0, 1]
+    "vgg19": TrunkSpec(
+        weights_key="vgg19",
+        random={
+            "torchvision": _torchvision_vgg19_features,
+            "he-fan-out": lambda width: he_init_(vgg19_layers(width), "fan_out"),
+            "he-fan-in-per-layer": lambda width: vgg19_layers(width, per_layer_init=_he_fan_in_conv),
+        },
+        architecture=vgg19_layers, prefix="features.", any_width=True),
+    # AlexNet's conv trunk (``features``), ImageNet-normalised input
+    "alexnet": TrunkSpec(
+        weights_key="alexnet",
+        random={"torchvision": lambda width: torchvision.models.alexnet(weights=None).features},
+        architecture=lambda: torchvision.models.alexnet(weights=None).features, prefix="features."),
+    # Inception-v3 pool features (2048-d) of float [B, 3, 299, 299] in [0, 255]: pretrained is
+    # clean-fid's TorchScript of the TF graph (Heusel et al. 2017), random torchvision's topology
+    "inception-v3": TrunkSpec(
+        weights_key="inception-cleanfid",
+        random={"he-fan-in": lambda width: _Normalised(he_init_(_torchvision_inception()), "tf")},
+        open_file=_cleanfid_inception),
+    # pytorch-fid's FID Inception pool features (2048-d) of float [B, 3, 299, 299] in [0, 1]
+    "inception-v3-fid": TrunkSpec(
+        weights_key="inception-pytorch-fid",
+        random={"he-fan-in": lambda width: fid_inception_v3()},
+        architecture=fid_inception_v3, head=lambda net: _Normalised(net, "pm1")),
+}
+
+
+def freeze(net: nn.Module) -> nn.Module:
+    """Eval mode, no parameter gradients."""
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def load_trunk(name: str, weights: str = "pretrained", seed: int = 0, *, init: str | None = None,
+               width: int = 64, device: str | torch.device = "cpu") -> tuple[nn.Module, str]:
+    """``(network, weights_id)`` of trunk ``name`` (a key of :data:`TRUNKS`), frozen, on ``device``.
+
+    ``weights="pretrained"``: the registered file, sha256-verified, loaded strictly;
+    ``weights_id`` is its full sha256. ``"random"``: scheme ``init`` (default: the trunk's
+    first) under ``seed``; ``weights_id`` is ``random-init(seed=S)``. ``width`` (VGG19 only)
+    scales every layer's width; pretrained files need 64.
+    """
+    check_weights_choice(weights)
+    if name not in TRUNKS:
+        raise ValueError(f"unknown trunk '{name}'; known: {', '.join(TRUNKS)}")
+    spec = TRUNKS[name]
+    if width != 64 and not (spec.any_width and weights == "random"):
+        raise ValueError(f"trunk '{name}' with {weights} weights has width 64, got {width}")
+    if weights == "pretrained":
+        path, weights_id = W.require(spec.weights_key)  # fail before building anything
+        if spec.open_file is not None:
+            net = spec.open_file(path)
+        else:
+            with seeded(None):  # construction draws stay out of the caller's RNG
+                net = spec.architecture()
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict({k[len(spec.prefix):]: v for k, v in state.items() if k.startswith(spec.prefix)},
+                                strict=True)
+    else:
+        init = init or next(iter(spec.random))
+        if init not in spec.random:
+            raise ValueError(f"trunk '{name}' has random inits {', '.join(spec.random)}, got '{init}'")
+        with seeded(seed):
+            net = spec.random[init](width)
+        weights_id = random_init_tag(seed)
+    if spec.head is not None:
+        net = spec.head(net)
+    return freeze(net).to(device), weights_id
