@@ -19,13 +19,10 @@ import pandas as pd
 import torch
 
 from evalkit.errors import EvalkitError
-from evalkit.features import FeatureCache, VGG19Features, cached_per_item, pair_key
+from evalkit.features import FeatureCache
 from evalkit.images import as_uint8_batch, content_hash, image_format, list_images, load_image, stack_images
 from evalkit.metrics import registry
-from evalkit.metrics.lpips import LPIPSAlex, diversity_from_features
 from evalkit.metrics.options import EvaluationOptions, options_from
-from evalkit.metrics.registry import MetricSpec, RowSpec, register_backbone, register_metric
-from evalkit.metrics.vgg import SEMANTIC_LAYERS, semantic_cosines, style_cosines, style_stats
 from evalkit.progress import Progress
 from evalkit.protocol import Protocol
 
@@ -132,140 +129,6 @@ def per_item(inp: _Inputs, row: str, options: EvaluationOptions, backbones: dict
     backbones.update(registry.build_backbones([family], options, options.device, have=backbones))
     ctx = MetricContext(inp, options, backbones, FeatureCache(cache_dir), chosen=(family,))
     return spec.per_item(ctx, row)
-
-
-def _lpips_rows(ctx: MetricContext, *, gt: bool, diversity: bool, batch_images: int = 16) -> list[dict]:
-    """LPIPS-gt (per pair) and LPIPS-diversity (per group) with every generated image
-    through the AlexNet trunk at most once: work is done group by group (ungrouped images in
-    chunks), several groups per trunk batch, and only for what the cache lacks."""
-    inp, net, cache, bars = ctx.inputs, ctx.backbones["lpips"], ctx.cache, ctx.bars
-    protocol = ctx.protocol(net)
-    n = len(inp.generated)
-    ns = FeatureCache.namespace(**net.protocol_key())
-    gt_keys = [pair_key("gt", g, inp.real_hash[j]) for g, j in zip(inp.gen_hash, inp.pairs)] if gt else []
-    groups = inp.groups if diversity else []
-    div_keys = [pair_key("div", *sorted(inp.gen_hash[i] for i in g)) for g in groups]
-    d_gt = [cache.get(ns, k) for k in gt_keys]
-    d_div = [cache.get(ns, k) for k in div_keys]
-    units: list[tuple[int | None, list[int]]] = []  # (group index or None, generated indices)
-    grouped: set[int] = set()
-    for gi, g in enumerate(groups):
-        grouped.update(g)
-        if d_div[gi] is None or any(d_gt[i] is None for i in g if gt):
-            units.append((gi, list(g)))
-    rest = [i for i in range(n) if gt and d_gt[i] is None and i not in grouped]
-    units += [(None, rest[s:s + batch_images]) for s in range(0, len(rest), batch_images)]
-    advance = bars.task("LPIPS", len(units))
-    start = 0
-    while start < len(units):
-        batch = [units[start]]
-        while start + len(batch) < len(units) and sum(len(u[1]) for u in batch) + len(units[start + len(batch)][1]) <= batch_images:
-            batch.append(units[start + len(batch)])
-        idx = [i for _, members in batch for i in members]
-        feats = net.features(inp.generated[idx])
-        need = [k for k, i in enumerate(idx) if gt and d_gt[i] is None and i not in idx[:k]]
-        if need:
-            fr = net.features(inp.real[[inp.pairs[idx[k]] for k in need]])
-            d = net.distance([f[need] for f in feats], fr).double().cpu().numpy()
-            for k, value in zip(need, d):
-                cache.put(ns, gt_keys[idx[k]], value)
-                d_gt[idx[k]] = value
-        offset = 0
-        for gi, members in batch:
-            if gi is not None and d_div[gi] is None:
-                value = np.float64(diversity_from_features(net, [f[offset:offset + len(members)] for f in feats]))
-                cache.put(ns, div_keys[gi], value)
-                d_div[gi] = value
-            offset += len(members)
-        advance(len(batch))
-        start += len(batch)
-    ctx.memo["lpips-gt"] = d_gt
-    rows = []
-    if gt:
-        rows.append(ctx.row("LPIPS-gt", "alex-v0.1", np.mean(d_gt), n, protocol))
-    if diversity:
-        rows.append(ctx.row("LPIPS-diversity", "alex-v0.1", np.mean(d_div), len(groups), protocol))
-    return rows
-
-
-def _lpips_compute(ctx: MetricContext) -> list[dict]:
-    """LPIPS-gt, with LPIPS-diversity in the same trunk pass when it is chosen too."""
-    both = "lpips-diversity" in ctx.chosen
-    rows = _lpips_rows(ctx, gt=True, diversity=both)
-    if both:
-        ctx.memo["lpips-diversity rows"] = rows[1:]
-    return rows[:1]
-
-
-def _lpips_diversity_compute(ctx: MetricContext) -> list[dict]:
-    if "lpips-diversity rows" in ctx.memo:
-        return ctx.memo.pop("lpips-diversity rows")
-    return _lpips_rows(ctx, gt=False, diversity=True)
-
-
-def _lpips_per_item(ctx: MetricContext, row: str) -> registry.PerItem:
-    _lpips_rows(ctx, gt=True, diversity=False)
-    return registry.PerItem(np.asarray(ctx.memo["lpips-gt"], dtype=np.float64))
-
-
-def _vgg_compute(ctx: MetricContext) -> list[dict]:
-    """Semantic (pairs) and style (per-image relu1_2 stats) consistency; every image
-    goes through VGG at most once."""
-    inp, net, cache, bars = ctx.inputs, ctx.backbones["vgg"], ctx.cache, ctx.bars
-    n = len(inp.generated)
-    ns = FeatureCache.namespace(**net.protocol_key())
-    do_sem = inp.pairs is not None
-    do_style = inp.exemplars is not None
-    sem_keys = [pair_key("sem", g, inp.real_hash[j]) for g, j in zip(inp.gen_hash, inp.pairs)] if do_sem else []
-    sem = [cache.get(ns, k) for k in sem_keys]
-    gen_style = [cache.get(ns, "style" + h) for h in inp.gen_hash] if do_style else []
-    todo = sorted({i for i, v in enumerate(sem) if v is None} | {i for i, v in enumerate(gen_style) if v is None})
-    advance = bars.task("VGG19 features", len(todo))
-    for start in range(0, len(todo), 8):
-        idx = todo[start:start + 8]
-        fo = net(inp.generated[idx])
-        if do_style:
-            stats = style_stats(fo).cpu().numpy()
-            for k, i in enumerate(idx):
-                cache.put(ns, "style" + inp.gen_hash[i], stats[k])
-                gen_style[i] = stats[k]
-        need = [k for k, i in enumerate(idx) if do_sem and sem[i] is None]
-        if need:
-            fr = net(inp.real[[inp.pairs[idx[k]] for k in need]])
-            cos = semantic_cosines({l: fo[l][need] for l in SEMANTIC_LAYERS}, fr).cpu().numpy()
-            for c, k in zip(cos, need):
-                cache.put(ns, sem_keys[idx[k]], c)
-                sem[idx[k]] = c
-        advance(len(idx))
-    rows = []
-    if do_sem:
-        s = np.mean(np.stack(sem), axis=0)
-        rows += [ctx.row(f"semantic-{l}", "vgg19", v, n, ctx.protocol(net)) for l, v in zip(SEMANTIC_LAYERS, s)]
-    if do_style:
-        ex_keys = ["style" + h for h in inp.ex_hash]
-
-        def compute(idx):
-            return list(style_stats(net(inp.exemplars[idx])).cpu().numpy())
-
-        ex_style = cached_per_item(cache, ns, ex_keys, compute, batch_size=8, advance=bars.task("VGG19 exemplars", n))
-        cos = style_cosines(torch.as_tensor(np.stack(gen_style)), torch.as_tensor(np.stack(ex_style))).numpy().mean(0)
-        rows += [ctx.row("style-mean", "vgg19", cos[0], n, ctx.protocol(net)),
-                 ctx.row("style-std", "vgg19", cos[1], n, ctx.protocol(net))]
-    return rows
-
-
-register_backbone("lpips", lambda options, device: LPIPSAlex(options.weights, options.seed, device=device))
-register_backbone("vgg", lambda options, device: VGG19Features(options.weights, options.seed, device=device))
-register_metric(MetricSpec(
-    "lpips", rows=(RowSpec("LPIPS-gt", higher_is_better=False, decimals=3),), compute=_lpips_compute,
-    needs=("pairs",), backbone="lpips", per_item=_lpips_per_item, shards=True, order=40))
-register_metric(MetricSpec(
-    "lpips-diversity", rows=(RowSpec("LPIPS-diversity", higher_is_better=True, decimals=3),),
-    compute=_lpips_diversity_compute, needs=("groups",), backbone="lpips", shards=True, order=50))
-register_metric(MetricSpec(
-    "vgg", rows=tuple(RowSpec(name, higher_is_better=True, decimals=3) for name in
-                      (*(f"semantic-{l}" for l in SEMANTIC_LAYERS), "style-mean", "style-std")),
-    compute=_vgg_compute, needs_any=("pairs", "exemplars"), backbone="vgg", shards=True, order=60))
 
 
 def _check_groups(groups, n: int) -> list[list[int]] | None:

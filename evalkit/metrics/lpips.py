@@ -26,6 +26,7 @@ import torch.nn as nn
 from evalkit.backbones import freeze, load_trunk, seeded
 from evalkit.devices import resolve_device
 from evalkit.errors import EvalkitError
+from evalkit.features import FeatureCache, pair_key
 from evalkit.images import as_uint8_batch
 
 # torchvision alexnet().features index -> lpips alexnet slice holding it
@@ -122,3 +123,95 @@ def lpips_diversity(groups, *, weights: str = "pretrained", seed: int = 0, model
             raise EvalkitError(f"LPIPS diversity group {g} has {group.shape[0]} output; each conditional input needs >= 2 (papers: 3)")
         values.append(group_diversity(net, group))
     return float(np.mean(values))
+
+
+# -- the ``lpips`` and ``lpips-diversity`` families (evalkit.metrics.registry) -------------
+def _lpips_rows(ctx, *, gt: bool, diversity: bool, batch_images: int = 16) -> list[dict]:
+    """LPIPS-gt (per pair) and LPIPS-diversity (per group) with every generated image
+    through the AlexNet trunk at most once: work is done group by group (ungrouped images in
+    chunks), several groups per trunk batch, and only for what the cache lacks."""
+    inp, net, cache, bars = ctx.inputs, ctx.backbones["lpips"], ctx.cache, ctx.bars
+    protocol = ctx.protocol(net)
+    n = len(inp.generated)
+    ns = FeatureCache.namespace(**net.protocol_key())
+    gt_keys = [pair_key("gt", g, inp.real_hash[j]) for g, j in zip(inp.gen_hash, inp.pairs)] if gt else []
+    groups = inp.groups if diversity else []
+    div_keys = [pair_key("div", *sorted(inp.gen_hash[i] for i in g)) for g in groups]
+    d_gt = [cache.get(ns, k) for k in gt_keys]
+    d_div = [cache.get(ns, k) for k in div_keys]
+    units: list[tuple[int | None, list[int]]] = []  # (group index or None, generated indices)
+    grouped: set[int] = set()
+    for gi, g in enumerate(groups):
+        grouped.update(g)
+        if d_div[gi] is None or any(d_gt[i] is None for i in g if gt):
+            units.append((gi, list(g)))
+    rest = [i for i in range(n) if gt and d_gt[i] is None and i not in grouped]
+    units += [(None, rest[s:s + batch_images]) for s in range(0, len(rest), batch_images)]
+    advance = bars.task("LPIPS", len(units))
+    start = 0
+    while start < len(units):
+        batch = [units[start]]
+        while start + len(batch) < len(units) and sum(len(u[1]) for u in batch) + len(units[start + len(batch)][1]) <= batch_images:
+            batch.append(units[start + len(batch)])
+        idx = [i for _, members in batch for i in members]
+        feats = net.features(inp.generated[idx])
+        need = [k for k, i in enumerate(idx) if gt and d_gt[i] is None and i not in idx[:k]]
+        if need:
+            fr = net.features(inp.real[[inp.pairs[idx[k]] for k in need]])
+            d = net.distance([f[need] for f in feats], fr).double().cpu().numpy()
+            for k, value in zip(need, d):
+                cache.put(ns, gt_keys[idx[k]], value)
+                d_gt[idx[k]] = value
+        offset = 0
+        for gi, members in batch:
+            if gi is not None and d_div[gi] is None:
+                value = np.float64(diversity_from_features(net, [f[offset:offset + len(members)] for f in feats]))
+                cache.put(ns, div_keys[gi], value)
+                d_div[gi] = value
+            offset += len(members)
+        advance(len(batch))
+        start += len(batch)
+    ctx.memo["lpips-gt"] = d_gt
+    rows = []
+    if gt:
+        rows.append(ctx.row("LPIPS-gt", "alex-v0.1", np.mean(d_gt), n, protocol))
+    if diversity:
+        rows.append(ctx.row("LPIPS-diversity", "alex-v0.1", np.mean(d_div), len(groups), protocol))
+    return rows
+
+
+def _lpips_compute(ctx) -> list[dict]:
+    """LPIPS-gt, with LPIPS-diversity in the same trunk pass when it is chosen too."""
+    both = "lpips-diversity" in ctx.chosen
+    rows = _lpips_rows(ctx, gt=True, diversity=both)
+    if both:
+        ctx.memo["lpips-diversity rows"] = rows[1:]
+    return rows[:1]
+
+
+def _lpips_diversity_compute(ctx) -> list[dict]:
+    if "lpips-diversity rows" in ctx.memo:
+        return ctx.memo.pop("lpips-diversity rows")
+    return _lpips_rows(ctx, gt=False, diversity=True)
+
+
+def _lpips_per_item(ctx, row: str):
+    from evalkit.metrics.registry import PerItem
+
+    _lpips_rows(ctx, gt=True, diversity=False)
+    return PerItem(np.asarray(ctx.memo["lpips-gt"], dtype=np.float64))
+
+
+def _register() -> None:
+    from evalkit.metrics.registry import MetricSpec, RowSpec, register_backbone, register_metric
+
+    register_backbone("lpips", lambda options, device: LPIPSAlex(options.weights, options.seed, device=device))
+    register_metric(MetricSpec(
+        "lpips", rows=(RowSpec("LPIPS-gt", higher_is_better=False, decimals=3),), compute=_lpips_compute,
+        needs=("pairs",), backbone="lpips", per_item=_lpips_per_item, shards=True, order=40))
+    register_metric(MetricSpec(
+        "lpips-diversity", rows=(RowSpec("LPIPS-diversity", higher_is_better=True, decimals=3),),
+        compute=_lpips_diversity_compute, needs=("groups",), backbone="lpips", shards=True, order=50))
+
+
+_register()

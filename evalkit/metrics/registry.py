@@ -32,8 +32,8 @@ NEEDS = {
     "groups": "needs groups of outputs per conditional input (--pairs with a query column)",
     "equal-sets": "needs as many real as generated images of the same size ({n} generated, {m} real)",
 }
-_BUILTIN = ("evalkit.metrics.fid", "evalkit.metrics.kid", "evalkit.metrics.swd", "evalkit.metrics.evaluate",
-            "evalkit.metrics.pixel")
+_BUILTIN = ("evalkit.metrics.fid", "evalkit.metrics.kid", "evalkit.metrics.swd", "evalkit.metrics.lpips",
+            "evalkit.metrics.vgg", "evalkit.metrics.pixel")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from evalkit.errors import EvalkitError
-from evalkit.features import VGG19Features
+from evalkit.features import FeatureCache, VGG19Features, cached_per_item, pair_key
 from evalkit.images import as_uint8_batch
 
 SEMANTIC_LAYERS = ("relu4_2", "relu5_2")
@@ -78,3 +78,63 @@ def vgg_consistency(outputs, ground_truth=None, exemplars=None, *, weights: str 
         s = torch.cat(sty).mean(0).cpu()
         result.update({"style-mean": float(s[0]), "style-std": float(s[1])})
     return result
+
+
+# -- the ``vgg`` family (evalkit.metrics.registry) -----------------------------------------
+def _vgg_compute(ctx) -> list[dict]:
+    """Semantic (pairs) and style (per-image relu1_2 stats) consistency; every image
+    goes through VGG at most once."""
+    inp, net, cache, bars = ctx.inputs, ctx.backbones["vgg"], ctx.cache, ctx.bars
+    n = len(inp.generated)
+    ns = FeatureCache.namespace(**net.protocol_key())
+    do_sem = inp.pairs is not None
+    do_style = inp.exemplars is not None
+    sem_keys = [pair_key("sem", g, inp.real_hash[j]) for g, j in zip(inp.gen_hash, inp.pairs)] if do_sem else []
+    sem = [cache.get(ns, k) for k in sem_keys]
+    gen_style = [cache.get(ns, "style" + h) for h in inp.gen_hash] if do_style else []
+    todo = sorted({i for i, v in enumerate(sem) if v is None} | {i for i, v in enumerate(gen_style) if v is None})
+    advance = bars.task("VGG19 features", len(todo))
+    for start in range(0, len(todo), 8):
+        idx = todo[start:start + 8]
+        fo = net(inp.generated[idx])
+        if do_style:
+            stats = style_stats(fo).cpu().numpy()
+            for k, i in enumerate(idx):
+                cache.put(ns, "style" + inp.gen_hash[i], stats[k])
+                gen_style[i] = stats[k]
+        need = [k for k, i in enumerate(idx) if do_sem and sem[i] is None]
+        if need:
+            fr = net(inp.real[[inp.pairs[idx[k]] for k in need]])
+            cos = semantic_cosines({l: fo[l][need] for l in SEMANTIC_LAYERS}, fr).cpu().numpy()
+            for c, k in zip(cos, need):
+                cache.put(ns, sem_keys[idx[k]], c)
+                sem[idx[k]] = c
+        advance(len(idx))
+    rows = []
+    if do_sem:
+        s = np.mean(np.stack(sem), axis=0)
+        rows += [ctx.row(f"semantic-{l}", "vgg19", v, n, ctx.protocol(net)) for l, v in zip(SEMANTIC_LAYERS, s)]
+    if do_style:
+        ex_keys = ["style" + h for h in inp.ex_hash]
+
+        def compute(idx):
+            return list(style_stats(net(inp.exemplars[idx])).cpu().numpy())
+
+        ex_style = cached_per_item(cache, ns, ex_keys, compute, batch_size=8, advance=bars.task("VGG19 exemplars", n))
+        cos = style_cosines(torch.as_tensor(np.stack(gen_style)), torch.as_tensor(np.stack(ex_style))).numpy().mean(0)
+        rows += [ctx.row("style-mean", "vgg19", cos[0], n, ctx.protocol(net)),
+                 ctx.row("style-std", "vgg19", cos[1], n, ctx.protocol(net))]
+    return rows
+
+
+def _register() -> None:
+    from evalkit.metrics.registry import MetricSpec, RowSpec, register_backbone, register_metric
+
+    register_backbone("vgg", lambda options, device: VGG19Features(options.weights, options.seed, device=device))
+    register_metric(MetricSpec(
+        "vgg", rows=tuple(RowSpec(name, higher_is_better=True, decimals=3) for name in
+                          (*(f"semantic-{l}" for l in SEMANTIC_LAYERS), "style-mean", "style-std")),
+        compute=_vgg_compute, needs_any=("pairs", "exemplars"), backbone="vgg", shards=True, order=60))
+
+
+_register()
