@@ -1,11 +1,13 @@
 """SPADE baselines (Park et al., CVPR 2019): label-only ``spade`` and exemplar-encoded ``spade-vae``.
 
 ``spade``: the generator starts from the down-sampled label map and every normalisation
-is de-normalised by the label map; the exemplar is ignored. ``spade-vae``: a style
-encoder maps the exemplar to ``N(mu, sigma^2)``; a sample ``z`` (training) or the mean
-``mu`` (translation, so outputs are deterministic) is projected to the generator's
-start grid; trained with the KL term (x0.05). Both use SPADE's losses: hinge GAN,
-discriminator feature matching and the VGG loss to the ground truth.
+is de-normalised by the label map; the exemplar is ignored (a no-exemplar floor, LPIPS
+diversity 0 by construction). ``spade-vae`` (the papers' "SPADE": RABIT Table 1, UNITE
+§4.2 "supports style injection from an exemplar"): a style encoder maps an image to
+``N(mu, sigma^2)``; a sample ``z`` of the ground truth's code (training, as NVlabs) or the
+mean ``mu`` of the exemplar's (translation, so outputs are deterministic) is projected to
+the generator's start grid; trained with the KL term (x0.05). Both use SPADE's losses
+(NVlabs weights): hinge GAN x1, discriminator feature matching x10, VGG x10 to the ground truth.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evalkit.methods.common.encoders import StyleEncoder
+from evalkit.methods.common.encoders import StyleCode
 from evalkit.methods.common.losses import kld_loss
 from evalkit.methods.config import SPADEConfig
 from evalkit.methods.translator import GANTranslator
@@ -38,7 +40,9 @@ class SPADETranslator(GANTranslator):
 
 
 class SPADEVAETranslator(GANTranslator):
-    """SPADE with a VAE style encoder of the exemplar (style code injected at the start grid)."""
+    """SPADE with a VAE style encoder (style code injected at the start grid). As NVlabs/SPADE
+    trains it, the encoder sees the ground truth in training (the KL term keeps the code close to
+    N(0, I)); at translation it encodes the exemplar, so the exemplar sets the style."""
 
     exemplar_based = False
     config_class = SPADEConfig
@@ -46,15 +50,11 @@ class SPADEVAETranslator(GANTranslator):
     def __init__(self, config: SPADEConfig, cond_channels: int, variant: str = "spade-vae"):
         super().__init__(config, cond_channels, variant)
         c = config
-        self.encoder = StyleEncoder(c.size, c.generator.ngf, c.z_dim)
         self.netG = self.make_generator(c.z_dim, self.spade_norms(cond_channels, "seg"))
-        self.fc = nn.Linear(c.z_dim, c.z_dim * self.netG.start ** 2)
+        self.style = StyleCode(c.size, c.generator.ngf, c.z_dim, self.netG.start)
 
     def generate(self, batch) -> dict:
-        mu, logvar = self.encoder(batch.exemplar)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        s = self.netG.start
-        x0 = self.fc(z).view(z.shape[0], -1, s, s)
+        x0, mu, logvar = self.style(batch.image if self.training else batch.exemplar, sample=self.training)
         aux = {"kld": kld_loss(mu, logvar)} if self.training else {}
         return {"image": self.netG(x0, {"seg": batch.cond}), "aux": aux, "extras": {"mu": mu}}
 

@@ -1,19 +1,27 @@
 """`evalkit demo`: the whole benchmark, end to end, on the built-in dataset.
 
-Trains RABIT, UNITE, CoCosNet and SPADE (preset ``tiny``) on the built-in ``shapes``
-scenes, evaluates every metric on their test outputs (and on two reference outputs: the
-ground truth, the best any method can do, and a copy of the exemplar), profiles the
+Trains RABIT, UNITE, CoCosNet, the papers' SPADE (``spade-vae``: style injected from the
+exemplar) and the labels-only SPADE (``spade``, a no-exemplar floor) at preset ``tiny`` on the
+built-in ``shapes`` scenes, evaluates every metric on their test outputs (and on two
+reference outputs: the ground truth, the best any method can do, and a copy of the
+exemplar, the floor every exemplar-based method has to beat), runs the paired bootstrap of
+each exemplar-based method against the exemplar copy on LPIPS-gt and PSNR, profiles the
 memory of the alignment modules, and writes the report into ``OUT/``::
 
-    OUT/report.md           start here: leaderboard, warnings, timings, where everything is
+    OUT/report.md           start here: warnings, leaderboard, claims vs exemplar copy, example
+                            grid, training-loss curves, timings, where everything is
     OUT/summary.json        the same as `evalkit demo --json`
-    OUT/run/                the benchmark run (see README.md): checkpoints, outputs,
-                            results.csv, report/ (leaderboard, paper tables, plots,
+    OUT/run/                the benchmark run (see README.md): checkpoints (with losses.json),
+                            outputs, results.csv, report/ (leaderboard, paper tables, plots,
+                            claims*.{md,csv}, examples.png, losses.{png,pdf},
                             profile.{csv,png,pdf}: memory/time of the alignment modules)
     OUT/history.sqlite      the run (results + memory/time profile) for `evalkit report compare`
 
 Metric backbones are the pretrained ones when their files are present, otherwise
-random-initialised (``--weights random``), which the report states in its first line.
+random-initialised (``--weights random``), which the report states in its first line. The
+``tiny`` preset's perceptual network is always a narrow random VGG19, so its contextual loss
+(matching the exemplar's feature statistics) has no meaning and is off
+(:data:`evalkit.methods.config.TINY`); the report says so.
 A second `evalkit demo` into the same folder resumes / skips every finished stage.
 """
 
@@ -24,6 +32,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from evalkit.config import DatasetConfig, ReportConfig, RunConfig, VariantConfig
@@ -32,14 +41,18 @@ from evalkit.errors import EvalkitError
 from evalkit.files import write_atomic
 from evalkit.reports import results as R
 
-METHODS = ("rabit", "unite", "cocosnet", "spade")
-REFERENCES = ("reference/ground-truth", "reference/exemplar-copy")
+METHODS = ("rabit", "unite", "cocosnet", "spade-vae", "spade")
+EXEMPLAR_BASED = ("rabit", "unite", "cocosnet", "spade-vae")  # each must beat the exemplar copy
+COPY = "reference/exemplar-copy"
+REFERENCES = ("reference/ground-truth", COPY)
+CLAIM_METRICS = ("LPIPS-gt", "PSNR")
 SIZE = 64  # preset `tiny` output size
-N_TRAIN = 64
+N_TRAIN = 256
 EXEMPLARS_PER_QUERY = 3  # the papers' LPIPS-diversity protocol: outputs under 3 exemplars per input
 N_TEST = 48  # 16 queries x 3 exemplars
-STEPS = 120
+STEPS = 300
 BATCH = 4
+EXAMPLES = 4  # rows of the example grid
 PAPER_DATASET = "ADE20K"  # the paper table the demo's numbers are set beside (marked: built-in data)
 
 
@@ -65,7 +78,7 @@ def demo_config(out: Path, weights: str) -> RunConfig:
         variants=tuple(VariantConfig(name=m, preset="tiny", steps=STEPS, batch_size=BATCH) for m in METHODS)
         + tuple(VariantConfig(name=r) for r in REFERENCES),
         evaluation=EvaluationOptions(metrics=None, weights=weights),
-        report=ReportConfig(paper_datasets={"shapes": PAPER_DATASET}, examples=4),
+        report=ReportConfig(paper_datasets={"shapes": PAPER_DATASET}, examples=EXAMPLES),
     )
 
 
@@ -105,6 +118,88 @@ def _profile_report(run_id: str, report_dir: Path) -> tuple[dict[str, Path], pd.
     return {"profile.csv": csv, "profile.png": png, "profile.pdf": pdf}, table
 
 
+def claims_vs_copy(cfg: RunConfig, report_dir: Path) -> pd.DataFrame:
+    """Paired bootstrap (:func:`evalkit.reports.bootstrap.paired_bootstrap`, 1000 resamples of the
+    test items, seed 0) of every exemplar-based method A against B = the exemplar copy on
+    LPIPS-gt and PSNR: ``A beats B`` only when the 95 % interval of Δ = A − B excludes 0 on
+    A's side. Written to ``report/claims_vs_exemplar_copy.{md,csv}``."""
+    from evalkit.devices import resolve_device
+    from evalkit.reports import bootstrap as B
+    from evalkit.reports.claims import _PerItem
+
+    run_dir, seed, dataset = cfg.run_dir, cfg.seeds[0], cfg.datasets[0].name
+    ev = cfg.evaluation
+    options = ev.replace(cache_dir=ev.cache_dir or run_dir / "features",
+                         device=str(resolve_device(cfg.device)) if ev.device == "auto" else ev.device)
+    per = _PerItem(run_dir / "outputs", seed, options, options.cache_dir)
+    rows = []
+    for metric in CLAIM_METRICS:
+        hib = R.higher_is_better(metric)
+        copy = np.asarray(per(dataset, COPY, metric).values, dtype=float)
+        for method in EXEMPLAR_BASED:
+            mine = np.asarray(per(dataset, method, metric).values, dtype=float)
+            res = B.paired_bootstrap(mine, copy, higher_is_better=hib, n_boot=1000, seed=seed)
+            rows.append(B.claim_row(dataset, seed, metric, method, COPY, res))
+    claims = pd.DataFrame(rows, columns=B.CLAIM_COLUMNS)
+    write_atomic(report_dir / "claims_vs_exemplar_copy.csv", claims.to_csv(index=False, float_format="%.10g"))
+    write_atomic(report_dir / "claims_vs_exemplar_copy.md", _claims_md(claims))
+    return claims
+
+
+def _claims_md(claims: pd.DataFrame) -> str:
+    lines = ["| method | metric | method | exemplar copy | Δ | 95% interval | P(better) | verdict |",
+             "| --- | --- | ---: | ---: | ---: | --- | ---: | --- |"]
+    for r in claims.to_dict("records"):
+        lines.append(f"| {r['a']} | {r['metric']} {R.arrow(r['metric'])} | {r['stat_a']:.4g} | {r['stat_b']:.4g} | "
+                     f"{r['delta']:+.4g} | [{r['ci_low']:.4g}, {r['ci_high']:.4g}] | {r['p_better']:.3f} | {r['verdict']} |")
+    lines += ["", f"Paired bootstrap over the {int(claims['n_items'].iloc[0])} test items (1000 resamples): each "
+              "exemplar-based method against copying the exemplar, the floor a method that uses the exemplar "
+              "has to beat. \"beats\" only when the whole 95% interval of Δ lies on the method's side of 0."]
+    return "\n".join(lines) + "\n"
+
+
+def example_grid(cfg: RunConfig, report_dir: Path, rows: int = EXAMPLES) -> Path:
+    """``report/examples.png``: one row per test sample (the first exemplar of the first ``rows``
+    queries), columns input (visualised condition) | exemplar | ground truth | each method."""
+    from evalkit.files import load_image, save_png
+    from evalkit.layout import OutputsLayout, read_pairs_csv
+
+    layout = OutputsLayout(cfg.run_dir / "outputs" / cfg.datasets[0].name / f"seed{cfg.seeds[0]}")
+    first: dict[str, str] = {}
+    for r in read_pairs_csv(layout.pairs):
+        first.setdefault(r["query"], r["name"])
+    names = list(first.values())[:rows]
+    columns = [layout.cond, layout.exemplar, layout.real] + [layout.images(m) for m in METHODS]
+    pad = 2
+    tiles = []
+    for name in names:
+        row = []
+        for folder in columns:
+            path = next(p for p in OutputsLayout.image_files(folder) if p.stem == name)
+            img = load_image(path)
+            row += [img, np.full((img.shape[0], pad, 3), 255, np.uint8)]
+        tiles.append(np.concatenate(row[:-1], 1))
+        tiles.append(np.full((pad, tiles[-1].shape[1], 3), 255, np.uint8))
+    grid = np.concatenate(tiles[:-1], 0)
+    scale = 2 if grid.shape[0] <= 70 * len(names) else 1  # tiles of 64 px or less are shown at 2x (nearest)
+    grid = grid.repeat(scale, 0).repeat(scale, 1)
+    return save_png(grid, report_dir / "examples.png")
+
+
+def loss_plot(cfg: RunConfig, report_dir: Path) -> list[Path]:
+    """``report/losses.{png,pdf}``: each trained method's training losses (its ``losses.json``)."""
+    from evalkit.layout import variant_dir
+    from evalkit.reports import plots
+
+    d, seed = cfg.datasets[0].name, cfg.seeds[0]
+    histories = {}
+    for m in METHODS:
+        path = cfg.run_dir / "checkpoints" / d / variant_dir(m) / f"seed{seed}" / "losses.json"
+        if path.is_file():
+            histories[m] = json.loads(path.read_text(encoding="utf-8"))
+    return plots.training_losses(histories, report_dir / "losses") if histories else []
+
+
 def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict:
     """Run the demo into ``out``; returns the summary (also written to ``out/summary.json``)."""
     from evalkit import pipeline
@@ -121,6 +216,12 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
     def extra_report(table, report_dir):
         files, rows = _profile_report(table["run_id"].iloc[0], report_dir)
         profile["rows"] = rows
+        claims_vs_copy(cfg, report_dir)
+        files["claims_vs_exemplar_copy.md"] = report_dir / "claims_vs_exemplar_copy.md"
+        files["claims_vs_exemplar_copy.csv"] = report_dir / "claims_vs_exemplar_copy.csv"
+        files["examples.png"] = example_grid(cfg, report_dir)
+        for p in loss_plot(cfg, report_dir):
+            files[p.name] = p
         return files
 
     summary = pipeline.run(cfg, progress=progress, extra_report=extra_report)
@@ -132,6 +233,8 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
                        pd.concat([R.read(summary.results), profile["rows"]], ignore_index=True))
     results = pd.read_csv(summary.results)
     lb = leaderboard.build(results)
+    claims_csv = summary.run_dir / "report" / "claims_vs_exemplar_copy.csv"
+    claims = pd.read_csv(claims_csv) if claims_csv.is_file() else pd.DataFrame()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     data = {
         "out": str(out),
@@ -143,30 +246,54 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
         "variants": [v.name for v in cfg.variants],
         "dataset": {"name": "shapes", "size": SIZE, "n_train": N_TRAIN, "n_test": N_TEST},
         "steps": STEPS,
+        "losses_off": _losses_off(),
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(cpu, 1),
         "cpu_threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None,
         "stages_computed": len(summary.computed),
         "stages_skipped": len(summary.skipped),
         "leaderboard": {f"{r.variant} {r.metric}": round(float(r["mean"]), 6) for _, r in lb.cells.iterrows()},
+        "claims_vs_exemplar_copy": [{k: r[k] for k in ("a", "metric", "delta", "ci_low", "ci_high", "verdict")}
+                                    for r in claims.to_dict("records")],
         "files": {k: str(v) for k, v in summary.report.items()} | {"results.csv": str(summary.results)},
     }
     write_atomic(out / "summary.json", json.dumps(data, indent=1))
-    write_atomic(out / "report.md", _report_md(data, lb))
+    write_atomic(out / "report.md", _report_md(data, lb, summary.run_dir / "report"))
     data["files"]["report.md"] = str(out / "report.md")
     return data
 
 
-def _report_md(data: dict, lb) -> str:
+def _losses_off() -> str:
+    """Which loss terms the ``tiny`` preset switches off, and why (for the report)."""
+    from evalkit.methods.config import TINY
+
+    off = sorted(k for k, v in TINY.get("losses", {}).items() if v == 0)
+    return (f"{', '.join(off)} off: the tiny preset's perceptual network is a narrow random VGG19 (never "
+            "pretrained), on which matching the exemplar's feature statistics has no meaning") if off else ""
+
+
+def _report_md(data: dict, lb, report_dir: Path) -> str:
     from evalkit.reports import leaderboard
 
+    rel = lambda name: os.path.relpath(report_dir / name, Path(data["out"]))  # noqa: E731
     lines = ["# evalkit demo", ""]
     if data["warning"]:
         lines += [f"**Warning:** {data['warning']}.", ""]
     lines += [f"Run `{data['run_id']}`: {', '.join(data['variants'])} on the built-in `shapes` dataset "
               f"({data['dataset']['size']} px, {data['dataset']['n_train']} training / {data['dataset']['n_test']} test "
-              f"samples), {data['steps']} training steps each (preset `tiny`).", ""]
-    lines += ["## Leaderboard", "", leaderboard.to_markdown(lb), "## Files", ""]
+              f"samples), {data['steps']} training steps each (preset `tiny`)."
+              + (f" Losses: {data['losses_off']}." if data["losses_off"] else ""), ""]
+    lines += ["## Leaderboard", "", leaderboard.to_markdown(lb)]
+    claims = report_dir / "claims_vs_exemplar_copy.md"
+    if claims.is_file():
+        lines += ["## Does each exemplar-based method beat copying the exemplar?", "",
+                  claims.read_text(encoding="utf-8")]
+    if (report_dir / "examples.png").is_file():
+        lines += ["## Examples", "", "input | exemplar | ground truth | " + " | ".join(METHODS), "",
+                  f"![examples]({rel('examples.png')})", ""]
+    if (report_dir / "losses.png").is_file():
+        lines += ["## Training losses", "", f"![training losses]({rel('losses.png')})", ""]
+    lines += ["## Files", ""]
     lines += [f"- `{k}`: {v}" for k, v in sorted(data["files"].items())]
     lines += ["", f"Wall time {data['wall_seconds']} s, CPU time {data['cpu_seconds']} s "
               f"({data['stages_computed']} stages computed, {data['stages_skipped']} skipped).", ""]

@@ -21,13 +21,15 @@ blocks and k=3, UNITE transport 64² with 128-d features and eta=1e-4, CoCosNet 
 temperature 0.01; TTUR Adam G 1e-4 / D 4e-4, betas (0, 0.999)). The papers do not state
 their loss weights; the values here are the ones in the official training scripts
 (CoCosNet, fnzhan/RABIT, fnzhan/UNITE): hinge GAN x10, discriminator feature matching
-x10, VGG x10 (x0.1 ``fm_ratio`` on non-self-reference pairs), perceptual relu5_2 x0.01,
-contextual (relu5_2 x8, relu4_2 x4, relu3_2 x2) x10.
+x10, L_pse = VGG x10 x0.1 ``fm_ratio`` on self-reference pairs only, perceptual relu5_2
+x0.01, contextual (relu5_2 x8, relu4_2 x4, relu3_2 x2) x10 (CoCosNet) or x1 (RABIT/UNITE
+``--ctx_w 0.1``); SPADE: GAN x1 (NVlabs).
 
 ``tiny`` is the same architecture, narrow and at 64² (correspondence 32², transport and
 cosine 16²), so that every variant trains on two CPU cores in minutes. Its perceptual
 network is a VGG19 of width 1/8, which can never load pretrained weights (reported as
-``perceptual_pretrained=False`` in the training log).
+``perceptual_pretrained=False`` in the training log); on it the contextual loss has no
+meaning and is off, and G and D train at 4e-4 (docs/methods.md, "Presets").
 """
 
 from __future__ import annotations
@@ -52,17 +54,23 @@ _FLAT = {"flat": True}  # metadata of a part whose fields are also overridden by
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights lambda_i of the objective (RABIT eq. 3, UNITE eq. 12) and of the baselines' terms."""
+    """Weights lambda_i of the objective (RABIT eq. 3, UNITE eq. 12) and of the baselines' terms.
 
-    gan: float = 10.0  # hinge adversarial, generator side
-    gan_feat: float = 10.0  # discriminator feature matching (pix2pixHD)
-    vgg: float = 10.0  # multi-layer VGG L1 to the ground truth (SPADE's VGG loss)
-    fm_ratio: float = 0.1  # multiplies ``vgg`` on pairs whose exemplar is not the ground truth
-    perceptual: float = 0.01  # L_perc, relu5_2 L1 to the ground truth
-    contextual: float = 10.0  # L_cxt to the exemplar, layers weighted (relu5_2 8, relu4_2 4, relu3_2 2)
+    The papers give no values; the defaults are the released training scripts' (CoCosNet
+    ``train_options.py`` / README, fnzhan/RABIT and fnzhan/UNITE ``train_ade.sh``; SPADE's
+    GAN weight is NVlabs' 1, set by :class:`SPADEConfig`). A weight of 0 skips the term.
+    """
+
+    gan: float = 10.0  # hinge adversarial, generator side (weight_gan)
+    gan_feat: float = 10.0  # discriminator feature matching (pix2pixHD lambda_feat)
+    vgg: float = 10.0  # lambda_vgg: SPADE's VGG loss to the ground truth (label-only methods, every pair)
+    fm_ratio: float = 0.1  # L_pse = vgg * fm_ratio * VGG loss on self-reference pairs only (CoCosNet "fm")
+    perceptual: float = 0.01  # L_perc, relu5_2 L1 to the ground truth, every pair (weight_perceptual)
+    contextual: float = 10.0  # L_cxt to the exemplar (lambda_vgg * ctx_w), layers weighted relu5_2 8, relu4_2 4, relu3_2 2
     cycle: float = 1.0  # L_cyc = ||T^T T Z - Z||_1
-    consistency: float = 10.0  # L_cst = ||F_X(X) - F_Z(X')||_1
-    pseudo: float = 10.0  # L_pse: self-reference pairs, VGG L1 of output and warped exemplar to X'
+    consistency: float = 10.0  # L_cst = ||F_X(X) - F_Z(X')||_1 (novgg_featpair)
+    warp_self: float = 0.0  # ||T.Z - X'||_1 on self-reference pairs (CoCosNet warp_self_w; 0 as released)
+    mask: float = 0.0  # warp-mask loss (CoCosNet weight_mask; 100 in the released configs' flags)
     kld: float = 0.05  # SPADE-VAE KL term
 
 
@@ -164,7 +172,7 @@ class TranslatorConfig:
     losses: LossWeights = field(default_factory=LossWeights)
     optim: OptimConfig = field(default_factory=OptimConfig)
     vgg_width: int = 64  # 64 = real VGG19 (pretrained weights load); smaller = narrow random VGG
-    cx_bandwidth: float = 0.5  # contextual loss bandwidth h
+    cx_bandwidth: float = 0.1  # contextual loss bandwidth h (the released ContextualLoss_forward's 0.1)
 
     def __post_init__(self):
         _validate(self)
@@ -224,6 +232,7 @@ class SPADEConfig(TranslatorConfig):
     """SPADE and SPADE-VAE (Park et al. 2019): ``z_dim`` is the VAE's style code (Sec. 3.3)."""
 
     family: ClassVar[str] = "spade"
+    losses: LossWeights = field(default_factory=lambda: LossWeights(gan=1.0))  # NVlabs/SPADE: GAN 1, feat 10, VGG 10
     z_dim: int = 256
 
 
@@ -233,7 +242,11 @@ class CoCosNetConfig(TranslatorConfig):
 
     family: ClassVar[str] = "cocosnet"
     correspondence: CorrespondenceConfig = field(default_factory=CorrespondenceConfig, metadata=_FLAT)
+    losses: LossWeights = field(default_factory=lambda: LossWeights(mask=100.0))  # README: --weight_mask 100
     temperature: float = 0.01
+    centre: bool = True  # --PONO_C: features centred over their dimension before the cosine
+    match_kernel: int = 3  # --match_kernel 3 (default): 3x3 neighbourhoods are matched
+    label_mix: bool = True  # --maskmix: resized labels mixed into both sides' features
 
 
 @dataclass(frozen=True)
@@ -244,6 +257,7 @@ class RABITConfig(TranslatorConfig):
 
     family: ClassVar[str] = "rabit"
     correspondence: CorrespondenceConfig = field(default_factory=CorrespondenceConfig, metadata=_FLAT)
+    losses: LossWeights = field(default_factory=lambda: LossWeights(contextual=1.0))  # train_ade.sh --ctx_w 0.1
     alignment: Literal["ras", "cosine"] = "ras"
     position: Literal["none", "spe", "coord"] = "spe"
     injection: Literal["confi", "concat"] = "confi"
@@ -251,7 +265,7 @@ class RABITConfig(TranslatorConfig):
     block: int = 2
     topk: int = 3
     retrieval: Literal["ot", "softmax"] = "ot"
-    topk_eps: float = 0.01
+    topk_eps: float = 0.1  # on the normalised cost (Xie et al.'s TopK_custom default)
     topk_iters: int = 100
     confi_nc: int = 64
     self_ref_mode: Literal["dataset", "always"] = "dataset"  # always: exemplar = augmented ground truth
@@ -264,13 +278,18 @@ class UNITEConfig(TranslatorConfig):
     transport; SEACE's activation matrix is built at most at ``seace_attn_size``."""
 
     family: ClassVar[str] = "unite"
-    correspondence: CorrespondenceConfig = field(default_factory=CorrespondenceConfig, metadata=_FLAT)
+    correspondence: CorrespondenceConfig = field(default_factory=lambda: CorrespondenceConfig(feat_nc=128), metadata=_FLAT)
+    losses: LossWeights = field(default_factory=lambda: LossWeights(contextual=1.0))  # train_ade.sh --ctx_w 0.1
     alignment: Literal["none", "cosine", "ot", "uot"] = "uot"
     injection: Literal["spade", "concat", "seace"] = "seace"
     temperature: float = 0.01  # cosine ablation
     ot_eps: float = 1e-4
     ot_tau: float = 1.0
-    ot_iters: int = 100
+    ot_masses: Literal["eq3", "softmax", "uniform"] = "eq3"  # see transport.unite_masses
+    ot_iters: int = 2000  # at most, per eps stage
+    ot_tol: float = 1e-2  # each eps stage runs until the marginal residual is below this (UnbalancedTransport)
+    ot_eps_steps: int = 10
+    z_dim: int = 256  # unite/spade: the exemplar's style code (SPADE-VAE encoder)
     multi_stage: bool = True
     seace_attn_size: int = 64
 
@@ -280,6 +299,9 @@ class UNITEConfig(TranslatorConfig):
             raise EvalkitError(f"translator config alignment={self.alignment!r} with injection={self.injection!r}: "
                                "UNITE injects the labels alone (injection 'spade') exactly when there is no "
                                "alignment (alignment 'none')")
+        if self.alignment == "ot" and self.ot_masses == "eq3":
+            raise EvalkitError("translator config alignment='ot' with ot_masses='eq3': balanced OT needs masses of "
+                               "equal totals; use ot_masses='softmax' or 'uniform', or alignment='uot'")
 
 
 FAMILIES: dict[str, type[TranslatorConfig]] = {
@@ -293,7 +315,11 @@ PRESETS = ("tiny", "paper")
 TINY = dict(
     size=64, ngf=8, num_up=4, spade_hidden=16, norm_g="instance", spectral_g=True,
     ndf=16, num_d=2, n_layers_d=3, feat_nc=32, enc_ngf=8, enc_res_blocks=1,
-    confi_nc=16, z_dim=32, vgg_width=8, seace_attn_size=16, topk_iters=20, ot_iters=20,
+    confi_nc=16, z_dim=32, vgg_width=8, seace_attn_size=16, topk_iters=20,
+    # evalkit's own (docs/methods.md "Presets"): the narrow VGG19 is always random, and matching
+    # the exemplar's statistics in random features has no meaning; a few hundred steps need
+    # faster rates than the papers' 100-200 epochs
+    losses={"contextual": 0.0}, optim={"lr_g": 4e-4, "lr_d": 4e-4},
 )
 
 

@@ -22,6 +22,7 @@ import io
 import json
 import pickle
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,12 +34,12 @@ from PIL import Image
 from evalkit.data import collate, to_uint8_image, visualise_cond
 from evalkit.devices import resolve_device
 from evalkit.errors import EvalkitError
-from evalkit.files import atomic_path, save_png, write_atomic
-from evalkit.layout import PAIRS_COLUMNS, OutputsLayout
+from evalkit.files import atomic_path, check_writable, save_png, staging_dir, sweep_temp_files, write_atomic
+from evalkit.layout import PAIRS_COLUMNS, OutputsLayout, install_outputs
 from evalkit.methods.registry import build_translator
 from evalkit.methods.translator import Translator
 
-__all__ = ["train", "infer", "load_checkpoint", "save_checkpoint", "batch_indices", "CHECKPOINT", "IMAGE_FORMATS"]
+__all__ = ["train", "infer", "load_checkpoint", "save_checkpoint", "batch_indices", "set_epoch", "CHECKPOINT", "IMAGE_FORMATS"]
 
 CHECKPOINT = "last.pt"
 IMAGE_FORMATS = {"png": ("png", {}), "jpeg": ("jpg", {"quality": 95, "subsampling": 0})}
@@ -54,6 +55,16 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
     perm = torch.randperm(n, generator=g)
     return perm[i * batch_size:(i + 1) * batch_size].tolist()
+
+
+def set_epoch(dataset, epoch: int) -> None:
+    """Tell ``dataset`` (or the dataset a ``Subset`` wraps) that epoch ``epoch`` starts, so that it
+    re-draws its per-epoch randomness (crops, flips, exemplar kind: CoCosNet's per-draw 70/30)."""
+    target = dataset
+    while target is not None and not hasattr(target, "set_epoch"):
+        target = getattr(target, "dataset", None)
+    if target is not None:
+        target.set_epoch(int(epoch))
 
 
 def _rng_state() -> dict:
@@ -131,8 +142,11 @@ def train(translator: Translator, dataset, *, steps: int, out_dir: str | Path, r
           log_every: int = 10, device: str | torch.device | None = None) -> Path:
     """Train ``translator`` for ``steps`` total steps on ``dataset``; returns ``OUT/last.pt``.
 
-    With ``resume=True`` training continues from ``OUT/last.pt`` (same variant) up to
-    ``steps`` in total. Checkpoints every ``checkpoint_every`` steps and at the end.
+    Each epoch (``len(dataset) // batch_size`` steps) starts with :func:`set_epoch`, so a
+    dataset with per-epoch draws (``PairedDataset``, ``shapes``) serves new crops, flips and
+    exemplar kinds every epoch. With ``resume=True`` training continues from ``OUT/last.pt``
+    (same variant) up to ``steps`` in total. Checkpoints every ``checkpoint_every`` steps and
+    at the end.
     """
     out_dir = Path(out_dir)
     ckpt = out_dir / CHECKPOINT
@@ -166,7 +180,11 @@ def train(translator: Translator, dataset, *, steps: int, out_dir: str | Path, r
             "perceptual_pretrained": bool(getattr(getattr(translator, "vgg", None), "pretrained", False)),
             "perceptual_sha256": getattr(getattr(translator, "vgg", None), "weights_sha256", None)}
     t0 = time.perf_counter()
+    epoch = None
     for step in range(start, steps):
+        if step // (n // batch_size) != epoch:  # the epoch of batch_indices: a new permutation, new draws
+            epoch = step // (n // batch_size)
+            set_epoch(dataset, epoch)
         batch = collate([dataset[i] for i in batch_indices(n, batch_size, seed, step)])
         losses = translator.train_step(batch)
         bad = [k for k, v in losses.items() if not np.isfinite(v)]
@@ -194,16 +212,60 @@ def _save_image(array: np.ndarray, path: Path, image_format: str = "png") -> Non
         Image.fromarray(array).save(tmp, format="JPEG", **IMAGE_FORMATS[image_format][1])
 
 
+def check_compatible(translator: Translator, dataset) -> None:
+    """Refuse, before any work, a translator that cannot translate ``dataset`` faithfully: a
+    network built for another number of condition channels (it would crash mid-way), or one
+    that generates another image size than the dataset's ground truth (its outputs would be
+    scored beside real images of another size). Translators without a config (reference
+    outputs, saved outputs) follow the dataset by construction."""
+    config, args = getattr(translator, "config", None), getattr(translator, "build_args", None) or {}
+    if config is None or not hasattr(config, "size"):
+        return
+    built_for = args.get("cond_channels", getattr(translator, "cond_channels", None))
+    ds_channels, ds_name = getattr(dataset, "cond_channels", None), getattr(dataset, "name", type(dataset).__name__)
+    if built_for is not None and ds_channels is not None and int(built_for) != int(ds_channels):
+        raise EvalkitError(f"{translator.variant} was built for {built_for}-channel conditions but dataset {ds_name!r} "
+                           f"gives {ds_channels}-channel ones; use a checkpoint trained on {ds_name}")
+    if len(dataset) == 0:
+        raise EvalkitError(f"dataset {ds_name!r} has no samples to translate")
+    h, w = dataset[0].image.shape[-2:]
+    if (h, w) != (config.size, config.size):
+        raise EvalkitError(f"{translator.variant} generates {config.size}x{config.size} images but dataset {ds_name!r} "
+                           f"gives {w}x{h} ground truth; infer at the checkpoint's size (drop --size, or --size "
+                           f"{config.size})")
+
+
 def infer(translator: Translator, dataset, out_dir: str | Path, image_format: str = "png", *,
-          batch_size: int = 4, progress: bool = True, device: str | torch.device | None = None) -> Path:
-    """Translate every sample of ``dataset`` and write the outputs layout; returns the variant folder."""
+          batch_size: int = 4, progress: bool = True, device: str | torch.device | None = None,
+          name: str | None = None) -> Path:
+    """Translate every sample of ``dataset`` and write the outputs layout; returns the variant folder.
+
+    ``name`` names the variant in the layout (default: ``translator.variant``; an external
+    method read with ``outputs`` takes its own name). Compatibility is checked first
+    (:func:`check_compatible`). Everything is written into a temp folder beside ``out_dir``
+    and moved into place only when complete (:func:`evalkit.layout.install_outputs`): a
+    failure or a kill leaves ``out_dir`` as it was, never a partial or a stale variant.
+    """
     if image_format not in IMAGE_FORMATS:
         raise EvalkitError(f"unknown image format {image_format!r}; choose one of {sorted(IMAGE_FORMATS)}")
     out_dir = Path(out_dir)
+    check_writable(out_dir, directory=True)
+    check_compatible(translator, dataset)
     device = resolve_device(device)
     translator = _to_device(translator, device)
-    layout = OutputsLayout(out_dir)
-    variant = translator.variant
+    variant = name or translator.variant
+    sweep_temp_files(out_dir.parent, recursive=False, target=out_dir.name)  # a killed infer's staging folder
+    sweep_temp_files(out_dir, recursive=False)  # and the old variant folder it was removing
+    staging = staging_dir(out_dir)
+    try:
+        _write_outputs(translator, dataset, OutputsLayout(staging), variant, image_format, batch_size, progress)
+        return install_outputs(staging, out_dir, variant)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_outputs(translator: Translator, dataset, layout: OutputsLayout, variant: str, image_format: str,
+                   batch_size: int, progress: bool) -> None:
     ext = IMAGE_FORMATS[image_format][0]
     rows, n, has_warped = [], len(dataset), False
     names = set()
@@ -224,7 +286,7 @@ def infer(translator: Translator, dataset, out_dir: str | Path, image_format: st
                 save_png(to_uint8_image(out.warped[j].clamp(-1, 1)), layout.warped_image(variant, s.name))
             rows.append((s.name, s.query, s.exemplar_name))
         if progress:
-            print(f"[{translator.variant}] infer {min(n, start + batch_size)}/{n}", file=sys.stderr, flush=True)
+            print(f"[{variant}] infer {min(n, start + batch_size)}/{n}", file=sys.stderr, flush=True)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(PAIRS_COLUMNS)
@@ -232,7 +294,7 @@ def infer(translator: Translator, dataset, out_dir: str | Path, image_format: st
     write_atomic(layout.pairs, buf.getvalue())
     # ``image_format`` is the protocol's: the compression the pixels went through. Outputs of an
     # external method that were saved as JPEG stay "jpeg" even when re-written here as PNG.
-    meta = {"variant": translator.variant, "image_format": image_format, "written_format": image_format, "extension": ext,
+    meta = {"variant": variant, "image_format": image_format, "written_format": image_format, "extension": ext,
             "jpeg_quality": IMAGE_FORMATS[image_format][1].get("quality"), "n_images": n,
             "warped": has_warped, "dataset": getattr(dataset, "name", type(dataset).__name__),
             "build_args": getattr(translator, "build_args", None)}
@@ -240,4 +302,3 @@ def infer(translator: Translator, dataset, out_dir: str | Path, image_format: st
     if image_format == "jpeg":
         meta["image_format"] = "jpeg"
     write_atomic(layout.meta_path(variant), json.dumps(meta, indent=1))
-    return layout.variant(variant)

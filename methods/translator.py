@@ -20,14 +20,16 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from evalkit.errors import EvalkitError
+from evalkit.methods.alignment.correspondence import resize_to
 from evalkit.methods.common.discriminator import MultiscaleDiscriminator
 from evalkit.methods.common.encoders import CorrespondenceNet
 from evalkit.methods.common.losses import (
-    CX_LAYERS, VGG_LAYERS, contextual_loss_layers, feature_matching_loss, hinge_d_loss, hinge_g_loss,
-    perceptual_loss, pseudo_pair_loss, vgg_loss_per_sample,
+    CX_LAYERS, PSE_LAYERS, VGG_LAYERS, contextual_loss_layers, feature_matching_loss, hinge_d_loss, hinge_g_loss,
+    perceptual_loss, pseudo_pair_loss, vgg_loss_per_sample, warp_self_loss,
 )
 from evalkit.methods.common.spade import SPADE, NormFactory, SPADEGenerator
 from evalkit.methods.common.vgg import PerceptualVGG19
@@ -101,8 +103,9 @@ class GANTranslator(Translator):
     Subclasses build their generator side in ``__init__`` and implement :meth:`generate`,
     returning ``{"image", "warped"?, "confidence"?, "aux": {loss name: raw value}, "extras"?}``;
     auxiliary loss names are fields of :class:`evalkit.methods.config.LossWeights` (``cycle``,
-    ``consistency``, ``kld``). ``exemplar_based`` translators get L_perc, L_cxt, L_pse
-    and the VGG loss at ``fm_ratio`` on non-pseudo pairs; label-only ones SPADE's VGG loss.
+    ``consistency``, ``mask``, ``kld``). ``exemplar_based`` translators get L_pse (the VGG
+    loss on self-reference pairs only), L_perc and L_cxt; label-only ones SPADE's VGG loss
+    (see :meth:`generator_losses`).
     """
 
     exemplar_based: bool = True
@@ -128,11 +131,40 @@ class GANTranslator(Translator):
         g = self.config.generator
         return SPADEGenerator(in_nc, g.ngf, g.num_up, self.config.size, make_norm, g.max_mult, g.spectral_g)
 
-    def make_correspondence(self, aligner: nn.Module, position=None) -> CorrespondenceNet:
+    def make_correspondence(self, aligner: nn.Module, position: str = "none", label_mix: bool = False) -> CorrespondenceNet:
         """F_X / F_Z of ``config.correspondence`` (exemplar-based families) around ``aligner``."""
         c = self.config.correspondence
         return CorrespondenceNet(self.cond_channels, self.config.size, c.corr_size, c.enc_ngf, c.feat_nc,
-                                 c.enc_res_blocks, aligner, position)
+                                 c.enc_res_blocks, aligner, position, label_mix=label_mix)
+
+    def align(self, batch) -> dict:
+        """``self.corr`` on the batch (regions for SPE: the batch's label maps); records the position
+        encoding actually used (SPE falls back to the global grid without a region map) and, for
+        transport, the marginal residual, in :attr:`protocol_meta` (written to ``meta.json``)."""
+        a = self.corr(batch.cond, batch.exemplar, batch.exemplar_cond, batch.label, batch.exemplar_label)
+        meta = self.__dict__.setdefault("protocol_meta", {})
+        if self.corr.position != "none":
+            meta["position_encoding"] = a["position"]
+        stats = None if self.training else getattr(a["corr"], "stats", None)
+        if stats:
+            for k, v in stats.items():  # the worst batch seen
+                meta[k] = max(meta.get(k, v), v)
+        return a
+
+    def correspondence_aux(self, a: dict, batch) -> dict:
+        """The alignment network's training losses: cycle ``||T^T T Z - Z||_1``, consistency and (weight
+        > 0, label maps present) the warp-mask loss."""
+        w = self.config.losses
+        aux = {}
+        if w.cycle:
+            aux["cycle"] = F.l1_loss(self.corr.cycle(a, batch.exemplar), resize_to(batch.exemplar, a["corr"].key_size))
+        if w.consistency:
+            aux["consistency"] = self.corr.consistency(a, batch.image)
+        if w.mask:
+            mask = self.corr.warp_mask(a, batch.label, batch.exemplar_label)
+            if mask is not None:
+                aux["mask"] = mask
+        return aux
 
     # -- devices -------------------------------------------------------------------------
     def _apply(self, fn, recurse=True):
@@ -152,7 +184,7 @@ class GANTranslator(Translator):
     @property
     def vgg(self) -> PerceptualVGG19:
         if self.__dict__["_vgg"] is None:
-            layers = tuple(sorted(set(VGG_LAYERS) | set(CX_LAYERS) | {"relu5_2"}))
+            layers = tuple(sorted(set(VGG_LAYERS) | set(PSE_LAYERS) | set(CX_LAYERS)))
             self.__dict__["_vgg"] = PerceptualVGG19(layers, width=self.config.vgg_width).to(self.device)
         return self.__dict__["_vgg"]
 
@@ -230,30 +262,44 @@ class GANTranslator(Translator):
         return result
 
     def generator_losses(self, batch, out: dict) -> dict[str, torch.Tensor]:
+        """The generator's weighted loss terms (a weight of 0 skips its term and its network pass).
+
+        Every translator: hinge GAN and D feature matching. Exemplar-based ones (CoCosNet Sec. 3,
+        RABIT Sec. 4, UNITE Sec. 3.3, as the released code): ``L_pse``, the VGG loss to the
+        ground truth on self-reference pairs only (``vgg * fm_ratio``, no VGG loss to the ground
+        truth on cross-exemplar pairs), ``L_perc`` (relu5_2, every pair), ``L_cxt`` to the
+        exemplar, the optional self-reference warp loss and the auxiliary terms of
+        :meth:`generate` (cycle, consistency, mask, kld). Label-only ones: SPADE's VGG loss on
+        every pair.
+        """
         w = self.config.losses
         fake = out["image"]
         pred_fake = self.netD(torch.cat([batch.cond, fake], 1))
-        with torch.no_grad():
-            pred_real = self.netD(torch.cat([batch.cond, batch.image], 1))
-        losses = {"gan": w.gan * hinge_g_loss(pred_fake), "gan_feat": w.gan_feat * feature_matching_loss(pred_real, pred_fake)}
-        vgg = self.vgg
-        vgg_fake = vgg(fake.float())
-        with torch.no_grad():
-            vgg_real = vgg(batch.image.float())
-        per_sample = vgg_loss_per_sample(vgg_fake, vgg_real)
-        if self.exemplar_based:
-            not_pseudo = (~batch.self_ref).float()
-            losses["vgg"] = w.vgg * w.fm_ratio * (per_sample * not_pseudo).mean()
-            warped = out.get("warped")
-            losses["pseudo"] = w.pseudo * pseudo_pair_loss(
-                vgg_fake, vgg_real, batch.self_ref, None if warped is None else warped.float(), batch.image)
-            losses["perceptual"] = w.perceptual * perceptual_loss(vgg_fake, vgg_real)
+        losses = {"gan": w.gan * hinge_g_loss(pred_fake)}
+        if w.gan_feat:
             with torch.no_grad():
-                vgg_ex = vgg(batch.exemplar.float())
-            losses["contextual"] = w.contextual * contextual_loss_layers(
-                vgg_fake, vgg_ex, bandwidth=self.config.cx_bandwidth)
-        else:
-            losses["vgg"] = w.vgg * per_sample.mean()
+                pred_real = self.netD(torch.cat([batch.cond, batch.image], 1))
+            losses["gan_feat"] = w.gan_feat * feature_matching_loss(pred_real, pred_fake)
+        to_gt = (w.vgg * w.fm_ratio or w.perceptual) if self.exemplar_based else w.vgg
+        cxt = self.exemplar_based and w.contextual
+        if to_gt or cxt:
+            vgg = self.vgg
+            vgg_fake = vgg(fake.float())
+            with torch.no_grad():
+                vgg_real = vgg(batch.image.float()) if to_gt else None
+                vgg_ex = vgg(batch.exemplar.float()) if cxt else None
+        if self.exemplar_based:
+            if w.vgg * w.fm_ratio:
+                losses["pseudo"] = w.vgg * w.fm_ratio * pseudo_pair_loss(vgg_fake, vgg_real, batch.self_ref)
+            if w.perceptual:
+                losses["perceptual"] = w.perceptual * perceptual_loss(vgg_fake, vgg_real)
+            if cxt:
+                losses["contextual"] = w.contextual * contextual_loss_layers(
+                    vgg_fake, vgg_ex, bandwidth=self.config.cx_bandwidth)
+            if w.warp_self and out.get("warped") is not None:
+                losses["warp_self"] = w.warp_self * warp_self_loss(out["warped"].float(), batch.image, batch.self_ref)
+        elif w.vgg:
+            losses["vgg"] = w.vgg * vgg_loss_per_sample(vgg_fake, vgg_real).mean()
         for name, value in out.get("aux", {}).items():
             losses[name] = getattr(w, name) * value
         return losses

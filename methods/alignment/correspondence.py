@@ -11,6 +11,14 @@ the query grid: ``out[:, :, q] = sum_k W[q, k] * values[:, :, k]`` where ``W`` i
 (row-normalised) correspondence.  ``values`` may come at another resolution than the
 key grid; it is resized to the key grid first (area averaging when shrinking, bilinear
 interpolation when enlarging).
+
+``warp_back(values)`` is the transpose: query-grid values back onto the key grid with
+``W^T`` normalised over its columns, ``out[:, :, k] = sum_q W[q, k] values[:, :, q] /
+sum_q W[q, k]`` (an average of query values again; key positions no query attends to get
+0).  ``warp_back(warp(Z))`` is the cycle ``T^T T Z`` of RABIT eq. 4 / UNITE eq. 8.  Each
+class applies it from what it stores (dense: the matrix; RAS: a scatter over the
+retrieved blocks, ``O(N k b^2)``; potentials: the plan rebuilt chunk by chunk), never
+building an ``L x L`` matrix it did not already hold.
 """
 
 from __future__ import annotations
@@ -53,6 +61,10 @@ class Correspondence(ABC):
     def _apply(self, flat: torch.Tensor) -> torch.Tensor:
         """Map ``[B, C, Lk]`` exemplar values to ``[B, C, Lq]`` query values."""
 
+    @abstractmethod
+    def _apply_t(self, flat: torch.Tensor) -> torch.Tensor:
+        """``W^T`` (not normalised): ``[B, C, Lq]`` query values to ``[B, C, Lk]`` key values."""
+
     def warp(self, values: torch.Tensor) -> torch.Tensor:
         """Warp ``values [B, C', h', w']`` onto the query grid: ``[B, C', H, W]``."""
         if values.dim() != 4:
@@ -69,6 +81,21 @@ class Correspondence(ABC):
         b, c = values.shape[:2]
         out = self._apply(values.reshape(b, c, -1))
         return out.reshape(b, c, *self.size)
+
+    def warp_back(self, values: torch.Tensor) -> torch.Tensor:
+        """Column-normalised transpose: query-grid ``values [B, C', H', W']`` onto the key grid ``[B, C', h, w]``."""
+        if values.dim() != 4 or values.shape[0] != self.batch:
+            raise EvalkitError(
+                f"warp_back expects values shaped [B={self.batch}, C, H, W], got {tuple(values.shape)}")
+        if not values.is_floating_point():
+            values = values.float()
+        values = resize_to(values, self.size)
+        b, c = values.shape[:2]
+        flat = values.reshape(b, c, -1)
+        num = self._apply_t(flat)
+        mass = self._apply_t(torch.ones_like(flat[:, :1]))
+        out = num / mass.clamp_min(torch.finfo(num.dtype).tiny)
+        return out.reshape(b, c, *self.key_size)
 
     def matrix(self) -> torch.Tensor:
         """The dense ``[B, Lq, Lk]`` warping matrix (for tests and small grids only)."""
@@ -95,6 +122,9 @@ class DenseCorrespondence(Correspondence):
 
     def _apply(self, flat):
         return torch.bmm(flat.to(self.weights.dtype), self.weights.transpose(1, 2))
+
+    def _apply_t(self, flat):
+        return torch.bmm(flat.to(self.weights.dtype), self.weights)
 
     def matrix(self):
         return self.weights
@@ -135,6 +165,19 @@ class BlockCorrespondence(Correspondence):
         out = torch.matmul(self.attention, gathered)  # [B, N, s*s, C]
         return from_blocks(out, s, self.size).reshape(b, c, -1)
 
+    def _apply_t(self, flat):
+        """``W^T v``: each query block's attention, transposed, scattered onto its retrieved key blocks."""
+        b, c, _ = flat.shape
+        s = self.block
+        n, k = self.indices.shape[1:]
+        q_blocks = to_blocks(flat.reshape(b, c, *self.size), s).to(self.attention.dtype)  # [B, N, s*s, C]
+        contrib = torch.matmul(self.attention.transpose(-1, -2), q_blocks)  # [B, N, k*s*s, C]
+        contrib = contrib.reshape(b, n * k, s * s, c)
+        n_key = (self.key_size[0] // s) * (self.key_size[1] // s)
+        out = contrib.new_zeros(b, n_key, s * s, c).scatter_add(
+            1, self.indices.reshape(b, n * k, 1, 1).expand(b, n * k, s * s, c), contrib)
+        return from_blocks(out, s, self.key_size).reshape(b, c, -1)
+
     @property
     def device(self):
         return self.attention.device
@@ -160,6 +203,12 @@ class PotentialCorrespondence(Correspondence):
         from evalkit.methods.alignment.transport import transport_apply
 
         return transport_apply(self.potentials, flat)
+
+    def _apply_t(self, flat):
+        """``W^T v`` with ``W = T / (T 1)``: the plan with masses ``(a / T1, b)`` read with rows and columns swapped."""
+        from evalkit.methods.alignment.transport import transport_apply_t
+
+        return transport_apply_t(self.potentials, flat)
 
     @property
     def device(self):

@@ -3,7 +3,8 @@
 ``M_ij = cos(x_i, z_j)`` between every query position ``i`` and key position ``j``;
 the warping matrix is ``softmax_j(M_ij / temperature)`` (CoCosNet uses 0.01).  Memory
 is ``O(L^2)``: this is the baseline the ranking-and-attention scheme improves on.
-Features are L2-normalised over channels (no mean subtraction).
+Features are L2-normalised over channels; the released CoCosNet also centres them over the
+feature dimension and matches 3x3 neighbourhoods (``centre``, ``match_kernel``).
 """
 
 from __future__ import annotations
@@ -38,13 +39,18 @@ def cosine_similarity(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def dense_cosine_attention(query: torch.Tensor, key: torch.Tensor, *,
-                           temperature: float = 0.01) -> DenseCorrespondence:
+                           temperature: float = 0.01, centre: bool = False,
+                           match_kernel: int = 1) -> DenseCorrespondence:
     """CoCosNet correspondence ``softmax(cos / temperature)`` from ``key`` onto ``query``.
 
     Args:
         query: ``[B, C, H, W]`` conditional-input features (rows of the matrix).
         key: ``[B, C, h, w]`` exemplar features (columns).
         temperature: softmax temperature (CoCosNet: 0.01).
+        centre: subtract each position's mean over the feature dimension before the cosine
+            (CoCosNet's released ``--PONO_C``: ``theta - theta.mean(dim=1)``).
+        match_kernel: match ``k x k`` neighbourhoods (the features unfolded, zero padded, to
+            ``C k^2`` dimensions; the released code's ``--match_kernel``, default 3).
 
     Returns:
         A :class:`DenseCorrespondence` with the ``[B, HW, hw]`` matrix and, as confidence,
@@ -53,8 +59,15 @@ def dense_cosine_attention(query: torch.Tensor, key: torch.Tensor, *,
     check_features(query, key)
     if temperature <= 0:
         raise EvalkitError(f"temperature must be > 0, got {temperature}")
+    if int(match_kernel) != match_kernel or match_kernel < 1 or match_kernel % 2 == 0:
+        raise EvalkitError(f"match_kernel must be an odd integer >= 1, got {match_kernel}")
     b, _, h, w = query.shape
-    logits = cosine_similarity(query.flatten(2), key.flatten(2)).div_(temperature)
+
+    def prepare(x):
+        flat = x.flatten(2) if match_kernel == 1 else F.unfold(x, match_kernel, padding=match_kernel // 2)
+        return flat - flat.mean(dim=1, keepdim=True) if centre else flat
+
+    logits = cosine_similarity(prepare(query), prepare(key)).div_(temperature)
     confidence = (logits.amax(dim=2) * temperature).reshape(b, 1, h, w)
     weights = torch.softmax(logits, dim=2)
     return DenseCorrespondence(weights, (h, w), tuple(key.shape[-2:]), confidence)

@@ -37,13 +37,14 @@ class RankingAttention(nn.Module):
         k: retrieved blocks per query block (paper: 3; official code: 1).
         retrieval: ``"ot"`` (paper: OT top-k) or ``"softmax"`` (code: hard top-k,
             softmax straight-through gradient).
-        eps: OT top-k regularisation (anchors ``{-1, 1}`` on cosine scores).
+        eps: OT top-k regularisation on the normalised cost (anchors ``{-1, 1}`` on cosine
+            scores; Xie et al.'s 0.1, see :func:`~evalkit.methods.alignment.topk.ot_topk`).
         temperature: attention temperature (and the softmax retrieval's).
         n_iters: OT top-k solver iterations.
         chunk_size: query blocks processed at once (bounds peak memory).
     """
 
-    def __init__(self, block: int = 2, k: int = 3, retrieval: str = "ot", eps: float = 1e-2,
+    def __init__(self, block: int = 2, k: int = 3, retrieval: str = "ot", eps: float = 1e-1,
                  temperature: float = 0.01, n_iters: int = 60, chunk_size: int = 1024):
         super().__init__()
         if retrieval not in RETRIEVALS:
@@ -83,7 +84,7 @@ class RankingAttention(nn.Module):
         indices, attention, peaks = [], [], []
         for start in range(0, qblk.shape[1], self.chunk_size):
             scores = torch.bmm(qblk[:, start:start + self.chunk_size], kblk.transpose(1, 2))
-            peaks.append(scores.detach().amax(-1))
+            peaks.append(scores.amax(-1))  # CMAP keeps its gradient (as the dense path and RABIT's code)
             idx = scores.detach().topk(k, dim=-1).indices                       # [B, n, k]
             weight = self._membership(scores).gather(-1, idx)                   # [B, n, k]
             n = idx.shape[1]

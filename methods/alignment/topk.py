@@ -11,6 +11,13 @@ and return the membership ``N * Gamma[:, high]`` (in [0, 1], summing to k; the e
 top-k indicator as ``eps -> 0``).  The anchors may be ``{0, 1}`` (Xie et al.) or ``{-1, 1}``
 (RABIT, for cosine scores).
 
+**Cost normalisation.** As Xie et al.'s released ``TopK_custom`` (and RABIT's copy of it),
+the cost is divided by its largest entry, ``C / max_ij C_ij`` (per problem here), so ``eps``
+is in units of the largest squared score-to-anchor distance and the same ``eps`` means the
+same softness whatever the anchors (``normalise=False`` keeps the raw cost).  Xie et al.
+detach the normaliser; evalkit differentiates it too, so the returned gradient is the exact
+derivative of the returned membership.
+
 **Solver.** With two targets the dual has a single free variable: eliminating the row
 potentials gives ``N Gamma_i,high = sigmoid((delta - D_i) / eps)`` with
 ``D_i = C_i,high - C_i,low``, and the column constraint is the monotone scalar equation
@@ -96,17 +103,20 @@ class _TwoAnchorOT(torch.autograd.Function):
         return sp / ctx.eps * (mean - grad), None, None, None, None
 
 
-def ot_topk(scores: torch.Tensor, k: int, *, eps: float = 1e-2, n_iters: int = 60,
-            anchors: tuple[float, float] = (0.0, 1.0), tol: float = 1e-6) -> torch.Tensor:
+def ot_topk(scores: torch.Tensor, k: int, *, eps: float = 1e-1, n_iters: int = 60,
+            anchors: tuple[float, float] = (0.0, 1.0), tol: float = 1e-6,
+            normalise: bool = True) -> torch.Tensor:
     """Soft top-k membership of ``scores [..., N]`` along the last axis (Xie et al. 2020).
 
     Args:
         scores: ``[..., N]`` scores; each row is an independent problem.
         k: how many to select (1 <= k <= N).
-        eps: entropic regularisation, in units of the squared score-to-anchor cost.
+        eps: entropic regularisation, in units of the normalised cost ``C / max C`` (default
+            0.1, Xie et al.'s); with ``normalise=False`` in units of the raw ``(s - y)^2``.
         n_iters: maximum Newton/bisection iterations per problem.
         anchors: ``(y_low, y_high)``; ``(0, 1)`` as Xie et al., ``(-1, 1)`` as RABIT.
         tol: stop when every ``|sum(membership) - k| <= tol * k + N * machine_eps``.
+        normalise: divide each problem's cost by its largest entry (Xie et al.).
 
     Returns:
         Membership ``[..., N]`` in [0, 1] summing to ``k`` per row, differentiable
@@ -122,7 +132,10 @@ def ot_topk(scores: torch.Tensor, k: int, *, eps: float = 1e-2, n_iters: int = 6
         return scores * 0 + 1  # every element selected; keeps the graph, zero gradient
     shape = scores.shape
     flat = scores.reshape(-1, shape[-1])
-    diff = (flat - hi_anchor) ** 2 - (flat - lo_anchor) ** 2  # C_i,high - C_i,low
+    c_high, c_low = (flat - hi_anchor) ** 2, (flat - lo_anchor) ** 2
+    diff = c_high - c_low  # C_i,high - C_i,low
+    if normalise:  # C / max_ij C_ij per problem (Xie et al.); > 0 since low < high
+        diff = diff / torch.maximum(c_high, c_low).amax(-1, keepdim=True)
     m = _TwoAnchorOT.apply(diff, k, float(eps), int(n_iters), float(tol))
     return m.reshape(shape)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-__all__ = ["FeatureExtractor", "StyleEncoder", "CorrespondenceNet", "CosineAlignment", "n_down_for"]
+__all__ = ["FeatureExtractor", "StyleEncoder", "StyleCode", "CorrespondenceNet", "CosineAlignment", "n_down_for"]
 
 
 def n_down_for(size: int, corr_size: int) -> int:
@@ -91,83 +91,144 @@ class StyleEncoder(nn.Module):
         return self.fc_mu(x), self.fc_var(x)
 
 
+class StyleCode(nn.Module):
+    """SPADE-VAE's style path (Park et al. 2019, Sec. 3.3): :class:`StyleEncoder` → ``z`` → a linear
+    map to the generator's start grid ``[B, z_dim, start, start]``. ``z ~ N(mu, sigma^2)`` when
+    ``sample`` (training), else ``mu`` (translation is deterministic). Returns ``(x0, mu, logvar)``."""
+
+    def __init__(self, size: int, ngf: int, z_dim: int, start: int):
+        super().__init__()
+        self.encoder = StyleEncoder(size, ngf, z_dim)
+        self.fc = nn.Linear(z_dim, z_dim * start ** 2)
+        self.start = start
+
+    def forward(self, image: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(image)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+        return self.fc(z).view(z.shape[0], -1, self.start, self.start), mu, logvar
+
+
 def _full_precision(t: torch.Tensor):
     """Disable CUDA autocast (the alignment maths runs in float32 even in a bf16 step)."""
     return torch.autocast("cuda", enabled=False) if t.is_cuda else contextlib.nullcontext()
+
+
+def _is_one_hot(cond: torch.Tensor) -> bool:
+    """A one-hot label map (every position exactly one channel at 1): itself a region map."""
+    return bool(((cond == 0) | (cond == 1)).all() and (cond.sum(1) == 1).all())
 
 
 class CorrespondenceNet(nn.Module):
     """The alignment network shared by CoCosNet, RABIT and UNITE.
 
     F_X (conditional input → features) and F_Z (exemplar image → features) on the
-    correspondence grid, optional position channels appended to both (``position``
-    module: ``None``, RABIT's semantic position encoding or a global CoordConv grid,
-    given as a callable ``(one_hot_or_channels [B, C, h, w]) -> [B, 2, h, w]``) and an
-    ``aligner`` module from :mod:`evalkit.methods.alignment` (``aligner(query, key) -> Correspondence``).
-    Features are L2-normalised per position before the position channels are appended,
-    so ``pos_weight`` sets the position/semantics balance of the matching cost.
+    correspondence grid, optionally CoCosNet's label mixing (``label_mix``, ``--maskmix``:
+    one residual block shared by both sides on ``[features, resized condition]``, then a
+    1x1 projection back to ``feat_nc``), optional position channels appended to both
+    (``position``: ``"none"``, ``"spe"`` — RABIT's semantic position encoding of each side's
+    region map — or ``"coord"``, a global CoordConv grid) and an ``aligner`` module from
+    :mod:`evalkit.methods.alignment` (``aligner(query, key) -> Correspondence``). Features are
+    L2-normalised per position before the position channels are appended, so ``pos_weight``
+    sets the position/semantics balance of the matching cost.
+
+    SPE needs a real region map: the batch's ``label`` / ``exemplar_label`` index maps when
+    the dataset has them (shapes in every condition, CelebA-HQ parts, ADE20K, ...), else the
+    condition itself when it is a one-hot label map. Without one (edge / keypoint inputs with
+    no parsing) the arg-max over channels would be edge-vs-not-edge, not semantics, so SPE
+    falls back to the global grid and ``out["position"]`` says ``"coord (no region map)"``.
     """
 
     def __init__(self, cond_nc: int, size: int, corr_size: int, ngf: int, feat_nc: int, n_res: int,
-                 aligner: nn.Module, position=None, pos_weight: float = 1.0):
+                 aligner: nn.Module, position: str = "none", pos_weight: float = 1.0, label_mix: bool = False):
         super().__init__()
+        if position not in ("none", "spe", "coord"):
+            raise ValueError(f"position must be none, spe or coord, got {position!r}")
         n_down = n_down_for(size, corr_size)
         self.f_x = FeatureExtractor(cond_nc, ngf, feat_nc, n_down, n_res)
         self.f_z = FeatureExtractor(3, ngf, feat_nc, n_down, n_res)
+        self.mix = nn.Sequential(_ResBlock(feat_nc + cond_nc), nn.Conv2d(feat_nc + cond_nc, feat_nc, 1)) \
+            if label_mix else None
         self.aligner = aligner
         self.position = position
         self.pos_weight = pos_weight
         self.corr_size = corr_size
 
-    def _with_position(self, feat: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        if self.position is None:
-            return feat
-        small = F.interpolate(cond.float(), size=feat.shape[-2:], mode="nearest")
-        pos = self.position(small).to(feat.dtype)
-        return torch.cat([F.normalize(feat, dim=1), self.pos_weight * pos / math.sqrt(2)], 1)
+    def _with_position(self, feat: torch.Tensor, cond: torch.Tensor, regions: torch.Tensor | None) -> tuple[torch.Tensor, str]:
+        if self.position == "none":
+            return feat, "none"
+        from evalkit.methods.alignment.position import coord_grid, semantic_position_encoding
 
-    def forward(self, cond: torch.Tensor, exemplar: torch.Tensor, exemplar_cond: torch.Tensor) -> dict:
+        b, _, h, w = feat.shape
+        used = self.position
+        if self.position == "spe":
+            if regions is None and _is_one_hot(cond):
+                regions = cond.argmax(1)
+            if regions is None:
+                used = "coord (no region map)"
+            else:
+                small = F.interpolate(regions[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
+                pos = semantic_position_encoding(small)
+        if used != "spe":
+            pos = coord_grid(b, h, w, device=feat.device)
+        pos = pos.to(feat.dtype)
+        return torch.cat([F.normalize(feat, dim=1), self.pos_weight * pos / math.sqrt(2)], 1), used
+
+    def _mixed(self, feat: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.mix is None:
+            return feat
+        small = F.interpolate(cond.to(feat.dtype), size=feat.shape[-2:], mode="nearest")
+        return self.mix(torch.cat([F.normalize(feat, dim=1), small], 1))
+
+    def forward(self, cond: torch.Tensor, exemplar: torch.Tensor, exemplar_cond: torch.Tensor,
+                regions: torch.Tensor | None = None, exemplar_regions: torch.Tensor | None = None) -> dict:
+        """``regions`` / ``exemplar_regions``: ``[B, H, W]`` index maps for SPE (the batch's labels)."""
         fx, _ = self.f_x(cond)
         fz, z_stages = self.f_z(exemplar)
-        qx, kz = self._with_position(fx.float(), cond), self._with_position(fz.float(), exemplar_cond)
+        mx, mz = self._mixed(fx, cond), self._mixed(fz, exemplar_cond)
+        qx, used = self._with_position(mx.float(), cond, regions)
+        kz, used_z = self._with_position(mz.float(), exemplar_cond, exemplar_regions)
         with _full_precision(qx):  # transport / softmax at eps 1e-4 or temperature 0.01 is not bf16 material
             corr = self.aligner(qx, kz)
-        return {"corr": corr, "fx": fx, "fz": fz, "qx": qx, "kz": kz, "z_stages": z_stages}
+        position = used if used == used_z else f"{used} (query), {used_z} (exemplar)"
+        return {"corr": corr, "fx": fx, "fz": fz, "qx": qx, "kz": kz, "z_stages": z_stages, "position": position}
 
     def cycle(self, out: dict, values: torch.Tensor) -> torch.Tensor:
-        """``T^T T Z``: ``values`` warped onto the query grid and back onto the key grid.
-
-        A dense correspondence goes back with its own transpose (columns normalised to
-        sum to one, so the result is again an average of exemplar values); a block (RAS)
-        correspondence, which has no dense matrix, goes back through the reverse alignment
-        F_Z → F_X.
-        """
-        from evalkit.methods.alignment.correspondence import DenseCorrespondence
-
+        """``T^T T Z`` (RABIT eq. 4, UNITE eq. 8, CoCosNet's cycle): ``values`` warped onto the
+        query grid and back onto the key grid with the column-normalised transpose
+        (:meth:`~evalkit.methods.alignment.correspondence.Correspondence.warp_back`: the dense
+        matrix for cosine / OT, the block scatter for RAS, never an ``L x L`` matrix RAS lacks)."""
         corr = out["corr"]
-        warped = corr.warp(values)
-        if isinstance(corr, DenseCorrespondence):
-            t = corr.weights  # [B, Lq, Lk]
-            back = t / t.sum(dim=1, keepdim=True).clamp_min(1e-12)
-            flat = torch.bmm(warped.flatten(2).to(back.dtype), back)  # [B, C, Lk]
-            return flat.reshape(*warped.shape[:2], *corr.key_size)
-        with _full_precision(warped):
-            return self.aligner(out["kz"], out["qx"]).warp(warped.float())
+        with _full_precision(values):
+            return corr.warp_back(corr.warp(values.float()))
 
     def consistency(self, out: dict, real: torch.Tensor) -> torch.Tensor:
         """``||F_X(X) - F_Z(X')||_1`` with ``X'`` the ground-truth image."""
         f_real, _ = self.f_z(real)
         return F.l1_loss(out["fx"], f_real)
 
+    def warp_mask(self, out: dict, label: torch.Tensor | None, exemplar_label: torch.Tensor | None):
+        """CoCosNet's warp-mask loss (:func:`~evalkit.methods.common.losses.warp_mask_loss`) of the
+        exemplar's one-hot labels warped by ``out["corr"]``; None when the batch has no label maps."""
+        from evalkit.methods.common.losses import warp_mask_loss
+
+        if label is None or exemplar_label is None:
+            return None
+        k = int(max(label.max().item(), exemplar_label.max().item())) + 1
+        one_hot = F.one_hot(exemplar_label.long(), k).permute(0, 3, 1, 2).float()
+        with _full_precision(one_hot):
+            return warp_mask_loss(out["corr"].warp(one_hot), label, exemplar_label)
+
 
 class CosineAlignment(nn.Module):
-    """Module wrapper of :func:`evalkit.methods.alignment.cosine.dense_cosine_attention` (CoCosNet, softmax temperature)."""
+    """Module wrapper of :func:`evalkit.methods.alignment.cosine.dense_cosine_attention` (CoCosNet, softmax
+    temperature; ``centre`` / ``match_kernel``: the released code's ``--PONO_C`` and ``--match_kernel``)."""
 
-    def __init__(self, temperature: float = 0.01):
+    def __init__(self, temperature: float = 0.01, centre: bool = False, match_kernel: int = 1):
         super().__init__()
-        self.temperature = temperature
+        self.temperature, self.centre, self.match_kernel = temperature, bool(centre), int(match_kernel)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor):
         from evalkit.methods.alignment.cosine import dense_cosine_attention
 
-        return dense_cosine_attention(query.float(), key.float(), temperature=self.temperature)
+        return dense_cosine_attention(query.float(), key.float(), temperature=self.temperature,
+                                      centre=self.centre, match_kernel=self.match_kernel)

@@ -24,25 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from evalkit.methods.alignment.correspondence import resize_to
-from evalkit.methods.alignment.position import coord_grid, semantic_position_encoding
 from evalkit.methods.alignment.ranking import RankingAttention
 from evalkit.methods.common.encoders import CosineAlignment
 from evalkit.methods.common.spade import warped_exemplar_guide
 from evalkit.methods.config import RABITConfig
 from evalkit.methods.translator import GANTranslator
 
-__all__ = ["CONFI", "RABITTranslator", "spe_channels", "coord_channels"]
-
-
-def spe_channels(cond: torch.Tensor) -> torch.Tensor:
-    """Semantic position encoding of a one-hot (or channel) map ``[B, K, h, w]`` → ``[B, 2, h, w]``."""
-    return semantic_position_encoding(cond)
-
-
-def coord_channels(cond: torch.Tensor) -> torch.Tensor:
-    """Global CoordConv grid ``[B, 2, h, w]`` (RABIT's vanilla position encoding / official code)."""
-    b, _, h, w = cond.shape
-    return coord_grid(b, h, w, device=cond.device)
+__all__ = ["CONFI", "RABITTranslator"]
 
 
 class CONFI(nn.Module):
@@ -78,8 +66,7 @@ class RABITTranslator(GANTranslator):
                                        temperature=c.temperature, n_iters=c.topk_iters)
         else:
             aligner = CosineAlignment(c.temperature)
-        position = {"none": None, "spe": spe_channels, "coord": coord_channels}[c.position]
-        self.corr = self.make_correspondence(aligner, position)
+        self.corr = self.make_correspondence(aligner, c.position)
         if c.injection == "confi":
             self.confi = CONFI(cond_channels, c.confi_nc)
             guide_nc = c.confi_nc
@@ -95,19 +82,21 @@ class RABITTranslator(GANTranslator):
 
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # drawn from torch's RNG: checkpointed
         rng = np.random.default_rng(seed)
-        ex, ex_cond = [], []
+        ex, ex_cond, ex_label = [], [], []
         for i in range(len(batch)):
             label = None if batch.label is None else batch.label[i]
-            e, ec, _ = self_reference(batch.image[i].cpu(), batch.cond[i].cpu(), None if label is None else label.cpu(), rng)
+            e, ec, el = self_reference(batch.image[i].cpu(), batch.cond[i].cpu(), None if label is None else label.cpu(), rng)
             ex.append(e)
             ex_cond.append(ec)
+            ex_label.append(el)
         batch.exemplar = torch.stack(ex).to(batch.image.device)
         batch.exemplar_cond = torch.stack(ex_cond).to(batch.image.device)
+        batch.exemplar_label = None if batch.label is None else torch.stack(ex_label).to(batch.image.device)
         batch.self_ref = torch.ones_like(batch.self_ref)
         return batch
 
     def generate(self, batch) -> dict:
-        a = self.corr(batch.cond, batch.exemplar, batch.exemplar_cond)
+        a = self.align(batch)
         corr = a["corr"]
         warped = corr.warp(batch.exemplar)
         extras = {}
@@ -118,8 +107,5 @@ class RABITTranslator(GANTranslator):
             guide = warped_exemplar_guide(warped, batch.cond)
         x0 = F.interpolate(guide, size=(self.netG.start,) * 2, mode="nearest")
         image = self.netG(x0, {"guide": guide})
-        aux = {}
-        if self.training:
-            aux = {"cycle": F.l1_loss(self.corr.cycle(a, batch.exemplar), resize_to(batch.exemplar, corr.key_size)),
-                   "consistency": self.corr.consistency(a, batch.image)}
+        aux = self.correspondence_aux(a, batch) if self.training else {}
         return {"image": image, "warped": warped, "confidence": corr.confidence, "aux": aux, "extras": extras}

@@ -10,8 +10,10 @@ its coarsest to its finest stages; without ``multi_stage`` only the transported
 exemplar image is injected (CoCosNet-style). Translation network (Sec. 3.2): a SPADE
 generator whose de-normalisations are SEACE layers (``injection="seace"``) or SPADE
 layers guided by the transported exemplar + labels (``injection="concat"``), or by the
-labels alone (``injection="spade"``: Table 3's SPADE baseline). Losses (eq. 8-12): cycle,
-feature consistency, perceptual, contextual, pseudo pairs, adversarial.
+labels with the exemplar's style code at the start grid (``injection="spade"``: Table 3's
+SPADE baseline, "a supervised translation method that supports style injection from an
+exemplar", i.e. SPADE-VAE). Losses (eq. 8-12): cycle, feature consistency, perceptual,
+contextual, pseudo pairs, adversarial.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from evalkit.methods.alignment.correspondence import resize_to
 from evalkit.methods.alignment.transport import UnbalancedTransport
-from evalkit.methods.common.encoders import CosineAlignment
+from evalkit.methods.common.encoders import CosineAlignment, StyleCode
+from evalkit.methods.common.losses import kld_loss
 from evalkit.methods.config import UNITEConfig
 from evalkit.methods.translator import GANTranslator
 from evalkit.methods.unite.seace import SEACE
@@ -35,7 +37,8 @@ def make_aligner(c: UNITEConfig):
     """The feature-alignment module of an ablation with alignment: cosine, balanced OT or unbalanced OT."""
     if c.alignment == "cosine":
         return CosineAlignment(c.temperature)
-    return UnbalancedTransport(eps=c.ot_eps, tau=c.ot_tau, n_iters=c.ot_iters, balanced=c.alignment == "ot")
+    return UnbalancedTransport(eps=c.ot_eps, tau=c.ot_tau, n_iters=c.ot_iters, tol=c.ot_tol, eps_steps=c.ot_eps_steps,
+                               balanced=c.alignment == "ot", masses=c.ot_masses)
 
 
 class UNITETranslator(GANTranslator):
@@ -67,19 +70,22 @@ class UNITETranslator(GANTranslator):
         elif c.injection == "concat":
             in_nc = 3 + cond_channels
             make_norm = self.spade_norms(in_nc, "guide")
-        else:
-            in_nc = cond_channels
-            make_norm = self.spade_norms(in_nc, "seg")
+        else:  # Table 3's SPADE: labels in every SPADE layer, the exemplar's style code at the start grid
+            in_nc = c.z_dim
+            make_norm = self.spade_norms(cond_channels, "seg")
         self.netG = self.make_generator(in_nc, make_norm)
+        if not self.exemplar_based:
+            self.style = StyleCode(c.size, c.generator.ngf, c.z_dim, self.netG.start)
 
     def generate(self, batch) -> dict:
         c = self.config
         size = batch.cond.shape[-2:]
         start = (self.netG.start,) * 2
-        if not self.exemplar_based:
-            x0 = F.interpolate(batch.cond, size=start, mode="nearest")
-            return {"image": self.netG(x0, {"seg": batch.cond}), "aux": {}}
-        a = self.corr(batch.cond, batch.exemplar, batch.exemplar_cond)
+        if not self.exemplar_based:  # as SPADE-VAE (baselines/spade.py): ground truth in training, exemplar after
+            x0, mu, logvar = self.style(batch.image if self.training else batch.exemplar, sample=self.training)
+            aux = {"kld": kld_loss(mu, logvar)} if self.training else {}
+            return {"image": self.netG(x0, {"seg": batch.cond}), "aux": aux}
+        a = self.align(batch)
         corr = a["corr"]
         warped = corr.warp(batch.exemplar)
         guide = {"seg": batch.cond, "fx": a["fx"]}
@@ -92,8 +98,5 @@ class UNITETranslator(GANTranslator):
                 [F.interpolate(warped, size=size, mode="bilinear", align_corners=False), batch.cond], 1)
             x0 = F.interpolate(guide["guide"], size=start, mode="nearest")
         image = self.netG(x0, guide)
-        aux = {}
-        if self.training:
-            aux = {"cycle": F.l1_loss(self.corr.cycle(a, batch.exemplar), resize_to(batch.exemplar, corr.key_size)),
-                   "consistency": self.corr.consistency(a, batch.image)}
+        aux = self.correspondence_aux(a, batch) if self.training else {}
         return {"image": image, "warped": warped, "confidence": corr.confidence, "aux": aux}

@@ -111,3 +111,68 @@ def test_warp_rejects_wrong_batch():
     corr = dense_cosine_attention(feats(19), feats(20))
     with pytest.raises(EvalkitError, match="batch"):
         corr.warp(torch.randn(3, 3, 8, 8))
+
+
+def _col_normalised_transpose(W, values):
+    """Reference ``W^T v`` normalised by the column sums of the dense matrix (0 where a column is empty)."""
+    num = torch.bmm(values.flatten(2), W)
+    mass = W.sum(1, keepdim=True)
+    return torch.where(mass > 0, num / mass.clamp_min(1e-300), torch.zeros_like(num))
+
+
+@pytest.mark.parametrize("k", [16, 3])
+def test_block_warp_back_is_the_dense_transpose(k):
+    """RAS's transpose apply (a scatter over the retrieved blocks, O(N k b^2)) against the
+    column-normalised transpose of its own dense matrix; with k = N that matrix is dense attention."""
+    q, key = feats(21, dtype=torch.float64), feats(22, dtype=torch.float64)
+    values = feats(23, (2, 3, 8, 8), torch.float64)
+    ras = RankingAttention(block=2, k=k, temperature=0.05)(q, key)
+    ref = _col_normalised_transpose(ras.matrix(), values).reshape(2, 3, 8, 8)
+    torch.testing.assert_close(ras.warp_back(values), ref)
+    if k == 16:
+        dense = dense_cosine_attention(q, key, temperature=0.05)
+        torch.testing.assert_close(ras.warp_back(values), dense.warp_back(values), atol=1e-6, rtol=1e-5)
+
+
+def test_ras_cycle_uses_the_transpose_not_a_reverse_alignment():
+    """RABIT's L_cyc is ||T^T T Z - Z||: with the block transpose the cycle of a bijective block
+    correspondence recovers Z exactly (a fresh reverse alignment would not in general)."""
+    from evalkit.methods.common.encoders import CorrespondenceNet
+
+    net = CorrespondenceNet(2, 8, 4, 4, 4, 1, RankingAttention(block=2, k=1))
+    q = feats(24, (1, 4, 4, 4))
+    corr = net.aligner(q, q)  # each block retrieves itself
+    z = feats(25, (1, 3, 4, 4))
+    back = net.cycle({"corr": corr}, z)
+    ref = _col_normalised_transpose(corr.matrix(), corr.warp(z)).reshape(1, 3, 4, 4)
+    torch.testing.assert_close(back, ref)
+
+
+def test_cmap_keeps_its_gradient():
+    """CONFI's confidence (peak block correlation) is not detached in RAS, as in the dense path
+    and RABIT's code: the features get gradient through it."""
+    q = feats(26, (1, 4, 4, 4)).requires_grad_(True)
+    k = feats(27, (1, 4, 4, 4)).requires_grad_(True)
+    RankingAttention(block=2, k=2)(q, k).confidence.sum().backward()
+    assert q.grad.abs().sum() > 0 and k.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("centre,kernel", [(True, 3), (True, 1), (False, 3)])
+def test_released_cocosnet_matching_centred_neighbourhoods(centre, kernel):
+    """CoCosNet's released matching (--PONO_C centring over the feature dimension, --match_kernel 3):
+    brute-force zero-padded 3x3 neighbourhood vectors, centred, cosine, softmax."""
+    q, k = feats(28, (1, 4, 5, 5), torch.float64), feats(29, (1, 4, 5, 5), torch.float64)
+    corr = dense_cosine_attention(q, k, temperature=0.1, centre=centre, match_kernel=kernel)
+
+    def vectors(x):
+        r = kernel // 2
+        pad = np.pad(x[0].numpy(), ((0, 0), (r, r), (r, r)))
+        out = [pad[:, i:i + kernel, j:j + kernel].reshape(-1) for i in range(5) for j in range(5)]
+        out = np.stack(out)
+        return out - out.mean(1, keepdims=True) if centre else out
+
+    cos = 1 - cdist(vectors(q), vectors(k), "cosine")
+    ref = np.exp(cos / 0.1) / np.exp(cos / 0.1).sum(1, keepdims=True)
+    np.testing.assert_allclose(corr.matrix()[0].numpy(), ref, atol=1e-10)
+    with pytest.raises(EvalkitError, match="match_kernel"):
+        dense_cosine_attention(q, k, match_kernel=2)

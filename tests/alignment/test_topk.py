@@ -13,15 +13,20 @@ from evalkit.errors import EvalkitError
 from evalkit.methods.alignment import hard_topk_straight_through, ot_topk
 
 
+@pytest.mark.parametrize("normalise", [True, False])
 @pytest.mark.parametrize("anchors", [(0.0, 1.0), (-1.0, 1.0)])
-def test_membership_is_the_entropic_em_plan(anchors):
+def test_membership_is_the_entropic_em_plan(anchors, normalise):
+    """POT's Sinkhorn on Xie et al.'s problem; with ``normalise`` the cost is divided by its
+    largest entry first, as their released ``TopK_custom`` (``C = C / C.max()``)."""
     g = torch.Generator().manual_seed(0)
     scores = torch.rand(3, 9, generator=g, dtype=torch.float64) * 2 - 1
     k, eps = 3, 0.1
-    member = ot_topk(scores, k, eps=eps, anchors=anchors, tol=1e-12)
+    member = ot_topk(scores, k, eps=eps, anchors=anchors, tol=1e-12, normalise=normalise)
     n = scores.shape[1]
     for row, m in zip(scores.numpy(), member):
         cost = (row[:, None] - np.array(anchors)[None, :]) ** 2
+        if normalise:
+            cost = cost / cost.max()
         mu = np.full(n, 1.0 / n)
         nu = np.array([(n - k) / n, k / n])
         plan = ot.sinkhorn(mu, nu, cost, eps, numItermax=100000, stopThr=1e-14)
@@ -43,11 +48,59 @@ def test_hard_limit():
     assert previous < 1e-4
 
 
-def test_gradcheck_implicit_gradient():
+@pytest.mark.parametrize("normalise", [True, False])
+def test_gradcheck_implicit_gradient(normalise):
+    """Finite differences of the membership (the normaliser ``max C`` is differentiated too)."""
     g = torch.Generator().manual_seed(2)
     scores = torch.rand(2, 6, generator=g, dtype=torch.float64, requires_grad=True)
-    fn = lambda s: ot_topk(s, 2, eps=0.2, tol=1e-14, n_iters=200)
+    fn = lambda s: ot_topk(s, 2, eps=0.2, tol=1e-14, n_iters=200, normalise=normalise)
     assert torch.autograd.gradcheck(fn, (scores,), eps=1e-6, atol=1e-6)
+
+
+def _block_scores():
+    """Typical RAS rows: block cosines of a query and an exemplar layout's region features
+    (one feature per class plus noise, 4x4 blocks of a 16x16 grid -> 16 candidate blocks)."""
+    from evalkit.data import get_dataset
+    from evalkit.methods.alignment.confidence import block_features
+
+    ds = get_dataset("shapes", split="test", size=32, n=2, seed=0)
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(8, 16, generator=g, dtype=torch.float64)
+
+    def feats(onehot):
+        f = torch.einsum("khw,kc->chw", onehot.double(), emb)[None]
+        f = torch.nn.functional.avg_pool2d(f, 2)
+        return f + 0.5 * torch.randn(f.shape, generator=g, dtype=torch.float64)
+
+    rows = []
+    for i in range(2):
+        q, e = block_features(feats(ds[i].cond), 4), block_features(feats(ds[i].exemplar_cond), 4)
+        rows.append(q[0] @ e[0].T)
+    return torch.cat(rows)  # [32, 16] cosines in [-1, 1]
+
+
+def test_paper_eps_is_soft_on_typical_rows_and_the_ranking_gets_gradient_beyond_the_boundary():
+    """RABIT's retrieval (k=3, anchors {-1, 1}) on typical block-cosine rows. At the old setting
+    (eps 0.01 on the raw (s -+ 1)^2 cost) the membership is close to a hard top-k and most of the
+    gradient sits on the k-th / (k+1)-th candidates; at Xie et al.'s eps 0.1 on the normalised
+    cost it is soft and most of the gradient reaches the other candidates."""
+    scores = _block_scores().requires_grad_(True)
+    k = 3
+    weights = torch.linspace(1.0, 2.0, scores.shape[-1], dtype=torch.float64)  # a downstream use of each member
+
+    def boundary_share(member):
+        grad, = torch.autograd.grad((member * weights).sum(), scores)
+        order = scores.detach().argsort(-1, descending=True)
+        boundary = torch.zeros_like(grad, dtype=torch.bool).scatter_(-1, order[:, k - 1:k + 1], True)
+        return float((grad.abs() * boundary).sum() / grad.abs().sum())
+
+    def fuzzy(member):  # candidates per row neither in (> 0.95) nor out (< 0.05)
+        return ((member.detach() > 0.05) & (member.detach() < 0.95)).sum(-1).float()
+
+    hard = ot_topk(scores, k, eps=0.01, anchors=(-1.0, 1.0), normalise=False)
+    soft = ot_topk(scores, k, eps=0.1, anchors=(-1.0, 1.0))
+    assert fuzzy(hard).mean() < 2 and (fuzzy(soft) >= 3).float().mean() >= 0.9
+    assert boundary_share(hard) > 0.7 and boundary_share(soft) < 0.5
 
 
 def test_k_equals_n_selects_all():

@@ -128,13 +128,35 @@ def test_contextual_loss_ignores_spatial_arrangement():
     assert contextual_loss(shuffled, y).item() == pytest.approx(0.0, abs=1e-4)
 
 
-def test_pseudo_pair_loss_only_counts_self_reference_samples():
-    feats = {n: torch.randn(2, 3, 4, 4) for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")}
-    zeros = {n: torch.zeros_like(v) for n, v in feats.items()}
-    per = vgg_loss_per_sample(feats, zeros)
-    mask = torch.tensor([True, False])
-    assert pseudo_pair_loss(feats, zeros, mask).item() == pytest.approx(per[0].item() / 2)
-    assert pseudo_pair_loss(feats, zeros, torch.tensor([False, False])).item() == 0.0
+def test_pseudo_pair_loss_is_cocosnets_fm_term():
+    """Restatement of CoCosNet's ``fm`` (models/pix2pix_model.py): sample weights
+    ``self_ref / (sum(self_ref) + 1e-5)``, ``util.weighted_l1_loss`` = mean over B, C, H, W of
+    ``|a - b| * w_b``, layer weights 1/32 ... 1 on relu1_2 ... relu5_2."""
+    from evalkit.methods.common.losses import PSE_LAYERS
+
+    g = torch.Generator().manual_seed(0)
+    fake = {n: torch.randn(3, 2, 4, 4, generator=g) for n in PSE_LAYERS}
+    real = {n: torch.randn(3, 2, 4, 4, generator=g) for n in PSE_LAYERS}
+    self_ref = torch.tensor([True, False, True])
+    w = self_ref.float() / (self_ref.float().sum() + 1e-5)
+    ref = sum(lw * ((fake[n] - real[n]).abs() * w.view(3, 1, 1, 1)).mean()
+              for n, lw in zip(PSE_LAYERS, (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)))
+    assert pseudo_pair_loss(fake, real, self_ref).item() == pytest.approx(ref.item(), rel=1e-6)
+    assert pseudo_pair_loss(fake, real, torch.tensor([False, False, False])).item() == 0.0
+
+
+def test_warp_mask_loss_hand_checked():
+    """CoCosNet's warp-mask loss: NLL of the warped exemplar labels at the query's class, classes
+    absent from the exemplar masked out."""
+    from evalkit.methods.common.losses import warp_mask_loss
+
+    label = torch.tensor([[[0, 1], [2, 1]]])  # query classes 0, 1, 2
+    exemplar_label = torch.tensor([[[0, 0], [1, 1]]])  # class 2 is absent from the exemplar
+    probs = torch.tensor([[[[0.5, 0.1], [0.2, 0.3]],   # P(class 0)
+                           [[0.5, 0.9], [0.3, 0.7]],   # P(class 1)
+                           [[0.0, 0.0], [0.5, 0.0]]]])  # P(class 2)
+    expect = -(math.log(0.5 + 1e-10) + math.log(0.9 + 1e-10) + math.log(0.7 + 1e-10)) / (3 + 1e-5)
+    assert warp_mask_loss(probs, label, exemplar_label).item() == pytest.approx(expect, rel=1e-6)
 
 
 def test_vgg19_layout_matches_torchvision():

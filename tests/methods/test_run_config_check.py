@@ -58,7 +58,7 @@ def test_config_problems_from_typed_translator_configs():
     assert "variants[1].overrides" in problems[1] and "a field of cocosnet, rabit, unite variants" in problems[1]
     assert "variants[2].overrides" in problems[2] and "losses.gan='x'" in problems[2]
     assert "variants[3].overrides: reference outputs take no translator overrides" in problems[3]
-    assert "variants[4].name: variant 'outputs' is neither trainable nor a reference output" in problems[4]
+    assert "variants[4].folder: variant 'outputs' reads an external method's saved outputs" in problems[4]
 
 
 def test_every_dataset_is_checked_with_its_own_channels_and_options():

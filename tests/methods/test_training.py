@@ -125,3 +125,53 @@ def test_checkpoint_rebuilds_the_typed_config_and_has_plain_permissions(train_se
             loaded.config.optim.lr_d) == ("coord", 8, 2.0, 1e-4)
     for key, value in t.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_each_epoch_redraws_the_training_pairs_and_train_calls_set_epoch(tmp_path):
+    """Two epochs give different draws (self-reference or not, the self-reference crop), the same
+    epoch the same ones, the scenes never change; ``train`` tells the dataset each new epoch
+    (seen through a spy: steps 0-1 are epoch 0, steps 2-3 epoch 1 at 4 samples / batch 2)."""
+    ds = get_dataset("shapes", split="train", size=32, n=16, seed=0)
+    draws = {}
+    for epoch in (0, 1, 0):
+        ds.set_epoch(epoch)
+        draws.setdefault(epoch, []).append([(bool(ds[i].self_ref), ds[i].exemplar.sum().item()) for i in range(16)])
+    assert draws[0][0] == draws[0][1] and draws[0][0] != draws[1][0]
+    assert [a for a, _ in draws[0][0]] != [a for a, _ in draws[1][0]]  # the 30 % self-references move
+    ds.set_epoch(0)
+    a0 = ds[0].image
+    ds.set_epoch(5)
+    torch.testing.assert_close(ds[0].image, a0)  # the data instance is fixed
+
+    class Spy(torch.utils.data.Dataset):
+        def __init__(self):
+            self.inner, self.epochs = get_dataset("shapes", split="train", size=32, n=4, seed=0), []
+            self.name = "spy"
+
+        def set_epoch(self, epoch):
+            self.epochs.append(epoch)
+            self.inner.set_epoch(epoch)
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getitem__(self, i):
+            return self.inner[i]
+
+    spy = Spy()
+    t = build_translator("spade", cond_channels=spy.inner.cond_channels, **micro("spade"))
+    train(t, torch.utils.data.Subset(spy, range(4)), steps=4, out_dir=tmp_path, batch_size=2, progress=False)
+    assert spy.epochs == [0, 1]
+
+
+def test_a_runs_data_instance_is_its_dataset_seed_not_the_training_seed():
+    """``datasets[].data_seed`` fixes the scenes for every seed of a run (the run's seeds vary
+    initialisation and order only)."""
+    from evalkit.config import DatasetConfig
+    from evalkit.pipeline import _dataset
+
+    d = DatasetConfig(name="shapes", size=32, n_train=4, n_test=2)
+    a, b = _dataset(d, "test", 0), _dataset(d, "test", 7)
+    torch.testing.assert_close(a[0].image, b[0].image)
+    other = _dataset(DatasetConfig(name="shapes", size=32, n_train=4, n_test=2, data_seed=3), "test", 0)
+    assert not torch.equal(other[0].image, a[0].image)

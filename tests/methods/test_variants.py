@@ -14,7 +14,7 @@ from evalkit.methods.registry import build_translator, list_variants, variant_sp
 from translator_testing import make_batch, micro, one_hot_batch
 
 TRAINABLE = list_variants(trainable=True)
-PAPER_VARIANTS = {"rabit", "rabit-code", "rabit/baseline-cos", "rabit/ras", "rabit/spe", "rabit/spe+ras",
+PAPER_VARIANTS = {"rabit", "rabit-code", "rabit/baseline-cos", "rabit/ras", "rabit/coord+ras", "rabit/spe", "rabit/spe+ras",
                   "rabit/manipulation", "unite", "unite-code", "unite/spade", "unite/spade+cos", "unite/spade+ot",
                   "unite/spade+uot", "unite/seace+uot", "unite/seace+uot+ms", "spade", "spade-vae", "cocosnet",
                   "outputs"}
@@ -39,11 +39,14 @@ def test_variant_trains_20_steps_with_finite_losses(variant, train_set):
         assert all(math.isfinite(v) for v in losses.values()), (step, losses)
         first = first or losses
         last = losses
-    assert {"gan", "gan_feat", "vgg", "D", "G_total"} <= set(last)
-    if t.exemplar_based:
-        assert {"contextual", "perceptual", "pseudo"} <= set(last)
+    assert {"gan", "gan_feat", "D", "G_total"} <= set(last)
+    if t.exemplar_based:  # L_pse instead of a VGG loss to the ground truth on every pair; L_cxt is off at tiny
+        assert {"perceptual", "pseudo"} <= set(last) and not {"vgg", "contextual"} & set(last)
+    else:
+        assert "vgg" in set(last)
     if getattr(t, "corr", None) is not None:
         assert {"cycle", "consistency"} <= set(last)
+        assert ("mask" in last) == (t.config.losses.mask > 0)
     # the generator learned something: parameters moved and the D loss changed
     assert last["D"] != first["D"]
 
@@ -69,12 +72,14 @@ def test_presets_follow_the_papers():
     assert (rabit.size, rabit.correspondence.corr_size, rabit.block, rabit.topk, rabit.position, rabit.injection) == \
         (256, 128, 2, 3, "spe", "confi")
     assert (unite.size, unite.correspondence.corr_size, unite.correspondence.feat_nc, unite.ot_eps, unite.alignment,
-            unite.multi_stage) == (256, 64, 256, 1e-4, "uot", True)
+            unite.multi_stage) == (256, 64, 128, 1e-4, "uot", True)  # UNITE §4: 128-d features
     assert (coco.correspondence.corr_size, coco.temperature) == (64, 0.01)
     assert (rabit.optim.lr_g, rabit.optim.lr_d, rabit.optim.beta1, rabit.optim.beta2) == (1e-4, 4e-4, 0.0, 0.999)
     assert (rabit.generator.ngf, rabit.generator.num_up, rabit.discriminator.num_d) == (64, 5, 2)
     code = _config("unite-code", "tiny")
-    assert (code.alignment, code.ot_eps) == ("ot", 0.025)
+    assert (code.alignment, code.ot_eps, code.ot_masses) == ("ot", 0.025, "softmax")
+    assert (rabit.topk_eps, rabit.losses.contextual, coco.losses.contextual, rabit.cx_bandwidth) == (0.1, 1.0, 10.0, 0.1)
+    assert _config("spade", "paper").losses.gan == 1.0  # NVlabs/SPADE
     rcode = _config("rabit-code", "tiny")
     assert (rcode.topk, rcode.retrieval, rcode.position, rcode.correspondence.corr_size) == (1, "softmax", "coord", 32)
     assert (_config("unite", "tiny").size, _config("unite", "tiny").correspondence.corr_size) == (64, 16)
@@ -123,7 +128,7 @@ def test_exemplar_changes_output_of_exemplar_based_variants_only(train_set):
     swapped.exemplar_cond = swapped.exemplar_cond.flip(0)
     spade = build_translator("spade", cond_channels=train_set.cond_channels, **micro("spade"))
     torch.testing.assert_close(spade.translate(batch).image, spade.translate(swapped).image)
-    for variant in ("rabit", "unite", "cocosnet", "spade-vae"):
+    for variant in ("rabit", "unite", "cocosnet", "spade-vae", "unite/spade"):
         t = build_translator(variant, cond_channels=train_set.cond_channels, **micro(variant))
         assert not torch.allclose(t.translate(batch).image, t.translate(swapped).image), variant
 
@@ -145,3 +150,76 @@ def test_manipulation_trains_on_self_reference_pairs(train_set):
     assert not torch.equal(prepared.exemplar, batch.exemplar)
     # the self-reference exemplar is a re-crop/flip of the ground truth: its colours are the ground truth's
     torch.testing.assert_close(prepared.exemplar.mean((2, 3)), batch.image.mean((2, 3)), atol=0.15, rtol=0)
+
+
+def test_vgg_loss_to_the_ground_truth_sees_self_reference_pairs_only(train_set):
+    """A gradient hook on the generated image: the L_pse term (the only VGG loss to the ground truth
+    of the exemplar-based methods) sends gradient to the self-reference samples of the batch and
+    none to the cross-exemplar ones (CoCosNet / UNITE / RABIT code: lambda_vgg * fm_ratio on
+    self-reference samples only); label-only SPADE's VGG loss sees every pair."""
+    batch = make_batch(train_set, [0, 1, 2, 3])
+    batch.self_ref = torch.tensor([True, False, True, False])
+    for variant, term, seen in (("cocosnet", "pseudo", [True, False, True, False]),
+                                ("rabit", "pseudo", [True, False, True, False]),
+                                ("spade", "vgg", [True, True, True, True])):
+        t = build_translator(variant, cond_channels=train_set.cond_channels, **micro(variant))
+        out = t.generate(batch)
+        grads = {}
+        out["image"].register_hook(lambda g: grads.setdefault("image", g))
+        losses = t.generator_losses(batch, out)
+        losses[term].backward()
+        reached = grads["image"].flatten(1).abs().sum(1) > 0
+        assert reached.tolist() == seen, (variant, reached)
+        assert "vgg" not in losses if t.exemplar_based else "pseudo" not in losses
+
+
+def test_spade_vae_encodes_the_ground_truth_in_training_and_the_exemplar_after(train_set):
+    """NVlabs' SPADE-VAE: the style encoder sees the real image while training (KL keeps the code
+    near N(0, I)); translation encodes the exemplar. A forward hook records what it saw."""
+    for variant in ("spade-vae", "unite/spade"):
+        t = build_translator(variant, cond_channels=train_set.cond_channels, **micro(variant))
+        seen = []
+        t.style.encoder.register_forward_hook(lambda m, args, out: seen.append(args[0].detach().clone()))
+        batch = make_batch(train_set, [0, 1])
+        t.train_step(batch)
+        t.translate(batch)
+        torch.testing.assert_close(seen[0], batch.image)
+        torch.testing.assert_close(seen[-1], batch.exemplar)
+
+
+def test_spe_uses_a_real_region_map_or_falls_back_to_the_global_grid(train_set):
+    """SPE from the batch's label maps (or a one-hot condition); on edge channels without one it
+    is the global CoordConv grid, recorded as such in protocol_meta (written to meta.json)."""
+    from evalkit.data import get_dataset
+    from evalkit.methods.alignment.position import coord_grid, semantic_position_encoding
+
+    edges = get_dataset("shapes-edge", split="test", size=32, n=2, seed=0)
+    t = build_translator("rabit", cond_channels=edges.cond_channels, **micro("rabit"))
+    batch = make_batch(edges, [0, 1])
+    a = t.align(batch)
+    side = a["qx"].shape[-1]
+    small = torch.nn.functional.interpolate(batch.label[:, None].float(), size=(side, side), mode="nearest")[:, 0].long()
+    torch.testing.assert_close(a["qx"][:, -2:] * 2 ** 0.5, semantic_position_encoding(small))
+    assert t.protocol_meta["position_encoding"] == "spe"
+    batch.label = batch.exemplar_label = None  # edges and no parsing: the arg-max would be edge vs not-edge
+    a = t.align(batch)
+    torch.testing.assert_close(a["qx"][:, -2:] * 2 ** 0.5, coord_grid(2, side, side))
+    assert t.protocol_meta["position_encoding"] == "coord (no region map)"
+
+
+def test_cocosnet_is_the_released_configuration_and_uot_reports_its_residual(train_set, tmp_path):
+    import json
+
+    from evalkit.data import get_dataset
+    from evalkit.methods.training import infer
+
+    c = build_translator("cocosnet", cond_channels=train_set.cond_channels).config
+    assert (c.centre, c.match_kernel, c.label_mix, c.generator.norm_g, c.losses.mask) == (True, 3, True, "pono", 100.0)
+    assert build_translator("unite/spade+ot", cond_channels=3).corr.aligner.masses == "uniform"
+    assert build_translator("unite", cond_channels=3).corr.aligner.masses == "eq3"
+    assert build_translator("unite", cond_channels=3, preset="paper").config.correspondence.feat_nc == 128
+    assert build_translator("rabit/coord+ras", cond_channels=3).config.position == "coord"
+    t = build_translator("unite", cond_channels=train_set.cond_channels, **micro("unite"))
+    vdir = infer(t, get_dataset("shapes", split="test", size=32, n=2), tmp_path, progress=False)
+    meta = json.loads((vdir / "meta.json").read_text())
+    assert meta["uot_marginal_residual"] >= 0 and meta["uot_iterations"] > 0
