@@ -268,10 +268,12 @@ def write_report(result: StudyAnalysis, out_dir: str | Path) -> list[Path]:
     ``study_summary.json``, ``study_selection.png`` and ``study.md`` into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {
-        "study_selection.csv": result.table.to_csv(index=False),
-        "study_questions.csv": result.questions.to_csv(index=False),
-        "study_participants.csv": result.participants.to_csv(index=False),
+    from evalkit.study.store import spreadsheet_safe
+
+    files = {  # participant ids and question names are typed by people: spreadsheet-safe cells
+        "study_selection.csv": result.table.map(spreadsheet_safe).to_csv(index=False),
+        "study_questions.csv": result.questions.map(spreadsheet_safe).to_csv(index=False),
+        "study_participants.csv": result.participants.map(spreadsheet_safe).to_csv(index=False),
         "study_summary.json": json.dumps(result.summary, indent=2),
         "study.md": to_markdown(result),
     }

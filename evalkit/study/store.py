@@ -8,8 +8,17 @@ and UNITE (CVPR 2021) Table 3.
 
 Blinding: every picture a participant can fetch is named by an opaque random token
 (``secrets.token_urlsafe``); the token -> method map lives only in this database. Images are
-re-encoded to plain PNG on import, so no metadata chunk (which may carry a method name)
-survives.
+converted to sRGB (an embedded ICC profile is applied, then dropped) and re-encoded as PNG
+with no ancillary chunk at all, so neither a metadata chunk (which may carry a method name)
+nor a colour profile (which browsers render differently) survives: candidates of different
+methods with the same pixels are byte-identical. Every trial encodes its own pictures
+(:func:`encode_png` with a per-trial encoding key), so a repeated trial, an item shown
+again in a catch trial, and the exemplar among an exemplar-catch trial's candidates are
+never byte-identical to a picture served before.
+
+Participants (schema 2): a participant is enrolled once, by POST, and gets a random session
+secret (only its sha256 is stored); the server serves one trial at a time and accepts a
+vote only for the trial it last served to that session (``participants.served_trial``).
 
 Trial kinds:
 
@@ -36,6 +45,7 @@ import random
 import secrets
 import sqlite3
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,10 +56,11 @@ import numpy as np
 from PIL import Image
 
 from evalkit.errors import EvalkitError
-from evalkit.files import atomic_path, open_rgb
+from evalkit.files import atomic_path, check_writable, load_srgb
 from evalkit.layout import OutputsLayout, variant_from_dir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # schema 1 (no sessions) is read and analysed; `study serve` upgrades it
 BUSY_TIMEOUT_MS = 30_000
 
 SCHEMA = """
@@ -85,7 +96,8 @@ CREATE TABLE candidates(
 CREATE TABLE participants(
     id INTEGER PRIMARY KEY, external_id TEXT NOT NULL UNIQUE,
     source TEXT NOT NULL CHECK (source IN ('local', 'amt')),
-    created REAL NOT NULL, order_seed INTEGER NOT NULL, trial_order TEXT NOT NULL);
+    created REAL NOT NULL, order_seed INTEGER NOT NULL, trial_order TEXT NOT NULL,
+    session_sha256 TEXT UNIQUE, served_trial INTEGER REFERENCES trials(id));
 CREATE TABLE submissions(
     id INTEGER PRIMARY KEY,
     participant_id INTEGER NOT NULL REFERENCES participants(id),
@@ -182,7 +194,21 @@ def _images_in(folder: Path) -> dict[str, Path]:
     return found
 
 
-def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSource:
+def select_methods(found: list[str], methods: list[str] | None = None, exclude: list[str] = ()) -> tuple[list[str], list[str]]:
+    """``(taken, left out)`` of the methods ``found``: exactly ``methods`` when given (reference
+    outputs too, if named), else every method but the reference outputs
+    (``reference/...``: anchors, not candidates), minus ``exclude``."""
+    unknown = [m for m in [*(methods or []), *exclude] if m not in found]
+    if unknown:
+        raise EvalkitError(f"--methods/--exclude: unknown method(s) {', '.join(unknown)}; the outputs hold "
+                           f"{', '.join(sorted(found))}")
+    taken = list(methods) if methods else [m for m in found if not m.startswith("reference/")]
+    taken = [m for m in taken if m not in exclude]
+    return taken, [m for m in found if m not in taken]
+
+
+def read_outputs(outputs: list[str], inputs: Path | None = None, *, methods_only: list[str] | None = None,
+                 exclude: list[str] = ()) -> OutputsSource:
     """Collect the images of a study.
 
     ``outputs`` is either one folder in the outputs layout (``OUT/inputs/{cond,exemplar}``,
@@ -191,7 +217,9 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
     ``outputs/`` (``RUN/outputs/<dataset>/seed<S>``), or several ``method=DIR`` entries (``DIR`` holds the images, or has an
     ``images/`` folder). ``inputs`` (a folder with ``cond/`` and ``exemplar/``) defaults to
     ``OUT/inputs``; it is required with ``method=DIR`` entries. Images are matched by file
-    name (stem); items missing from any method are dropped with a note.
+    name (stem); items missing from any method are dropped with a note. The methods taken
+    are :func:`select_methods` of ``methods_only`` / ``exclude`` (reference outputs only when
+    named); the note says which were left out.
     """
     if not outputs:
         raise EvalkitError("no --outputs given: pass an outputs folder or method=DIR entries")
@@ -238,10 +266,14 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
             if name in methods:
                 raise EvalkitError(f"two folders in {root} name the same method {name!r}", path=root)
             methods[name] = _images_in(layout.images(folder_variant))
+    taken, left_out = select_methods(list(methods), methods_only, list(exclude))
+    methods = {m: methods[m] for m in taken}
     if len(methods) < 2:
         raise EvalkitError(
-            f"a study needs at least 2 methods, found {len(methods)} ({sorted(methods)}); "
-            "pass an outputs folder with several <variant>/images folders or several method=DIR"
+            f"a study needs at least 2 methods, found {len(methods)} ({sorted(methods)}"
+            f"{'; left out: ' + ', '.join(left_out) if left_out else ''}); "
+            "pass an outputs folder with several <variant>/images folders or several method=DIR, or name them "
+            "with --methods"
         )
     cond, exemplar = _images_in(Path(inputs) / "cond"), _images_in(Path(inputs) / "exemplar")
     common = set(cond) & set(exemplar)
@@ -252,7 +284,8 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
             f"no image name is shared by {Path(inputs)}/cond, exemplar and every method folder; "
             "images are matched by file name"
         )
-    notes = []
+    notes = [f"methods left out: {', '.join(left_out)} (reference outputs are left out unless --methods names "
+             "them)"] if left_out else []
     for label, images in [("cond", cond), ("exemplar", exemplar), *methods.items()]:
         dropped = len(set(images) - common)
         if dropped:
@@ -269,25 +302,59 @@ def read_outputs(outputs: list[str], inputs: Path | None = None) -> OutputsSourc
 
 # --------------------------------------------------------------------------- images
 
-def encode_png(image: Path | np.ndarray | Image.Image, size: tuple[int, int] | None = None) -> bytes:
-    """Re-encode as a plain RGB PNG (drops every metadata chunk); ``size`` (w, h) resizes
-    with Lanczos when the image has another size."""
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    elif not isinstance(image, Image.Image):
-        image = open_rgb(image)
-    image = image.convert("RGB")
-    if size is not None and image.size != tuple(size):
-        image = image.resize(tuple(size), Image.Resampling.LANCZOS)
+_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
+ENCODINGS = 10  # compression levels 0..9; higher keys also split the pixel data into more IDAT chunks
+
+
+def _png_chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+    out, i = [], 8
+    while i < len(png):
+        n = int.from_bytes(png[i:i + 4], "big")
+        out.append((png[i + 4:i + 8], png[i + 8:i + 8 + n]))
+        i += 12 + n
+    return out
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + (zlib.crc32(kind + data) & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def to_display(image: Path | np.ndarray | Image.Image, size: tuple[int, int] | None = None) -> np.ndarray:
+    """RGB uint8 pixels as a participant sees them: files are decoded and converted to sRGB
+    (:func:`evalkit.files.load_srgb`); ``size`` (w, h) resizes with Lanczos."""
+    if isinstance(image, (str, Path)):
+        image = load_srgb(image)
+    img = Image.fromarray(image) if isinstance(image, np.ndarray) else image.convert("RGB")
+    if size is not None and img.size != tuple(size):
+        img = img.resize(tuple(size), Image.Resampling.LANCZOS)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def encode_png(image: Path | np.ndarray | Image.Image, size: tuple[int, int] | None = None, *, key: int = 0) -> bytes:
+    """A plain RGB PNG of ``image`` (:func:`to_display`): only the critical chunks IHDR, IDAT,
+    IEND, so no text, time, gamma, colour-profile or any other ancillary chunk survives.
+    ``key`` picks one of many byte-different encodings of the same pixels (zlib level
+    ``(6 + key) % 10``, pixel data split into ``1 + key // 10`` IDAT chunks); key 0 is
+    Pillow's default. The same pixels and key always give the same bytes."""
+    img = Image.fromarray(to_display(image, size))
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+    img.save(buf, format="PNG", compress_level=(6 + key) % ENCODINGS)
+    chunks = _png_chunks(buf.getvalue())
+    data = b"".join(d for k, d in chunks if k == b"IDAT")
+    parts = max(1, min(1 + key // ENCODINGS, len(data)))
+    step = -(-len(data) // parts)
+    out = [b"\x89PNG\r\n\x1a\n"] + [_chunk(k, d) for k, d in chunks if k in (b"IHDR", b"PLTE")]
+    out += [_chunk(b"IDAT", data[i:i + step]) for i in range(0, len(data), step)]
+    return b"".join(out + [_chunk(b"IEND", b"")])
 
 
-def corrupt(png: bytes, rng: np.random.Generator) -> np.ndarray:
+def corrupt(png: bytes | np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A visibly corrupted copy: 8x pixelation plus Gaussian noise (sigma 60 grey levels)."""
-    with Image.open(io.BytesIO(png)) as opened:
-        img = opened.convert("RGB")
+    if isinstance(png, np.ndarray):
+        img = Image.fromarray(png)
+    else:
+        with Image.open(io.BytesIO(png)) as opened:
+            img = opened.convert("RGB")
     w, h = img.size
     small = img.resize((max(1, w // 8), max(1, h // 8)), Image.Resampling.BOX)
     blocky = np.asarray(small.resize((w, h), Image.Resampling.NEAREST), dtype=np.float64)
@@ -312,10 +379,27 @@ def connect(db: str | Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as err:
         conn.close()
         raise EvalkitError(f"{db} is not an evalkit study database ({err})", path=db) from err
-    if version is None or int(version[0]) != SCHEMA_VERSION:
+    if version is None or not str(version[0]).isdigit() or int(version[0]) not in READABLE_VERSIONS:
         conn.close()
         raise EvalkitError(f"{db} has study schema {version and version[0]}, expected {SCHEMA_VERSION}", path=db)
     return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a schema-1 study (no participant sessions) to schema 2 in one transaction:
+    participants get ``session_sha256`` and ``served_trial`` (existing participants have no
+    session; they cannot vote through the server again, their answers are kept)."""
+    if schema_version(conn) >= SCHEMA_VERSION:
+        return
+    with transaction(conn):
+        conn.execute("ALTER TABLE participants ADD COLUMN session_sha256 TEXT")
+        conn.execute("ALTER TABLE participants ADD COLUMN served_trial INTEGER REFERENCES trials(id)")
+        conn.execute("CREATE UNIQUE INDEX participants_session ON participants(session_sha256)")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
 @contextmanager
@@ -358,6 +442,7 @@ def validate_study(db: str | Path, source: OutputsSource, config: StudyConfig) -
     db = Path(db)
     if db.exists():
         raise EvalkitError(f"{db} already exists; choose another --study path or delete it", path=db)
+    check_writable(db)
     names = sorted(source.cond)
     if config.trials < 1:
         raise EvalkitError(f"--trials must be at least 1, got {config.trials}")
@@ -422,6 +507,22 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
                 method_id[name] = conn.execute("INSERT INTO methods(name) VALUES (?)", (name,)).lastrowid
 
             image_ids: dict[str, int] = {}
+            enc_rng = np.random.default_rng([config.seed, 1])  # encoding keys: apart from the design's draws
+            served: dict[str, dict[bytes, tuple]] = {}  # pixels -> {png bytes: the trial role that shows them}
+
+            def trial_png(pixels: np.ndarray, key: int, owner: tuple) -> bytes:
+                """The encoding of ``pixels`` for one role of one trial (its candidates, its
+                references): ``key`` unless that exact byte string is already served by
+                another trial or role, then the next key. Identical pixels within a role
+                (two methods' identical outputs) keep identical bytes."""
+                digest = hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()
+                taken = served.setdefault(digest, {})
+                for k in range(key, key + 64 * ENCODINGS):
+                    png = encode_png(pixels, key=k)
+                    if taken.get(png, owner) == owner:
+                        taken[png] = owner
+                        return png
+                raise EvalkitError("cannot encode a picture distinctly for every trial that shows it")
 
             def store_image(png: bytes) -> int:
                 digest = hashlib.sha256(png).hexdigest()
@@ -437,34 +538,40 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
                 return token
 
             used = sorted(set(main_items) | set(catch_items))
-            item_id, output_png, exemplar_png, resized = {}, {}, {}, 0
+            item_id, output_px, exemplar_px, refs, resized = {}, {}, {}, {}, 0
             for k, name in enumerate(used):
-                cond_id = store_image(encode_png(source.cond[name]))
-                ex_png = encode_png(source.exemplar[name])
+                refs[name] = (to_display(source.cond[name]), to_display(source.exemplar[name]))
                 item_id[name] = conn.execute(
                     "INSERT INTO items(name, cond_image, exemplar_image) VALUES (?, ?, ?)",
-                    (name, cond_id, store_image(ex_png)),
+                    (name, store_image(encode_png(refs[name][0])), store_image(encode_png(refs[name][1]))),
                 ).lastrowid
                 # candidates of one item share one size (the most common), so pixel size cannot unblind
-                outputs = {m: open_rgb(source.methods[m][name]) for m in method_names}
-                size = Counter(img.size for img in outputs.values()).most_common(1)[0][0]
-                resized += sum(img.size != size for img in outputs.values())
-                output_png[name] = {m: encode_png(img, size) for m, img in outputs.items()}
-                exemplar_png[name] = encode_png(open_rgb(source.exemplar[name]), size)
+                outputs = {m: to_display(source.methods[m][name]) for m in method_names}
+                size = Counter((a.shape[1], a.shape[0]) for a in outputs.values()).most_common(1)[0][0]
+                resized += sum((a.shape[1], a.shape[0]) != size for a in outputs.values())
+                output_px[name] = {m: to_display(a, size) for m, a in outputs.items()}
+                exemplar_px[name] = to_display(refs[name][1], size)
                 if progress:
                     progress(k + 1, len(used))
             conn.execute("INSERT INTO meta VALUES ('resized_candidates', ?)", (str(resized),))
 
+            trial_key: dict[int, int] = {}
+
             def add_trial(name, kind, catch_kind=None, repeat_of=None) -> int:
-                item = conn.execute("SELECT * FROM items WHERE id = ?", (item_id[name],)).fetchone()
-                return conn.execute(
+                key = int(enc_rng.integers(ENCODINGS))
+                cond, exemplar = refs[name]
+                cond_tok = media(store_image(trial_png(cond, key, ("cond", len(trial_key)))))
+                ex_tok = media(store_image(trial_png(exemplar, key, ("exemplar", len(trial_key)))))
+                tid = conn.execute(
                     "INSERT INTO trials(token, item_id, kind, catch_kind, repeat_of, cond_token, exemplar_token)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (new_token(), item["id"], kind, catch_kind, repeat_of,
-                     media(item["cond_image"]), media(item["exemplar_image"])),
+                    (new_token(), item_id[name], kind, catch_kind, repeat_of, cond_tok, ex_tok),
                 ).lastrowid
+                trial_key[tid] = key
+                return tid
 
-            def add_candidate(trial_id, slot, png, method, role, expected=False):
+            def add_candidate(trial_id, slot, pixels, method, role, expected=False):
+                png = trial_png(pixels, trial_key[trial_id], ("candidates", trial_id))
                 conn.execute(
                     "INSERT INTO candidates(trial_id, slot, token, method_id, role, expected) VALUES (?, ?, ?, ?, ?, ?)",
                     (trial_id, slot, media(store_image(png)), method_id.get(method), role, int(expected)),
@@ -475,27 +582,27 @@ def create_study(db: str | Path, source: OutputsSource, config: StudyConfig, *, 
                 tid = add_trial(name, "main")
                 main_ids.append((tid, name, order))
                 for slot, m in enumerate(order, start=1):
-                    add_candidate(tid, slot, output_png[name][method_names[m]], method_names[m], "method")
+                    add_candidate(tid, slot, output_px[name][method_names[m]], method_names[m], "method")
             for j in repeat_src:
                 src_id, name, order = main_ids[j]
                 tid = add_trial(name, "repeat", repeat_of=src_id)
                 for slot, m in enumerate(reversed(order), start=1):
-                    add_candidate(tid, slot, output_png[name][method_names[m]], method_names[m], "method")
+                    add_candidate(tid, slot, output_px[name][method_names[m]], method_names[m], "method")
             for name, kind in zip(catch_items, catch_kinds):
                 tid = add_trial(name, "catch", catch_kind=kind)
                 order = rng.permutation(n_methods).tolist()
                 special = int(rng.integers(n_methods))  # slot index of the clean / exemplar candidate
                 for slot, m in enumerate(order, start=1):
                     method = method_names[m]
-                    png = output_png[name][method]
+                    px = output_px[name][method]
                     if kind == "corrupt" and slot - 1 != special:
-                        add_candidate(tid, slot, encode_png(corrupt(png, rng)), method, "corrupted")
+                        add_candidate(tid, slot, corrupt(encode_png(px), rng), method, "corrupted")
                     elif kind == "corrupt":
-                        add_candidate(tid, slot, png, method, "method", expected=True)
+                        add_candidate(tid, slot, px, method, "method", expected=True)
                     elif slot - 1 == special:
-                        add_candidate(tid, slot, exemplar_png[name], None, "exemplar", expected=True)
+                        add_candidate(tid, slot, exemplar_px[name], None, "exemplar", expected=True)
                     else:
-                        add_candidate(tid, slot, png, method, "method")
+                        add_candidate(tid, slot, px, method, "method")
             conn.execute("COMMIT")
             conn.execute("PRAGMA journal_mode = WAL")
         finally:
@@ -551,6 +658,43 @@ def ensure_participant(conn: sqlite3.Connection, external_id: str, source: str =
     return conn.execute("SELECT * FROM participants WHERE external_id = ?", (external_id,)).fetchone()
 
 
+def session_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def enroll(conn: sqlite3.Connection, external_id: str) -> tuple[sqlite3.Row, str]:
+    """Register a new local participant and give it a session: ``(row, secret)``; the
+    secret (256 random bits) is returned once, only its sha256 is stored. An id that is
+    already enrolled raises :class:`DuplicateParticipant`: knowing an id is not enough to
+    answer for it. Call inside :func:`transaction`."""
+    external_id = external_id.strip() if isinstance(external_id, str) else ""
+    if conn.execute("SELECT 1 FROM participants WHERE external_id = ?", (external_id,)).fetchone():
+        raise DuplicateParticipant("this participant id is already enrolled; continue in the browser you started "
+                                   "in, or ask the study's organiser for a new id")
+    person = ensure_participant(conn, external_id, "local")
+    secret = secrets.token_urlsafe(32)
+    conn.execute("UPDATE participants SET session_sha256 = ? WHERE id = ?", (session_digest(secret), person["id"]))
+    return conn.execute("SELECT * FROM participants WHERE id = ?", (person["id"],)).fetchone(), secret
+
+
+def participant_by_session(conn: sqlite3.Connection, secret: str | None) -> sqlite3.Row | None:
+    """The participant a session secret belongs to, or None."""
+    if not secret or not isinstance(secret, str) or len(secret) > 128:
+        return None
+    return conn.execute("SELECT * FROM participants WHERE session_sha256 = ?", (session_digest(secret),)).fetchone()
+
+
+def serve_next(conn: sqlite3.Connection, person: sqlite3.Row) -> tuple[int, int, sqlite3.Row | None]:
+    """:func:`next_trial`, recording the trial as the one served to ``person`` (the only
+    one a vote is then accepted for)."""
+    with transaction(conn):
+        fresh = conn.execute("SELECT * FROM participants WHERE id = ?", (person["id"],)).fetchone()
+        done, total, trial = next_trial(conn, fresh)
+        conn.execute("UPDATE participants SET served_trial = ? WHERE id = ?",
+                     (None if trial is None else trial["id"], person["id"]))
+    return done, total, trial
+
+
 def get_meta(conn: sqlite3.Connection) -> dict[str, str]:
     return {r["key"]: r["value"] for r in conn.execute("SELECT key, value FROM meta")}
 
@@ -567,6 +711,14 @@ class UnknownToken(EvalkitError):
     """A trial, candidate or participant that the study does not have."""
 
 
+class DuplicateParticipant(EvalkitError):
+    """A participant id that is already enrolled."""
+
+
+class NotServed(EvalkitError):
+    """A vote on a trial the server has not served (or no longer serves) to this participant."""
+
+
 def record_submission(
     conn: sqlite3.Connection,
     *,
@@ -580,6 +732,7 @@ def record_submission(
     hit_id: str | None = None,
     register: bool = False,
     in_transaction: bool = False,
+    require_served: bool = False,
 ) -> int:
     """Store one participant's answers to one trial, all questions at once, atomically.
 
@@ -587,7 +740,9 @@ def record_submission(
     :class:`UnknownToken` / :class:`EvalkitError` for bad input and
     :class:`DuplicateSubmission` when the participant already answered the trial (the
     ``UNIQUE(participant_id, trial_id)`` constraint decides, so concurrent replays cannot
-    both succeed). Nothing is stored on any error. Returns the submission id.
+    both succeed). ``require_served`` (the web server): the trial must be the one last
+    served to the participant (:func:`serve_next`), else :class:`NotServed`; the vote then
+    clears it. Nothing is stored on any error. Returns the submission id.
     """
     questions = {q["name"]: q["id"] for q in get_questions(conn)}
     if (not isinstance(answers, dict) or set(answers) != set(questions)
@@ -615,6 +770,13 @@ def record_submission(
             person = conn.execute("SELECT * FROM participants WHERE external_id = ?", (participant,)).fetchone()
             if person is None:
                 raise UnknownToken("unknown participant; open the start page first")
+        if require_served:
+            done = conn.execute("SELECT 1 FROM submissions WHERE participant_id = ? AND trial_id = ?",
+                                (person["id"], trial["id"])).fetchone()
+            if done is None and person["served_trial"] != trial["id"]:
+                raise NotServed("this trial was not served to this participant; answer the page the study shows")
+            conn.execute("UPDATE participants SET served_trial = NULL WHERE id = ? AND served_trial = ?",
+                         (person["id"], trial["id"]))
         try:
             sid = conn.execute(
                 "INSERT INTO submissions(participant_id, trial_id, rt_ms, source, assignment_id, hit_id, created)"
@@ -654,6 +816,18 @@ def image_bytes(conn: sqlite3.Connection, token: str) -> bytes | None:
         "SELECT images.png FROM media JOIN images ON images.id = media.image_id WHERE media.token = ?", (token,)
     ).fetchone()
     return None if row is None else bytes(row[0])
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A CSV cell that a spreadsheet shows as text: a string starting with ``= + - @``, a tab
+    or a carriage return (a formula, e.g. a participant id ``=HYPERLINK(...)``) gets a
+    leading apostrophe (OWASP's CSV-injection advice); other values are unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def export_rows(conn: sqlite3.Connection) -> list[dict]:

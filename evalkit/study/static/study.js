@@ -1,4 +1,5 @@
-// Participant page: fetch a trial by token, record one choice per question, submit.
+// Participant page: enrol once (POST; the server sets an HttpOnly session cookie), then fetch
+// the trial the server serves, record one choice per question, submit.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -17,9 +18,9 @@
   }
 
   async function nextTrial() {
-    const res = await fetch("/api/next?participant=" + encodeURIComponent(participant));
+    const res = await fetch("/api/next", { credentials: "same-origin" });
     const data = await res.json();
-    if (!res.ok) { $("message").textContent = data.error; show("intro"); return; }
+    if (!res.ok) { $("intro-message").textContent = data.error; show("intro"); return; }
     if (data.done) { show("done"); return; }
     trial = data; choice = {}; choiceRt = {};
     $("progress").textContent = "Page " + (data.answered + 1) + " of " + data.total;
@@ -70,9 +71,10 @@
     $("submit").disabled = true;
     const res = await fetch("/api/vote", {
       method: "POST",
+      credentials: "same-origin",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
-        participant: participant, trial: trial.trial, answers: choice,
+        trial: trial.trial, answers: choice,
         rt_ms: Math.max(0, performance.now() - shownAt), answer_rt_ms: choiceRt,
       }),
     });
@@ -84,10 +86,21 @@
     await nextTrial();
   }
 
+  async function enrol() {
+    const res = await fetch("/api/enrol", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ participant: participant }),
+    });
+    if (!res.ok) { $("intro-message").textContent = (await res.json()).error; show("intro"); return; }
+    await nextTrial();
+  }
+
   $("start-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     participant = $("participant").value.trim();
-    if (participant) nextTrial();
+    if (participant) enrol();
   });
   $("submit").addEventListener("click", submit);
   const preset = new URLSearchParams(location.search).get("participant");
