@@ -35,8 +35,25 @@ app = typer.Typer(
     help="evalkit: benchmark and evaluation suite for exemplar-based image translation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every subcommand
 )
+
+
+def _warnings_once() -> None:
+    """Python warnings as one ``warning: ...`` line on stderr, each text once per process
+    (not once per variant, and without the source line)."""
+    import warnings
+
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message).strip()
+        if text not in seen:
+            seen.add(text)
+            print(f"warning: {text}", file=sys.stderr)
+
+    warnings.showwarning = show
 
 
 def _version(value: bool) -> None:
@@ -53,6 +70,7 @@ def _root(
                                  help="Print evalkit's version and exit."),
 ) -> None:
     """evalkit: benchmark and evaluation suite for exemplar-based image translation."""
+    _warnings_once()
 
 
 def _register() -> None:
@@ -71,6 +89,7 @@ def _register() -> None:
 COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("data", "data"),
     ("evaluate", None),
+    ("fid", None),
     ("weights", "weights"),
     ("run", None),
     ("report", "report"),

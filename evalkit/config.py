@@ -20,6 +20,12 @@ A config names datasets × variants × seeds and how to evaluate and report them
     batch_size = 4
     # checkpoint = "ckpt.pt"    # load instead of training
     # overrides = { ngf = 16 }  # TranslatorConfig fields
+    # label = "spade-ngf16"     # the method's name in folders and results (default: name)
+
+    [[variants]]                # an external method's saved outputs, scored beside the others
+    name = "outputs"
+    folder = "my_outputs/"      # <sample name>.png|.jpg for every test sample
+    label = "mymethod"
 
     [evaluation]                # evalkit.metrics.options.EvaluationOptions: the options of `evalkit evaluate`
     metrics = ["fid", "ssim"]   # metric families (default: every one that applies)
@@ -33,6 +39,10 @@ A config names datasets × variants × seeds and how to evaluate and report them
 
 :func:`load_config` reports *every* problem at once, one line each
 (``<file>: <field>: <what is wrong>``), by raising :class:`ConfigError`; it never writes.
+Everything a run would otherwise find only after writing its folder is checked here:
+datasets are built (unknown options, missing roots or pair lists, train sets smaller than
+a batch), translators are built on the meta device, ``out`` must be writable, seeds must
+fit 32 bits, and ``report.baseline`` must name an existing run (read-only look-up).
 Relative paths are relative to the working directory.
 """
 
@@ -63,6 +73,27 @@ def __getattr__(name: str):
 
 FORMATS = ("md", "html", "tex", "csv")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# A method name (a variant's label): path segments of letters, digits, . _ + - joined by "/".
+_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*(/[A-Za-z0-9][A-Za-z0-9._+-]*)*$")
+SEED_MAX = 2 ** 32 - 1  # numpy's RandomState (KID subsets) takes 32-bit seeds; every seed of a run fits it
+
+
+def method_name_problem(name) -> str | None:
+    """Why ``name`` cannot name a method in the outputs layout and results, or None."""
+    if not isinstance(name, str) or not _LABEL_RE.match(name) or "__" in name:
+        return (f"{name!r} must be letters, digits and . _ + - (segments joined by /, no '__'), "
+                "e.g. mymethod or mymethod/v2")
+    if name.startswith("reference/"):
+        return f"{name!r}: names under reference/ are the built-in reference outputs"
+    return None
+
+
+def check_method_name(name: str, option: str = "--name") -> str:
+    """``name`` if it can name a method (:func:`method_name_problem`), else one EvalkitError line."""
+    why = method_name_problem(name)
+    if why is not None:
+        raise EvalkitError(f"{option} {why}")
+    return name
 
 
 class ConfigError(EvalkitError):
@@ -83,11 +114,14 @@ class DatasetConfig:
     n_train: int = 64
     n_test: int = 16
     options: dict = field(default_factory=dict)  # extra get_dataset keywords (exemplars_per_query, ...)
+    data_seed: int = 0  # the data instance (scenes, exemplar draws): the same for every seed of the run
 
 
 @dataclass(frozen=True)
 class VariantConfig:
-    """One translator variant: trained for ``steps`` (or loaded from ``checkpoint``)."""
+    """One translator variant: trained for ``steps`` (or loaded from ``checkpoint``); or,
+    with ``name = "outputs"``, an external method's saved outputs read from ``folder``.
+    ``label`` names the method in the run's folders and results (default: ``name``)."""
 
     name: str
     preset: str = "tiny"
@@ -95,12 +129,40 @@ class VariantConfig:
     batch_size: int = 4
     checkpoint: Path | None = None
     overrides: dict = field(default_factory=dict)
+    folder: Path | None = None
+    label: str | None = None
 
     @property
     def is_reference(self) -> bool:
         from evalkit.methods.registry import is_reference
 
         return is_reference(self.name)
+
+    @property
+    def key(self) -> str:
+        """The method's name in the run: folders, stage names, the results' ``variant``."""
+        return self.label or self.name
+
+    @property
+    def method(self) -> str:
+        """The results' ``method`` column: the label, else the variant's family (``rabit/ras`` → ``rabit``)."""
+        return self.label or self.name.split("/")[0]
+
+    @property
+    def trains(self) -> bool:
+        """Trained in the run: a trainable variant without a checkpoint."""
+        from evalkit.methods.registry import variant_spec
+
+        return not self.is_reference and self.checkpoint is None and variant_spec(self.name).trainable
+
+    def fields(self) -> dict:
+        """The variant's fields for hashes and stage keys; the optional ``folder``/``label``
+        only when set, so that configs without them keep their hashes."""
+        d = dict(self.__dict__)
+        for k in ("folder", "label"):
+            if d[k] is None:
+                del d[k]
+        return d
 
 
 @dataclass(frozen=True)
@@ -139,6 +201,7 @@ class RunConfig:
         """sha256 of the canonical JSON of the config (what the run computes, not where it writes)."""
         d = self.as_dict()
         d.pop("out", None)
+        d["variants"] = [json.loads(json.dumps(v.fields(), default=str)) for v in self.variants]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
@@ -218,52 +281,127 @@ def _parse(cls, data, where: str, problems: list[str]):
 
 # -- semantic checks ---------------------------------------------------------------------
 
-def _translator_builder(cfg: RunConfig, problems: list[str]):
-    """``check(variant, i, dataset) -> problem or None``: build the variant's translator for the
-    dataset's channels on the meta device (nothing allocated), so that every config that
-    cannot build is reported now, not at training time. Datasets that cannot be built are
-    reported once here (``datasets[i]: ...``); those already reported (unknown name,
-    missing root, too small) are skipped."""
-    import torch
+_UNEXPECTED_KW = re.compile(r"unexpected keyword argument '([^']+)'")
 
-    from evalkit.data import dataset_spec, get_dataset, list_datasets
-    from evalkit.methods.registry import build_translator
 
-    channels: dict[int, int | None] = {}
-    results: dict[str, str | None] = {}
+class _Builds:
+    """What the checks build, each once: the datasets of the config (test split, and the
+    train split where a variant trains) and the translators (on the meta device, nothing
+    allocated), so that every config that cannot run is reported now, not after the run
+    folder is written. A dataset that cannot be built is reported once
+    (``datasets[i]...``); those already reported (unknown name, missing root, too small)
+    are skipped."""
 
-    def cond_channels(i: int, d: DatasetConfig) -> int | None:
-        if i not in channels:
-            channels[i] = None
-            spec = dataset_spec(d.name) if d.name in list_datasets() else None
-            if spec is not None and d.size >= 8 and not (spec.needs_root and (d.root is None or not d.root.is_dir())):
-                try:
-                    channels[i] = get_dataset(d.name, root=d.root, split="test", size=d.size, n=max(1, d.n_test),
-                                              seed=cfg.seeds[0] if cfg.seeds else 0, **d.options).cond_channels
-                except (EvalkitError, TypeError, ValueError, OSError) as err:
-                    problems.append(f"datasets[{i}]: cannot build dataset {d.name!r} with options {d.options}: {err}")
-        return channels[i]
+    def __init__(self, cfg: RunConfig, problems: list[str]):
+        self.cfg, self.problems = cfg, problems
+        self._datasets: dict[tuple[int, str], object] = {}
+        self._translators: dict[str, str | None] = {}
 
-    def check(v: VariantConfig, i: int, d: DatasetConfig) -> str | None:
-        ch = cond_channels(i, d)
-        if ch is None:
+    def dataset(self, i: int, d: DatasetConfig, split: str):
+        """The dataset (None when it cannot be built; the problem is reported once)."""
+        from evalkit.data import dataset_spec, get_dataset, list_datasets
+
+        key = (i, split)
+        if key in self._datasets:
+            return self._datasets[key]
+        self._datasets[key] = None
+        spec = dataset_spec(d.name) if d.name in list_datasets() else None
+        if spec is None or d.size < 8 or (spec.needs_root and (d.root is None or not d.root.is_dir())):
+            return None
+        if (i, "test") in self._datasets and self._datasets[(i, "test")] is None and split == "train":
+            return None  # the dataset itself is broken: reported for the test split
+        n = max(1, d.n_test if split == "test" else d.n_train)
+        seed = self.cfg.seeds[0] if self.cfg.seeds else 0
+        try:
+            self._datasets[key] = get_dataset(d.name, root=d.root, split=split, size=d.size, n=n, seed=seed,
+                                              **d.options)
+        except TypeError as err:
+            unknown = _UNEXPECTED_KW.search(str(err))
+            if unknown:
+                self.problems.append(f"datasets[{i}]: cannot build dataset {d.name!r}: unknown option "
+                                     f"{unknown.group(1)!r} in datasets[{i}].options (the options are in docs/data.md)")
+            else:
+                self.problems.append(f"datasets[{i}].options: cannot build dataset {d.name!r} with {d.options}: {err}")
+        except (EvalkitError, ValueError, OSError) as err:
+            where = "datasets[{}]".format(i) + ("" if split == "test" else " (train split)")
+            self.problems.append(f"{where}: cannot build dataset {d.name!r}"
+                                 + (f" with options {d.options}" if d.options else "") + f": {err}")
+        return self._datasets[key]
+
+    def translator_problem(self, v: VariantConfig, i: int, d: DatasetConfig) -> str | None:
+        """Why ``v`` cannot be built for dataset ``d``'s channels, or None."""
+        import torch
+
+        from evalkit.methods.registry import build_translator
+
+        ds = self.dataset(i, d, "test")
+        if ds is None:
             return None
         overrides = {"size": d.size, **v.overrides}
-        key = json.dumps([v.name, v.preset, ch, overrides], sort_keys=True, default=str)
-        if key not in results:
+        key = json.dumps([v.name, v.preset, ds.cond_channels, overrides], sort_keys=True, default=str)
+        if key not in self._translators:
             try:
                 with torch.device("meta"):
-                    build_translator(v.name, cond_channels=ch, preset=v.preset, seed=0, **overrides)
-                results[key] = None
+                    build_translator(v.name, cond_channels=ds.cond_channels, preset=v.preset, seed=0, **overrides)
+                self._translators[key] = None
             except (EvalkitError, TypeError, ValueError, RuntimeError) as err:
-                results[key] = str(err)
-        return results[key]
+                self._translators[key] = str(err)
+        return self._translators[key]
 
-    return check
+
+def _outputs_problem(folder: Path, ds, d: DatasetConfig) -> str | None:
+    """Why an external method's ``folder`` cannot stand in for a translator on dataset
+    ``d`` (no image for some test sample, or images of another size), or None."""
+    from PIL import Image
+
+    from evalkit.files import is_image_file
+
+    files = {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and is_image_file(p)}
+    if hasattr(ds, "items") and hasattr(ds, "sample_name"):
+        names = [ds.sample_name(item.key) for item in ds.items]
+    else:
+        names = [ds[i].name for i in range(len(ds))]
+    missing = [n for n in names if n not in files]
+    if missing:
+        return (f"no image for {len(missing)} of the {len(names)} test samples of {d.name!r} in {str(folder)!r} "
+                f"(e.g. {missing[0]}.png); name each output by its sample, as `evalkit infer` names them")
+    try:
+        with Image.open(files[names[0]]) as im:
+            size = im.size
+    except OSError:
+        return None  # undecodable: named by the decoder when the run reads it
+    if size != (d.size, d.size):
+        return (f"the outputs in {str(folder)!r} are {size[0]}x{size[1]} but dataset {d.name!r} has size "
+                f"{d.size}; set the dataset's size to the outputs' resolution")
+    return None
+
+
+def _baseline_problem(cfg: RunConfig) -> str | None:
+    """Why ``report.baseline`` names nothing a gate can read: a run folder with results.csv,
+    a results.csv, or a run id recorded in the history (looked up read-only)."""
+    from evalkit.reports import history
+
+    spec = cfg.report.baseline
+    p = Path(spec)
+    if p.is_dir():
+        return None if (p / "results.csv").is_file() else f"report.baseline: folder {spec!r} has no results.csv"
+    if p.suffix == ".csv":
+        return None if p.is_file() else f"report.baseline: file {spec!r} does not exist"
+    try:
+        known = history.run_ids(cfg.history_path)
+    except EvalkitError as err:
+        return f"report.baseline: {err}"
+    if spec in known:
+        return None
+    latest = ", ".join(known[:3]) or "none recorded yet"
+    return (f"report.baseline: {spec!r} is neither a run folder, a results.csv nor a run id in "
+            f"{cfg.history_path} (latest: {latest})")
 
 
 def _check(cfg: RunConfig, problems: list[str]) -> None:
     from evalkit.data import dataset_spec, list_datasets
+    from evalkit.devices import resolve_device
+    from evalkit.files import check_writable
     from evalkit.methods.config import PRESETS
     from evalkit.methods.registry import list_variants, variant_spec
     from evalkit.reports.paper_tables import DATASETS as PAPER_DATASETS
@@ -272,10 +410,12 @@ def _check(cfg: RunConfig, problems: list[str]) -> None:
         problems.append(f"name: {cfg.name!r} must be a folder name (letters, digits, . _ -)")
     if not cfg.seeds:
         problems.append("seeds: give at least one seed")
-    if len(set(cfg.seeds)) != len(cfg.seeds) or any(s < 0 for s in cfg.seeds):
-        problems.append(f"seeds: must be distinct integers >= 0, got {list(cfg.seeds)}")
-    from evalkit.devices import resolve_device
-
+    if len(set(cfg.seeds)) != len(cfg.seeds) or any(not 0 <= s <= SEED_MAX for s in cfg.seeds):
+        problems.append(f"seeds: must be distinct integers in [0, 2**32), got {list(cfg.seeds)}")
+    try:
+        check_writable(cfg.run_dir, directory=True)
+    except EvalkitError as err:
+        problems.append(f"out: {err}")
     try:
         resolve_device(cfg.device, option="device")
     except EvalkitError as err:
@@ -285,6 +425,7 @@ def _check(cfg: RunConfig, problems: list[str]) -> None:
     if not cfg.variants:
         problems.append("variants: give at least one [[variants]] table")
     known_ds = list_datasets()
+    builds = _Builds(cfg, problems)
     for i, d in enumerate(cfg.datasets):
         w = f"datasets[{i}]"
         if d.name not in known_ds:
@@ -300,10 +441,12 @@ def _check(cfg: RunConfig, problems: list[str]) -> None:
             problems.append(f"{w}.n_test: need at least 2 test images for set metrics, got {d.n_test}")
         if d.n_train < 1:
             problems.append(f"{w}.n_train: need at least 1 training sample, got {d.n_train}")
+        if not 0 <= d.data_seed <= SEED_MAX:
+            problems.append(f"{w}.data_seed: must be an integer in [0, 2**32), got {d.data_seed}")
+        builds.dataset(i, d, "test")
     if len({d.name for d in cfg.datasets}) != len(cfg.datasets):
         problems.append("datasets: each dataset may appear once")
     known_v = list_variants()
-    built = _translator_builder(cfg, problems)
     for i, v in enumerate(cfg.variants):
         w = f"variants[{i}]"
         if v.name not in known_v:
@@ -311,6 +454,8 @@ def _check(cfg: RunConfig, problems: list[str]) -> None:
             problems.append(f"{w}.name: unknown variant {v.name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                             + f"; choose one of: {', '.join(sorted(known_v))}")
             continue
+        if v.label is not None and (why := method_name_problem(v.label)) is not None:
+            problems.append(f"{w}.label: {why}")
         if v.preset not in PRESETS:
             problems.append(f"{w}.preset: unknown preset {v.preset!r} (choose one of: {', '.join(PRESETS)})")
         if v.steps < 1 and not v.is_reference and v.checkpoint is None:
@@ -319,21 +464,44 @@ def _check(cfg: RunConfig, problems: list[str]) -> None:
             problems.append(f"{w}.batch_size: must be >= 1, got {v.batch_size}")
         if v.checkpoint is not None and not v.checkpoint.is_file():
             problems.append(f"{w}.checkpoint: file {str(v.checkpoint)!r} does not exist")
+        if v.name == "outputs":
+            if v.folder is None:
+                problems.append(f"{w}.folder: variant 'outputs' reads an external method's saved outputs: give "
+                                "folder = \"DIR\" (one image per test sample, named by the sample)")
+            elif not v.folder.is_dir():
+                problems.append(f"{w}.folder: folder {str(v.folder)!r} does not exist")
+            else:
+                for j, d in enumerate(cfg.datasets):
+                    ds = builds.dataset(j, d, "test")
+                    if ds is not None and (why := _outputs_problem(v.folder, ds, d)) is not None:
+                        problems.append(f"{w}.folder: {why}")
+            if v.overrides or v.checkpoint is not None:
+                problems.append(f"{w}: variant 'outputs' takes no overrides or checkpoint, only folder and label")
+            continue
+        if v.folder is not None:
+            problems.append(f"{w}.folder: only variant 'outputs' reads a folder of saved outputs")
         if v.is_reference:
             if v.overrides:
                 problems.append(f"{w}.overrides: reference outputs take no translator overrides")
             continue
         if not variant_spec(v.name).trainable:
             problems.append(f"{w}.name: variant {v.name!r} is neither trainable nor a reference output; "
-                            "evaluate saved outputs with `evalkit evaluate --generated DIR` instead")
+                            "give name = \"outputs\" with folder = \"DIR\" to score saved outputs")
             continue
         if v.preset in PRESETS:
             for j, d in enumerate(cfg.datasets):
-                err = built(v, j, d)
+                err = builds.translator_problem(v, j, d)
                 if err is not None:
                     problems.append(f"{w}.overrides: {err} (with dataset {d.name!r} at size {d.size})")
-    if len({v.name for v in cfg.variants}) != len(cfg.variants):
-        problems.append("variants: each variant may appear once")
+        if v.checkpoint is None and v.batch_size >= 1:
+            for j, d in enumerate(cfg.datasets):
+                train = builds.dataset(j, d, "train")
+                if train is not None and len(train) < v.batch_size:
+                    problems.append(f"{w}.batch_size: {v.batch_size} is more than the {len(train)} training samples "
+                                    f"of {d.name!r} (datasets[{j}].n_train = {d.n_train}); lower batch_size")
+    if len({v.key for v in cfg.variants}) != len(cfg.variants):
+        problems.append("variants: each variant may appear once (give a distinct label to run one twice, "
+                        "or to score several external methods)")
     problems += [f"evaluation.{p}" for p in cfg.evaluation.problems()]
     rep = cfg.report
     for f in rep.formats:
@@ -349,6 +517,13 @@ def _check(cfg: RunConfig, problems: list[str]) -> None:
         problems.append(f"report.policy: file {str(rep.policy)!r} does not exist")
     if rep.policy is not None and rep.baseline is None:
         problems.append("report.policy: a policy needs a report.baseline to compare against")
+    if rep.baseline is not None and (why := _baseline_problem(cfg)) is not None:
+        problems.append(why)
+    if rep.history is not None:
+        try:
+            check_writable(rep.history)
+        except EvalkitError as err:
+            problems.append(f"report.history: {err}")
 
 
 def parse_config(data: dict, *, source: str | Path = "config") -> RunConfig:

@@ -54,7 +54,7 @@ class Stage:
 
     @property
     def tag(self) -> str:
-        return f"{self.dataset.name}/{variant_dir(self.variant.name)}/seed{self.seed}"
+        return f"{self.dataset.name}/{variant_dir(self.variant.key)}/seed{self.seed}"
 
     @property
     def name(self) -> str:
@@ -62,8 +62,9 @@ class Stage:
 
 
 def trains(v: VariantConfig) -> bool:
-    """A variant trains in the run unless it is a reference output or loads a checkpoint."""
-    return not v.is_reference and v.checkpoint is None
+    """A variant trains in the run unless it is a reference output, an external method's
+    saved outputs (``outputs``) or loads a checkpoint."""
+    return v.trains
 
 
 def plan(cfg: RunConfig) -> list[Stage]:
@@ -120,10 +121,10 @@ class _Run:
         return OutputsLayout(self.rd.root / "outputs" / s.dataset.name / f"seed{s.seed}")
 
     def checkpoint_dir(self, s: Stage) -> Path:
-        return self.rd.root / "checkpoints" / s.dataset.name / variant_dir(s.variant.name) / f"seed{s.seed}"
+        return self.rd.root / "checkpoints" / s.dataset.name / variant_dir(s.variant.key) / f"seed{s.seed}"
 
     def eval_csv(self, s: Stage) -> Path:
-        return self.rd.root / "eval" / s.dataset.name / f"seed{s.seed}" / f"{variant_dir(s.variant.name)}.csv"
+        return self.rd.root / "eval" / s.dataset.name / f"seed{s.seed}" / f"{variant_dir(s.variant.key)}.csv"
 
     @property
     def evaluation(self):
@@ -138,11 +139,12 @@ def _dataset(d: DatasetConfig, split: str, seed: int):
     from evalkit.data import get_dataset
 
     n = d.n_train if split == "train" else d.n_test
-    return get_dataset(d.name, root=d.root, split=split, size=d.size, n=n, seed=seed, **d.options)
+    # the data instance is the dataset's own seed; the run's seeds vary initialisation and order
+    return get_dataset(d.name, root=d.root, split=split, size=d.size, n=n, seed=d.data_seed, **d.options)
 
 
 def _train_key(s: Stage) -> dict:
-    return {"dataset": s.dataset.__dict__, "variant": s.variant.__dict__, "seed": s.seed}
+    return {"dataset": s.dataset.__dict__, "variant": s.variant.fields(), "seed": s.seed}
 
 
 def _resumable(ckpt_dir: Path, key) -> bool:
@@ -196,28 +198,35 @@ def _run_infer(r: _Run, s: Stage) -> None:
     d, v, seed = s.dataset, s.variant, s.seed
     layout = r.outputs(s)
     test_ds = _dataset(d, "test", seed)
+    extra = {}
     if trains(v):
         ckpt, upstream = r.checkpoint_dir(s) / "last.pt", r.rd.digest(Stage("train", d, v, seed).name)
     elif v.checkpoint is not None:
         ckpt = v.checkpoint
         upstream = stage_hash([str(ckpt), ckpt.stat().st_size, ckpt.stat().st_mtime])
+    elif v.folder is not None:  # an external method's saved outputs: recomputed when the files change
+        ckpt, extra = None, {"folder": v.folder}
+        upstream = stage_hash([(p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                               for p in sorted(v.folder.iterdir()) if p.is_file()])
     else:
         ckpt, upstream = None, ""
 
     def compute():
-        tr = (build_translator(v.name, cond_channels=test_ds.cond_channels, preset=v.preset, seed=seed)
+        tr = (build_translator(v.name, cond_channels=test_ds.cond_channels, preset=v.preset, seed=seed, **extra)
               if ckpt is None else load_checkpoint(ckpt, r.device))
-        infer(tr, test_ds, layout.root, progress=False, device=r.device)
+        infer(tr, test_ds, layout.root, progress=False, device=r.device, name=v.key)
 
     def validate():
-        images = layout.image_files(layout.images(v.name))
+        images = layout.image_files(layout.images(v.key))
         real = layout.image_files(layout.real)
-        if len(images) != len(test_ds) or len(real) < len(test_ds) or not layout.meta_path(v.name).is_file():
-            raise EvalkitError(f"inference of {v.name} wrote {len(images)} of {len(test_ds)} images into "
+        if len(images) != len(test_ds) or len(real) != len(test_ds) or not layout.meta_path(v.key).is_file():
+            raise EvalkitError(f"inference of {v.key} wrote {len(images)} of {len(test_ds)} images into "
                                f"{layout.root}; rerun the stage")
 
-    key = {"train": upstream, "dataset": d.__dict__, "variant": v.name, "seed": seed}
-    r.rd.run(s.name, key, [layout.variant(v.name), layout.inputs], compute, validate)
+    key = {"train": upstream, "dataset": d.__dict__, "variant": v.key, "seed": seed}
+    if v.key != v.name:
+        key["name"] = v.name
+    r.rd.run(s.name, key, [layout.variant(v.key), layout.inputs], compute, validate)
 
 
 def _run_evaluate(r: _Run, s: Stage) -> None:
@@ -229,12 +238,12 @@ def _run_evaluate(r: _Run, s: Stage) -> None:
 
     def compute():
         r.backbones.update(registry.build_backbones(options.metrics, options, options.device, have=r.backbones))
-        rows = evaluate_outputs(r.outputs(s).root, v.name, options=options, backbones=r.backbones)
+        rows = evaluate_outputs(r.outputs(s).root, v.key, options=options, backbones=r.backbones)
         from evalkit import distributed
 
         if distributed.env().is_main:
-            table = R.make_rows(rows, run_id=r.run_id, method=v.name.split("/")[0], dataset=d.name,
-                                split=SPLIT, seed=seed, variant=v.name)
+            table = R.make_rows(rows, run_id=r.run_id, method=v.method, dataset=d.name,
+                                split=SPLIT, seed=seed, variant=v.key)
             R.write(table, csv)
 
     key = {"infer": r.rd.digest(Stage("infer", d, v, seed).name), "evaluation": r.cfg.evaluation.__dict__}
@@ -274,8 +283,11 @@ def _run_info(cfg: RunConfig, rd: RunDir) -> dict:
     """run.json: created once, kept on resume (the run id stays the same)."""
     path = rd.root / "run.json"
     if path.is_file():
-        info = json.loads(path.read_text(encoding="utf-8"))
-        if info.get("config_hash") == cfg.hash():
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            info = {}  # unreadable: a new run id (the stages' own markers decide what is reused)
+        if isinstance(info, dict) and info.get("config_hash") == cfg.hash():
             return info
     from evalkit.reports.history import RunInfo
 

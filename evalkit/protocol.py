@@ -45,6 +45,8 @@ class Protocol:
     n_images: number of images that entered the metric.
     metric_seed: the seed of the metric's own randomness (KID subsets, SWD patches and
         directions, random-initialised backbones).
+    real_resize: how real images and exemplars were resized before evaluation
+        (``pil-bicubic-256`` for ``--real-size 256``, the papers' protocol), or ``none``.
     """
 
     resolution: int
@@ -54,6 +56,7 @@ class Protocol:
     weights_sha256: str
     n_images: int
     metric_seed: int = 0
+    real_resize: str = "none"
     library_versions: tuple[tuple[str, str], ...] = field(default_factory=library_versions)
     evalkit_version: str = __version__
 
@@ -66,7 +69,8 @@ class Protocol:
         """True when the numbers may be compared with published (pretrained) ones."""
         return not self.random_weights
 
-    def differences(self, other: "Protocol", fields: tuple[str, ...] = ("resolution", "resize", "image_format", "backbone", "weights_sha256")) -> list[str]:
+    def differences(self, other: "Protocol", fields: tuple[str, ...] = ("resolution", "resize", "real_resize", "image_format", "backbone",
+                                                              "weights_sha256")) -> list[str]:
         """Names of the fields (among ``fields``) on which two protocols disagree."""
         return [f for f in fields if getattr(self, f) != getattr(other, f)]
 

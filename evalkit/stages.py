@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evalkit.files import is_temp_file, sweep_temp_files, write_atomic
+from evalkit.files import in_temp_path, sweep_temp_files, write_atomic
 
 
 def stage_hash(obj) -> str:
@@ -28,10 +28,11 @@ def stage_hash(obj) -> str:
 
 
 def output_sizes(root: Path, paths) -> dict[str, int]:
-    """{path relative to root: size} for every file under each of ``paths`` (temp files excluded)."""
+    """{path relative to root: size} for every file under each of ``paths`` (temp files and
+    whatever is inside a temp folder excluded)."""
     out = {}
     for p in paths:
-        items = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file() and not is_temp_file(q))
+        items = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file() and not in_temp_path(q, p))
         for q in items:
             out[str(q.relative_to(root))] = q.stat().st_size
     return out

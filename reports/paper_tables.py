@@ -30,8 +30,12 @@ _METRICS = {
     "VGG_M style": "style-mean", "VGG_V style": "style-std",
 }
 # Paper method name → evalkit variant (the methods evalkit implements). In UNITE's
-# ablation (Table 3) the rows are UNITE's own building blocks on a SPADE generator.
-METHODS = {"RABIT": "rabit", "UNITE": "unite", "CoCosNet": "cocosnet", "SPADE": "spade"}
+# ablation (Table 3) the rows are UNITE's own building blocks on a SPADE generator. The
+# papers' SPADE injects the exemplar's style (RABIT Table 1 reports its LPIPS diversity; UNITE
+# §4.2: "supports style injection from an exemplar image"), so it is the exemplar-encoding
+# SPADE-VAE (and Table 3's SPADE the exemplar-encoding unite/spade), never the labels-only
+# `spade`, whose diversity is 0 by construction.
+METHODS = {"RABIT": "rabit", "UNITE": "unite", "CoCosNet": "cocosnet", "SPADE": "spade-vae"}
 ABLATION_METHODS = {"SPADE": "unite/spade", "SPADE+COS": "unite/spade+cos", "SPADE+OT": "unite/spade+ot",
                     "SPADE+UOT": "unite/spade+uot", "SEACE+UOT": "unite/seace+uot", "SEACE+UOT+MS": "unite/seace+uot+ms"}
 # Paper dataset name → evalkit dataset name.
@@ -40,6 +44,10 @@ DATASETS = {
     "CelebA-HQ (edge)": "celebahq-edge", "DeepFashion": "deepfashion", "COCO-Stuff (layout)": "cocostuff",
 }
 COLUMNS = ["paper", "table", "task", "dataset", "method", "metric", "value", "higher_is_better"]
+# Output side the papers evaluate at (RABIT and UNITE: 256x256; UNITE's COCO-Stuff layouts: 128x128).
+PAPER_RESOLUTION = {"COCO-Stuff (layout)": 128}
+DEFAULT_PAPER_RESOLUTION = 256
+FULL_TEST_SET = 2000  # fewer images than the papers' full test splits: FID/KID biased upwards
 
 
 def evalkit_metric(metric: str, task: str) -> str | None:
@@ -64,6 +72,13 @@ def load(path: str | Path | None = None) -> pd.DataFrame:
                         for m, t in zip(df["method"], df["task"])]
     df["ek_dataset"] = df["dataset"].map(DATASETS)
     return df
+
+
+def _image_size(results: pd.DataFrame, variant: str, dataset: str) -> int | None:
+    """The generated images' side for (variant, dataset): the resolution of its rows that
+    see images at their own size (pixel metrics, SWD, LPIPS), None when none was computed."""
+    own = results[(results["variant"] == variant) & (results["dataset"] == dataset) & ~results["backbone"].str.startswith("inception")]
+    return int(own["resolution"].iloc[0]) if len(own) else None
 
 
 def _protocol_text(rows: pd.DataFrame) -> str:
@@ -109,6 +124,13 @@ def compare(results: pd.DataFrame, *, dataset_map: dict[str, str] | None = None,
                 marks.append("random backbone")
             if sel["dataset"].iloc[0] != p["ek_dataset"]:
                 marks.append(f"data: {sel['dataset'].iloc[0]}≠{p['dataset']}")
+            side = _image_size(results, p["ek_variant"], sel["dataset"].iloc[0])
+            paper_side = PAPER_RESOLUTION.get(p["dataset"], DEFAULT_PAPER_RESOLUTION)
+            if side is not None and side != paper_side:
+                marks.append(f"res {side}≠{paper_side} px")
+            n = int(sel["n_images"].min())
+            if n < FULL_TEST_SET:
+                marks.append(f"n={n}, not the full test set")
             delta = ours - rec["paper_value"]
             rec.update(ours=ours, ours_std=float(sel["value"].std(ddof=1)) if len(sel) > 1 else 0.0,
                        seeds=int(sel["seed"].nunique()), delta=delta,
@@ -132,15 +154,36 @@ def _cell(v: float, metric: str) -> str:
 
 
 def _delta_text(row) -> str:
+    """Δ with ▲/▼ by the metric's direction; on a row whose protocol differs from the
+    paper's (any ⚠ mark) no verdict is given: ``(n/c)``, not comparable."""
     if pd.isna(row["delta"]):
         return "—"
-    sign = "▲" if row["ours_better"] else "▼"
+    sign = "(n/c)" if row["marks"] else ("▲" if row["ours_better"] else "▼")
     d = row["delta"]
     return (f"{d:+.3e}" if abs(d) >= 1e6 else f"{d:+.{_digits(row['metric'])}f}") + f" {sign}"
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    lines = ["| paper | table | dataset | method | metric | paper | ours | Δ | protocol (ours) | marks |",
+def check_selection(results: pd.DataFrame, dataset_map: dict[str, str], *, source) -> None:
+    """An empty paper-table selection is an error naming what would match."""
+    table = compare(results, dataset_map=dataset_map)
+    if len(table):
+        return
+    results = results[results["split"] == "test"]
+    ours = ", ".join(sorted(set(results["dataset"]))) or "none"
+    variants = ", ".join(sorted(set(results["variant"]))) or "none"
+    known = ", ".join(sorted({v for v in (*METHODS.values(), *ABLATION_METHODS.values())}))
+    mapped = f" (mapped: {', '.join(f'{k}={v}' for k, v in dataset_map.items())})" if dataset_map else ""
+    raise EvalkitError(f"{source}: no published number matches these results (datasets: {ours}{mapped}; variants: "
+                       f"{variants}); paper datasets: {', '.join(DATASETS)}; map ours with --as OURS=PAPER (e.g. --as "
+                       f"{ours.split(', ')[0]}=ADE20K) or set --dataset; the papers' methods are {known} "
+                       "(set --method for an `evaluate` CSV)", path=source)
+
+
+def to_markdown(table: pd.DataFrame, card: list[tuple[str, str]] | None = None) -> str:
+    from evalkit.reports.card import card_markdown
+
+    lines = ([card_markdown(card)] if card else []) + [
+             "| paper | table | dataset | method | metric | paper | ours | Δ | protocol (ours) | marks |",
              "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | --- |"]
     for _, r in table.iterrows():
         arrow = "↑" if r["higher_is_better"] else "↓"
@@ -148,16 +191,20 @@ def to_markdown(table: pd.DataFrame) -> str:
                      f"{_cell(r['paper_value'], r['metric'])} | {_cell(r['ours'], r['metric'])} | {_delta_text(r)} | "
                      f"{r['protocol']} | {('⚠ ' + r['marks']) if r['marks'] else ''} |")
     lines += ["", "Δ = ours − paper; ▲ ours better, ▼ ours worse (by the metric's direction). "
-              "⚠ marks a protocol that differs from the paper's: those numbers are not comparable."]
+              "⚠ marks a protocol that differs from the paper's: those numbers are not comparable (n/c), "
+              "and their Δ is no verdict."]
     return "\n".join(lines) + "\n"
 
 
-def to_html(table: pd.DataFrame, *, title: str = "evalkit vs published numbers") -> str:
+def to_html(table: pd.DataFrame, *, title: str = "evalkit vs published numbers",
+            card: list[tuple[str, str]] | None = None) -> str:
+    from evalkit.reports.card import card_html
+
     head = "".join(f"<th>{h}</th>" for h in ("paper", "table", "dataset", "method", "metric", "paper", "ours", "Δ",
                                              "protocol (ours)", "marks"))
     body = []
     for _, r in table.iterrows():
-        colour = "" if pd.isna(r["delta"]) else ("#1a7f37" if r["ours_better"] else "#cf222e")
+        colour = "" if pd.isna(r["delta"]) else ("#777" if r["marks"] else ("#1a7f37" if r["ours_better"] else "#cf222e"))
         arrow = "↑" if r["higher_is_better"] else "↓"
         cells = [r["paper"], r["table"], r["dataset"], r["method"], f"{r['metric']} {arrow}",
                  _cell(r["paper_value"], r["metric"]), _cell(r["ours"], r["metric"])]
@@ -169,18 +216,25 @@ def to_html(table: pd.DataFrame, *, title: str = "evalkit vs published numbers")
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "th,td{border-bottom:1px solid #ccc;padding:4px 8px}td:nth-child(-n+8){white-space:nowrap}</style></head><body>\n"
-            f"<h1>{html.escape(title)}</h1>\n<table>\n<tr>{head}</tr>\n" + "\n".join(body) + "\n</table>\n"
+            f"<h1>{html.escape(title)}</h1>\n{card_html(card) if card else ''}<table>\n<tr>{head}</tr>\n"
+            + "\n".join(body) + "\n</table>\n"
             "<p>Δ = ours − paper, green when ours is better and red when worse (by the metric's direction). "
-            "⚠ marks a protocol that differs from the paper's: those numbers are not comparable.</p>\n</body></html>\n")
+            "⚠ marks a protocol that differs from the paper's: those numbers are not comparable, and their Δ is "
+            "grey (n/c), no verdict.</p>\n</body></html>\n")
 
 
 def write(results: pd.DataFrame, out_dir: str | Path, *, dataset_map: dict[str, str] | None = None,
-          stem: str = "paper_tables", only_ours: bool = True) -> dict[str, Path]:
-    """Write ``<stem>.md/.html/.csv`` (atomically); returns the paths."""
+          stem: str = "paper_tables", only_ours: bool = True, run_info: dict | list[dict] | None = None) -> dict[str, Path]:
+    """Write ``<stem>.md/.html/.csv`` (atomically), each opening with the protocol card of
+    ``results``; returns the paths."""
+    from evalkit.reports.card import protocol_card
+
+    results = R.validate(results)
     table = compare(results, dataset_map=dataset_map, only_ours=only_ours)
+    card = protocol_card(results[results["split"] == "test"], run_info) if len(results) else None
     out_dir = Path(out_dir)
     return {
-        "md": write_atomic(out_dir / f"{stem}.md", to_markdown(table)),
-        "html": write_atomic(out_dir / f"{stem}.html", to_html(table)),
+        "md": write_atomic(out_dir / f"{stem}.md", to_markdown(table, card)),
+        "html": write_atomic(out_dir / f"{stem}.html", to_html(table, card=card)),
         "csv": write_atomic(out_dir / f"{stem}.csv", table.to_csv(index=False, float_format="%.10g")),
     }

@@ -3,10 +3,14 @@
 Columns, in order (``docs/contracts.md``)::
 
     run_id, method, variant, dataset, split, metric, value, n, seed,
-    resolution, resize, image_format, backbone, weights_sha256, n_images,
-    library_versions, evalkit_version, comparable
+    metric_variant, resolution, resize, real_resize, image_format, backbone, weights_sha256,
+    n_images, metric_seed, library_versions, evalkit_version, comparable
 
-Everything in ``reports/`` is a view of this table. Metric names are the papers'
+``variant`` is the method's variant (``rabit/ras``); ``metric_variant`` how the metric was
+computed (``clean``/``legacy`` FID, ``pggan`` SWD, ...; empty in tables written before it
+was recorded). Everything in ``reports/`` is a view of this table. The CSV that
+``evalkit evaluate --out`` writes is such a table; :func:`read` also accepts one without
+``run_id``/``split``/``seed`` (defaults: the file's stem, ``test``, 0). Metric names are the papers'
 (``FID``, ``SWD``, ``LPIPS-diversity``, ...). The direction of each, the rounding used
 wherever it is displayed and whether it is an uncertainty come from the metric registry
 (:mod:`evalkit.metrics.registry`); speed and memory figures (``time-*``, ``peak-memory-*``)
@@ -25,15 +29,17 @@ from evalkit.files import write_atomic
 
 KEY_COLUMNS = ["run_id", "method", "variant", "dataset", "split", "metric", "value", "n", "seed"]
 PROTOCOL_COLUMNS = [
-    "resolution", "resize", "image_format", "backbone", "weights_sha256", "n_images", "metric_seed",
-    "library_versions", "evalkit_version", "comparable",
+    "metric_variant", "resolution", "resize", "real_resize", "image_format", "backbone", "weights_sha256", "n_images",
+    "metric_seed", "library_versions", "evalkit_version", "comparable",
 ]
 COLUMNS = KEY_COLUMNS + PROTOCOL_COLUMNS
+# Columns added after the first tables were written, with the value an older table implies.
+LATER_COLUMNS = {"metric_variant": "", "real_resize": "none"}
 
 _BOOL = {True: True, False: False, "True": True, "False": False, "true": True, "false": False}
 _INT_COLUMNS = ("n", "seed", "resolution", "n_images", "metric_seed")
-_STR_COLUMNS = ("run_id", "method", "variant", "dataset", "split", "metric", "resize", "image_format",
-                "backbone", "weights_sha256", "library_versions", "evalkit_version")
+_STR_COLUMNS = ("run_id", "method", "variant", "dataset", "split", "metric", "metric_variant", "resize",
+                "real_resize", "image_format", "backbone", "weights_sha256", "library_versions", "evalkit_version")
 
 # Speed and memory figures share the table; they are lower-is-better and machine-bound.
 _SPEED_RE = re.compile(r"^(time|latency|throughput|peak-memory|memory)(-|$)")
@@ -95,6 +101,7 @@ def validate(df: pd.DataFrame, *, source: str | Path = "results table") -> pd.Da
     Raises :class:`EvalkitError` naming every missing column, wrong type or missing value.
     """
     problems = []
+    df = df.assign(**{c: df[c].astype(object).fillna(d) if c in df.columns else d for c, d in LATER_COLUMNS.items()})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         problems.append(f"missing column(s) {', '.join(missing)}")
@@ -136,27 +143,63 @@ def validate(df: pd.DataFrame, *, source: str | Path = "results table") -> pd.Da
 
 def make_rows(metric_rows: pd.DataFrame, *, run_id: str, method: str, dataset: str, split: str, seed: int,
               variant: str | None = None) -> pd.DataFrame:
-    """Turn the metric rows of ``evalkit.metrics`` into rows of the long table."""
+    """Turn the metric rows of ``evalkit.metrics`` into rows of the long table: their
+    ``variant`` (how the metric was computed) becomes ``metric_variant`` and ``variant``
+    names the method's variant (default: ``method``)."""
     df = metric_rows.copy()
+    if "metric_variant" not in df.columns:
+        df["metric_variant"] = df["variant"] if "variant" in df.columns else ""
     df["run_id"], df["method"], df["dataset"], df["split"], df["seed"] = run_id, method, dataset, split, seed
-    if variant is not None:
-        df["variant"] = variant
+    df["variant"] = method if variant is None else variant
     return validate(df, source=f"metric rows of {method}/{dataset}")
 
 
-def read(path: str | Path) -> pd.DataFrame:
-    """Read and validate ``results.csv``."""
+def fill(df: pd.DataFrame, source: str | Path, *, method: str | None = None, dataset: str | None = None,
+         run_id: str | None = None) -> pd.DataFrame:
+    """Complete a table that lacks the run columns (an ``evalkit evaluate --out`` CSV):
+    ``run_id`` (default ``run_id``, else the file's stem), ``split`` (``test``), ``seed`` (0).
+    A table without ``run_id`` and ``metric_variant`` is the older ``evaluate`` CSV, whose
+    ``variant`` was the metric's: it moves to ``metric_variant`` and the method names the
+    variant. ``method`` / ``dataset`` fill (or replace) those columns of a one-method table."""
+    df = df.copy()
+    if "run_id" not in df.columns:
+        if "metric_variant" not in df.columns and "variant" in df.columns and "method" in df.columns:
+            df["metric_variant"], df["variant"] = df["variant"], df["method"]
+        df["run_id"] = run_id or Path(source).stem
+    if "dataset" in df.columns:  # `evaluate` without --dataset writes an empty one (read back as NaN)
+        df["dataset"] = df["dataset"].astype(object).fillna("")
+    df["split"] = df["split"] if "split" in df.columns else "test"
+    df["seed"] = df["seed"] if "seed" in df.columns else 0
+    if method is not None:
+        variants = sorted(set(df["variant"].dropna().astype(str))) if "variant" in df.columns else []
+        if len(variants) > 1:
+            raise EvalkitError(f"--method {method}: {source} holds several methods ({', '.join(variants)}); "
+                               "--method names the method of a one-method table (an `evalkit evaluate` CSV)",
+                               path=source)
+        df["method"], df["variant"] = method.split("/")[0], method
+    if dataset is not None:
+        df["dataset"] = dataset
+    return df
+
+
+def read(path: str | Path, *, method: str | None = None, dataset: str | None = None) -> pd.DataFrame:
+    """Read and validate a results table: a run's ``results.csv`` or an ``evalkit evaluate
+    --out`` CSV (see :func:`fill` for ``method`` / ``dataset`` and the defaults)."""
     path = Path(path)
     if not path.is_file():
-        raise EvalkitError(f"results table not found: {path} (run `evalkit run CONFIG` first)", path=path)
+        raise EvalkitError(f"results table not found: {path} (run `evalkit run CONFIG` or "
+                           "`evalkit evaluate ... --out FILE.csv` first)", path=path)
     try:
-        df = pd.read_csv(path, dtype={"run_id": str, "weights_sha256": str, "library_versions": str})
+        df = pd.read_csv(path, dtype={"run_id": str, "weights_sha256": str, "library_versions": str,
+                                      "metric_variant": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise EvalkitError(f"cannot parse results table {path}: {err}", path=path) from err
-    return validate(df, source=path)
+    return validate(fill(df, path, method=method, dataset=dataset), source=path)
 
 
-def write(df: pd.DataFrame, path: str | Path) -> Path:
-    """Validate and write the long table as CSV, atomically."""
+def write(df: pd.DataFrame, path: str | Path, *, float_format: str | None = None) -> Path:
+    """Validate and write the long table as CSV, atomically, at full precision by default (every
+    writer of results -- ``evalkit run``, ``evaluate --out`` -- writes the same digits, so the same
+    outputs give equal values in every table)."""
     df = validate(df, source=path)
-    return write_atomic(path, df.to_csv(index=False, float_format="%.10g"))
+    return write_atomic(path, df.to_csv(index=False, float_format=float_format))

@@ -43,6 +43,7 @@ CASES: list[tuple[str, str, int]] = [
     ("evaluate-device-garbage", "evaluate --generated {imgs} --real {imgs} --metrics psnr --device gpu-please", 2),
     ("evaluate-device-cuda:7", "evaluate --generated {imgs} --real {imgs} --metrics psnr --device cuda:7", 2),
     ("evaluate-ok", "evaluate --generated {imgs} --real {imgs} --metrics psnr --weights random --device cpu", 0),
+    ("fid-missing", "fid {missing} {imgs} --weights random", 2),
     # run
     ("run-missing", "run {missing}", 2),
     ("run-dir", "run {adir}", 2),
@@ -82,7 +83,8 @@ CASES: list[tuple[str, str, int]] = [
     ("infer-split", "infer --checkpoint {ckpt} --split nope --n 1 --device cpu --out {fresh}", 2),
     ("infer-size-zero", "infer --checkpoint {ckpt} --size 0 --n 1 --device cpu --out {fresh}", 2),
     ("infer-out-is-file", "infer --checkpoint {ckpt} --n 1 --device cpu --out {empty}", 2),
-    ("infer-other-size", "infer --checkpoint {ckpt} --size 16 --n 1 --device cpu --out {fresh}", 0),
+    # a 32 px checkpoint at --size 16 would write 32 px outputs beside 16 px ground truth (issue 13 item 4)
+    ("infer-other-size", "infer --checkpoint {ckpt} --size 16 --n 1 --device cpu --out {fresh}", 2),
     ("infer-seed-negative", "infer --checkpoint {ckpt} --seed -1 --n 1 --device cpu --out {fresh}", 2),
     ("infer-manipulation-root", "infer --checkpoint {ckpt} --dataset manipulation --root {adir} --device cpu", 2),
     ("infer-both", "infer --checkpoint {ckpt} --variant outputs --device cpu", 2),
@@ -160,7 +162,7 @@ CASES: list[tuple[str, str, int]] = [
     ("report-paper-tables-binary", "report paper-tables {binary} --out {fresh}", 2),
     ("report-paper-tables-as", "report paper-tables {results} --out {fresh} --as shapes", 2),
     ("report-paper-tables-out-is-file", "report paper-tables {results} --out {empty}", 2),
-    ("report-paper-tables-ok", "report paper-tables {results} --out {fresh} --as shapes=ADE20K", 0),
+    ("report-paper-tables-no-match", "report paper-tables {results} --out {fresh} --as shapes=ADE20K", 2),
     # study
     ("study-create-missing", "study create --outputs {missing} --trials 2 --study {fresh_db}", 2),
     ("study-create-file", "study create --outputs {empty} --trials 2 --study {fresh_db}", 2),
@@ -245,7 +247,7 @@ def _results_csv(path) -> None:
     rows = [{"run_id": "r1", "method": v, "variant": v, "dataset": "shapes", "split": "test", "metric": m,
              "value": x, "n": 4, "seed": 0, **proto}
             for v, m, x in [("a", "PSNR", 20.0), ("b", "PSNR", 22.0), ("a", "SSIM", 0.5), ("b", "SSIM", 0.6)]]
-    pd.DataFrame(rows)[COLUMNS].to_csv(path, index=False)
+    pd.DataFrame(rows).reindex(columns=COLUMNS).to_csv(path, index=False)
 
 
 def _config(path, *, variant: str = "spade", size: int = 32, overrides: str = "", **top) -> str:

@@ -29,7 +29,7 @@ def memory(
                                 help="Comma-separated: cosine, ras, uot, uot-streaming."),
     sizes: str = typer.Option("32,64,128,256", "--sizes",
                               help="Correspondence grid sides (L = size x size)."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda[:N] | auto (CUDA when available)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when available) | cpu | cuda[:N]."),
     backward: bool = typer.Option(False, "--backward", help="Profile forward + backward."),
     channels: int = typer.Option(64, "--channels", help="Feature channels C."),
     iters: int = typer.Option(10, "--iters", help="Sinkhorn iterations for uot/uot-streaming."),
@@ -37,9 +37,10 @@ def memory(
                                           help="Per-case memory cap on CPU (default 50% of available)."),
     timeout: float = typer.Option(1800.0, "--timeout", help="Seconds allowed per case."),
     json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON on stdout."),
-    plot: Path = typer.Option(None, "--plot", help="Write a log-log plot of memory vs L (.png)."),
+    plot: Path = typer.Option(None, "--out", "--plot", help="Write a log-log plot of memory vs L (.png)."),
 ) -> None:
-    """Measure peak memory and time per module and size, one fresh subprocess per case."""
+    """Measure peak memory and time per module and size, one fresh subprocess per case
+    (a progress line per case on stderr)."""
     from evalkit.profile.memory import (ProfileConfig, check_plot_path, plot_profile,
                                         profile_memory, rows_as_dicts, validate)
 
@@ -66,4 +67,4 @@ def memory(
                       "-" if r.seconds is None else f"{r.seconds:.3f}",
                       "-" if r.fit_exponent is None else f"{r.fit_exponent:.2f}")
     Console().print(table)
-    err.print(f"memory: {rows[0].method if rows else ''}; device {device}")
+    err.print(f"memory: {rows[0].method if rows else ''}; device {rows[0].device if rows else device}")

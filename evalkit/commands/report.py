@@ -21,11 +21,16 @@ DEFAULT_DB = Path("runs/history.sqlite")
 def compare(
     base: str = typer.Argument(..., help="Base run: run id in the history, a results.csv, or a run folder."),
     head: str = typer.Argument(..., help="Head run: run id in the history, a results.csv, or a run folder."),
-    policy: Path = typer.Option(None, "--policy", help="TOML policy: per-metric direction and tolerance."),
+    policy: Path = typer.Option(None, "--policy", help="TOML policy: per-metric direction and tolerance "
+                                                       "(default: the shipped noise-aware policy, as configs/policy.toml)."),
     db: Path = typer.Option(DEFAULT_DB, "--db", help="History database (for run ids)."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON on stdout."),
 ) -> None:
-    """Compare two runs metric by metric; exit 1 on a regression beyond tolerance."""
+    """Compare two runs metric by metric; exit 1 on a regression beyond tolerance.
+
+    A row whose protocol differs (n, resolution, resize, weights, backbone, image format,
+    metric variant) is listed as skipped, never called a regression; a head value that is
+    NaN or empty fails; a base value that is NaN or empty is an error."""
     from evalkit.reports import history
 
     if policy is not None:
@@ -38,11 +43,13 @@ def compare(
                            path=db) from err
     if json_out:
         print(json.dumps({"base": verdict.base, "head": verdict.head, "same_machine": verdict.same_machine,
-                          "regressions": verdict.regressions,
+                          "regressions": verdict.regressions, "compared": verdict.compared,
+                          "skipped": verdict.skipped, "configs_differ": verdict.configs_differ,
                           "rows": json.loads(verdict.table.to_json(orient="records"))}, indent=1))
     else:
         print(f"base: {verdict.base}\nhead: {verdict.head}\nsame machine: {verdict.same_machine}")
         print(history.format_table(verdict.table))
+        print("\n".join(verdict.lines()))
     if verdict.regressions:
         raise RegressionFound(verdict.summary())
 
@@ -101,41 +108,93 @@ def _check_metrics(metrics: list[str], df, source: Path) -> None:
                            path=source)
 
 
+def _sources(results: list[Path], method: str | None, dataset: str | None):
+    """Read each results operand (a run folder or a results table); returns the combined
+    table (rows of different operands under distinct run labels), the run.json of each run
+    and the item intervals the run reports saved."""
+    import pandas as pd
+
+    from evalkit.reports import card
+    from evalkit.reports import results as R
+
+    tables, infos = [], []
+    for src in results:
+        path = src / "results.csv" if src.is_dir() else src
+        if src.is_dir() and not path.is_file():
+            raise EvalkitError(f"{src}: no results.csv in this folder; pass a run folder or a results table", path=src)
+        df = R.read(path, method=method, dataset=dataset)
+        info = card.read_run_info(path.parent)
+        if info:
+            infos.append(info)
+        saved = path.parent / "report" / "intervals.csv"
+        iv = None
+        if saved.is_file():
+            with reading(saved, "an intervals table"):
+                iv = pd.read_csv(saved)
+        tables.append([src, df, iv])
+    ids = [tuple(dict.fromkeys(df["run_id"])) for _, df, _ in tables]
+    if len({i for group in ids for i in group}) < sum(len(g) for g in ids):  # run ids collide: label by operand
+        seen: dict[str, int] = {}
+        for entry in tables:
+            src = str(entry[0])
+            seen[src] = seen.get(src, 0) + 1
+            tag = src if seen[src] == 1 else f"{src} #{seen[src]}"
+            entry[1] = entry[1].assign(run_id=[f"{r} ({tag})" for r in entry[1]["run_id"]])
+            if entry[2] is not None and "run_id" in entry[2]:
+                entry[2] = entry[2].assign(run_id=[f"{r} ({tag})" for r in entry[2]["run_id"]])
+    table = pd.concat([df for _, df, _ in tables], ignore_index=True)
+    intervals = [iv for _, _, iv in tables if iv is not None]
+    return table, infos, (pd.concat(intervals, ignore_index=True) if intervals else None)
+
+
+METRICS = typer.Option(None, "--metrics", "--metric", help="Metrics to show, in order (repeat or comma-separate).")
+METHOD = typer.Option(None, "--method", help="Method of a one-method table (an `evaluate --out` CSV): fills the "
+                                            "method and variant columns.")
+DATASET = typer.Option(None, "--dataset", help="Dataset of the rows (fills the dataset column).")
+
+
 @app.command()
 def leaderboard(
-    results: Path = typer.Argument(..., help="results.csv (long table) or a run folder."),
+    results: list[Path] = typer.Argument(..., help="Run folders or results tables (a run's results.csv, an "
+                                                   "`evaluate --out` CSV); several go on one board, run by run."),
     out: Path = typer.Option(Path("report"), "--out", help="Folder for leaderboard.md/.html/.tex/.csv."),
     outputs: Path = typer.Option(None, "--outputs", help="Outputs folder (inputs/, <variant>/images) for the example grid."),
-    metric: list[str] = typer.Option(None, "--metric", help="Metrics to show, in order (repeatable)."),
+    metrics: list[str] = METRICS,
+    method: str = METHOD,
+    dataset: str = DATASET,
 ) -> None:
     """Write the leaderboard (Markdown, HTML with example grid, LaTeX booktabs, CSV)."""
     from evalkit.reports import leaderboard as lb
-    from evalkit.reports import results as R
 
     out_folder(out)
     if outputs is not None and not outputs.is_dir():
         raise EvalkitError(f"--outputs {outputs}: not a folder; give an outputs folder (inputs/, <variant>/images)",
                            path=outputs)
-    source = results / "results.csv" if results.is_dir() else results
-    df = R.read(source)
-    if metric:
-        _check_metrics(metric, df, source)
-    paths = lb.write(df, out, outputs_dir=outputs, metrics=metric or None)
+    table, infos, intervals = _sources(results, method, dataset)
+    chosen = [m.strip() for item in metrics or [] for m in item.split(",") if m.strip()]
+    if chosen:
+        _check_metrics(chosen, table, results[0] if len(results) == 1 else Path(", ".join(map(str, results))))
+    paths = lb.write(table, out, outputs_dir=outputs, metrics=chosen or None, intervals=intervals, run_info=infos)
     print(Path(paths["md"]).read_text(encoding="utf-8"))
 
 
 @app.command("paper-tables")
 def paper_tables(
-    results: Path = typer.Argument(..., help="results.csv (long table) or a run folder."),
+    results: Path = typer.Argument(..., help="A run folder or a results table (a run's results.csv, an "
+                                             "`evaluate --out` CSV)."),
     out: Path = typer.Option(Path("report"), "--out", help="Folder for paper_tables.md/.html/.csv."),
     as_: list[str] = typer.Option(None, "--as", help="Compare our dataset with a paper's: OURS=PAPER (e.g. shapes=ADE20K)."),
     all_rows: bool = typer.Option(False, "--all", help="Also list published numbers without an evalkit number."),
+    method: str = METHOD,
+    dataset: str = DATASET,
 ) -> None:
     """Published numbers beside ours: paper | ours | Δ, with protocol-difference marks."""
     from evalkit.reports import paper_tables as pt
-    from evalkit.reports import results as R
 
     out_folder(out)
-    df = R.read(results / "results.csv" if results.is_dir() else results)
-    paths = pt.write(df, out, dataset_map=_parse_map(as_ or []), only_ours=not all_rows)
+    table, infos, _ = _sources([results], method, dataset)
+    dataset_map = _parse_map(as_ or [])
+    if not all_rows:  # nothing of ours beside any published number: say what would match
+        pt.check_selection(table, dataset_map, source=results)
+    paths = pt.write(table, out, dataset_map=dataset_map, only_ours=not all_rows, run_info=infos)
     print(Path(paths["md"]).read_text(encoding="utf-8"))

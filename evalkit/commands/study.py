@@ -30,13 +30,19 @@ def create(
     repeat_rate: float = typer.Option(0.1, help="Repeated trials, as a fraction of --trials."),
     seed: int = typer.Option(0, min=0, help="Seed for items, candidate orders and participant orders."),
     inputs: Path = typer.Option(None, help="Folder with cond/ and exemplar/ (default OUT/inputs)."),
+    methods: list[str] = typer.Option(None, "--methods", help="Methods to study (repeat or comma-separate; "
+                                                              "default: every method but the reference outputs)."),
+    exclude: list[str] = typer.Option(None, "--exclude", help="Methods to leave out (repeat or comma-separate)."),
     study: Path = STUDY,
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
-    """Create a study database from method outputs."""
+    """Create a study database from method outputs (lists the methods it took)."""
     from evalkit.study import store
 
-    source = store.read_outputs(outputs, inputs)
+    def names(items):
+        return [m.strip() for item in items or [] for m in item.split(",") if m.strip()]
+
+    source = store.read_outputs(outputs, inputs, methods_only=names(methods) or None, exclude=names(exclude))
     for note in source.notes:
         err.print(f"note: {note}")
     config = store.StudyConfig(tuple(store.parse_questions(questions)), trials, catch_rate, repeat_rate, seed)
@@ -50,8 +56,8 @@ def create(
         print(json.dumps(summary))
     else:
         t = summary["trials"]
-        print(f"study {study}: {len(summary['methods'])} methods, {t['main']} trials "
-              f"+ {t['catch']} catch + {t['repeat']} repeated, seed {seed}")
+        print(f"study {study}: {len(summary['methods'])} methods ({', '.join(summary['methods'])}), {t['main']} "
+              f"trials + {t['catch']} catch + {t['repeat']} repeated, seed {seed}")
 
 
 @app.command()
@@ -61,14 +67,21 @@ def serve(
     port: int = typer.Option(8765, min=0, max=65535, help="Port (0: any free port)."),
     admin_token: str = typer.Option(None, envvar="EVALKIT_STUDY_ADMIN_TOKEN",
                                     help="Admin token for /admin/results (default: a fresh random one)."),
+    server_kind: str = typer.Option("werkzeug", "--server",
+                                    help="werkzeug (threaded development server, local studies) or waitress "
+                                         "(production WSGI server: use it for a public study)."),
+    threads: int = typer.Option(8, "--threads", min=1, max=256, help="Worker threads of the waitress server."),
 ) -> None:
     """Serve the study page to participants until Ctrl-C."""
     from evalkit.study.server import make_server
 
-    server = make_server(study, host, port, admin_token=admin_token)
+    server = make_server(study, host, port, admin_token=admin_token, server=server_kind, threads=threads)
     token = server.app.config["ADMIN_TOKEN"]
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it can take part")
+        if server_kind != "waitress":
+            err.print("[yellow]warning:[/] werkzeug is a development server; use --server waitress for a "
+                      "public study (and HTTPS in front of it)")
     err.print(f"study page:     http://{host}:{server.port}/", soft_wrap=True)
     err.print(f"admin token:    {token}", soft_wrap=True)
     err.print(f"results export: curl -H 'Authorization: Bearer {token}' http://{host}:{server.port}/admin/results",

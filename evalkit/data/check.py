@@ -17,8 +17,9 @@ def check_dataset(name: str, root: str | Path | None, split: str = "test", pairs
     Official layouts: missing images/annotations/exemplars, labels without images,
     queries without a pair-list line, corrupt files, label ids out of range and
     image/label size mismatches. Other datasets: every sample is loaded once and each
-    failure reported. Problems that prevent reading the split at all (no root, empty
-    split, no pair list) come back as the only problem.
+    failure reported. Without a usable pair list the images and annotations of the split
+    are still checked (the pair-list problem comes first); problems that prevent reading
+    the split at all (no root, empty split) come back as the only problem.
     """
     spec = dataset_spec(name)
     if pairs is not None and not spec.paired:
@@ -27,7 +28,13 @@ def check_dataset(name: str, root: str | Path | None, split: str = "test", pairs
     try:
         ds = get_dataset(name, root=root, split=split, size=size, **kw)
     except EvalkitError as err:
-        return 0, [str(err)]
+        if not spec.paired:
+            return 0, [str(err)]
+        try:  # no usable pair list: still check every image and annotation of the split
+            ds = get_dataset(name, root=root, split=split, size=size, require_pairs=False, collect_problems=True)
+        except EvalkitError:
+            return 0, [str(err)]
+        return len(ds.items), [str(err), *ds.validate()]
     if spec.paired:
         return len(ds.items), ds.validate()
     problems = []

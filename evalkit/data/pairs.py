@@ -37,9 +37,10 @@ def normalise_key(text: str) -> str:
 
 
 def read_text(path: Path, what: str, expected: str) -> str:
-    """A listing of a dataset layout as UTF-8 text (EvalkitError naming it when it is not)."""
+    """A listing of a dataset layout as UTF-8 text, a byte-order mark dropped (EvalkitError
+    naming it when it is not UTF-8)."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise EvalkitError(f"{what} {path} is not UTF-8 text (byte {err.start}); expected {expected}",
                            path=path) from err
@@ -47,12 +48,15 @@ def read_text(path: Path, what: str, expected: str) -> str:
 
 def parse_pair_list(path: str | Path) -> tuple[dict[str, list[str]], list[str]]:
     """``({query: [exemplar, ...]}, problems)`` from a CoCosNet pair list: every malformed
-    line is one problem (``file:line: ...``) and is skipped; blank lines are ignored."""
+    line (fewer than two entries, an empty entry, a query listed a second time) is one
+    problem (``file:line: ...``) and is skipped; blank lines are ignored; a UTF-8 byte-order
+    mark is dropped."""
     path = Path(path)
     if not path.is_file():
         raise EvalkitError(f"pair list not found: {path}; pass --pairs or build one with `evalkit data pairs`", path=path)
     text = read_text(path, "pair list", "lines 'query,exemplar[,...]'")
     pairs: dict[str, list[str]] = {}
+    first_line: dict[str, int] = {}
     problems = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -61,7 +65,11 @@ def parse_pair_list(path: str | Path) -> tuple[dict[str, list[str]], list[str]]:
         if len(items) < 2 or not all(items):
             problems.append(f"{path}:{number}: expected 'query,exemplar[,...]', got {line.strip()!r}")
             continue
-        pairs[items[0]] = items[1:]
+        if items[0] in pairs:
+            problems.append(f"{path}:{number}: query {items[0]} is listed again (first on line "
+                            f"{first_line[items[0]]}); keep one line per query")
+            continue
+        pairs[items[0]], first_line[items[0]] = items[1:], number
     if not pairs and not problems:
         raise EvalkitError(f"pair list {path} is empty; build one with `evalkit data pairs`", path=path)
     return pairs, problems
@@ -127,6 +135,7 @@ def image_to_tensor(img: Image.Image) -> torch.Tensor:
 class _Item:
     key: str  # the pair-list key of the query
     exemplars: list[str]
+    pick: int | None = None  # test split, exemplars_per_query > 1: which listed exemplar this sample uses
 
 
 class PairedDataset(Dataset, abc.ABC):
@@ -149,7 +158,7 @@ class PairedDataset(Dataset, abc.ABC):
 
     def __init__(self, *, root: Path, split: str = "test", size: int = 256, n: int | None = None,
                  seed: int = 0, pairs: str | Path | None = None, collect_problems: bool = False,
-                 require_pairs: bool = True,
+                 require_pairs: bool = True, exemplars_per_query: int = 1,
                  real_reference_probability: float = 0.7, hard_reference_probability: float = 0.2):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -163,8 +172,9 @@ class PairedDataset(Dataset, abc.ABC):
                                f"({self.split_source()}); check --root and --split", path=self.root)
         self.problems: list[str] = self.orphan_problems()
         self.keys = keys
-        if not require_pairs:  # key listing only (retrieval builds the pair list)
+        if not require_pairs:  # key listing only (retrieval builds the pair list; `data check` without one)
             self.pairs_path, self.items = None, [_Item(k, []) for k in (keys[:n] if n is not None else keys)]
+            self.problems += self._missing_files()
             return
         self.pairs_path = Path(pairs) if pairs is not None else self.default_pairs_path()
         pair_dict, malformed = parse_pair_list(self.pairs_path)
@@ -176,6 +186,16 @@ class PairedDataset(Dataset, abc.ABC):
                                      f"'{key},<exemplar>' or rebuild with `evalkit data pairs`")
                 continue
             items.append(_Item(key, pair_dict[key]))
+        k = int(exemplars_per_query)
+        if k < 1:
+            raise EvalkitError(f"exemplars_per_query={k}: give 1 or more (the first K exemplars of each pair-list line)")
+        if k > 1 and split == "test":  # RABIT/UNITE's LPIPS diversity: K outputs per query, one per listed exemplar
+            short = [it.key for it in items if len(it.exemplars) < k]
+            if short:
+                self.problems.append(f"{self.pairs_path}: exemplars_per_query={k} but the line of {short[0]} lists "
+                                     f"{len(next(it for it in items if it.key == short[0]).exemplars)} exemplar(s) "
+                                     f"({len(short)} such line(s)); list {k} per query or lower exemplars_per_query")
+            items = [_Item(it.key, it.exemplars, j) for it in items for j in range(min(k, len(it.exemplars)))]
         self.items = items[:n] if n is not None else items
         self.problems += self._missing_files()
         if self.problems and not collect_problems:
@@ -236,6 +256,10 @@ class PairedDataset(Dataset, abc.ABC):
 
     def _refs(self, item: _Item) -> list[tuple[str, bool]]:
         """The query and the exemplars it may use (test: the first; train: first and last)."""
+        if not item.exemplars:  # listed without a pair list (require_pairs=False)
+            return [(item.key, False)]
+        if item.pick is not None:
+            return [(item.key, False), (item.exemplars[item.pick], True)]
         used = item.exemplars[:1] if self.split == "test" else list(dict.fromkeys([item.exemplars[0], hard_exemplar(item.exemplars)]))
         return [(item.key, False)] + [(e, True) for e in used]
 
@@ -273,16 +297,18 @@ class PairedDataset(Dataset, abc.ABC):
         item = self.items[i]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         image, cond, label = self.load(item.key, False, get_params(rng, self.split, self.size))
-        ex_key = choose_exemplar(item.exemplars, self.split, rng, self.real_p, self.hard_p)
+        ex_key = (item.exemplars[item.pick] if item.pick is not None
+                  else choose_exemplar(item.exemplars, self.split, rng, self.real_p, self.hard_p))
         self_ref = ex_key is None
         if self_ref:  # the ground truth with fresh crop/flip parameters
             ex, ex_cond, ex_label = self.load(item.key, False, get_params(rng, "train", self.size))
             ex_key = item.key
         else:
             ex, ex_cond, ex_label = self.load(ex_key, True, get_params(rng, self.split, self.size))
+        query = self.sample_name(item.key)
         return Sample(cond=cond, image=image, exemplar=ex, exemplar_cond=ex_cond, self_ref=self_ref,
-                      name=self.sample_name(item.key), exemplar_name=self.sample_name(ex_key),
-                      label=label, exemplar_label=ex_label)
+                      name=query if item.pick is None else f"{query}_e{item.pick}",
+                      exemplar_name=self.sample_name(ex_key), label=label, exemplar_label=ex_label, query=query)
 
     def validate(self) -> list[str]:
         """Every problem of this dataset: missing files, then decode/encode errors of each

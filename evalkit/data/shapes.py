@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from evalkit.data.registry import register_dataset
 from evalkit.data.sample import Sample
+from evalkit.errors import EvalkitError
 
 __all__ = [
     "Shape", "Layout", "Style", "ShapesDataset", "random_layout", "random_style",
@@ -242,16 +243,24 @@ class ShapesDataset(Dataset):
 
     ``exemplars_per_query`` > 1 gives several exemplars (styles) of one query layout, for
     LPIPS diversity; sample ``i`` is then query ``i // m``, exemplar ``i % m``. In the train
-    split 30% of samples are self-reference pairs (CoCosNet): the exemplar is the ground
-    truth flipped and re-cropped, with its condition transformed alike.
+    split each draw is a self-reference pair with probability 0.3 (CoCosNet): the exemplar is
+    the ground truth flipped and re-cropped, with its condition transformed alike; the draw
+    changes with the epoch (:meth:`set_epoch`).
     """
 
     def __init__(self, *, split: str = "test", size: int = 64, n: int | None = None, seed: int = 0,
                  num_classes: int = 8, condition: str = "label", exemplars_per_query: int = 1,
                  self_ref_prob: float | None = None):
-        if num_classes < 3:
-            raise ValueError("shapes needs at least 3 classes (background + 2 objects)")
-        self.split, self.size, self.seed = split, int(size), int(seed)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 3:
+            raise EvalkitError(f"shapes: num_classes must be an integer >= 3 (background + 2 objects), got {num_classes!r}")
+        if isinstance(exemplars_per_query, bool) or not isinstance(exemplars_per_query, int) or exemplars_per_query < 1:
+            raise EvalkitError(f"shapes: exemplars_per_query must be an integer >= 1, got {exemplars_per_query!r}")
+        if condition not in ("label", "edge", "keypoints"):
+            raise EvalkitError(f"shapes: condition must be label, edge or keypoints, got {condition!r}")
+        if self_ref_prob is not None and (isinstance(self_ref_prob, bool) or not isinstance(self_ref_prob, (int, float))
+                                          or not 0.0 <= self_ref_prob <= 1.0):
+            raise EvalkitError(f"shapes: self_ref_prob must be a probability in [0, 1], got {self_ref_prob!r}")
+        self.split, self.size, self.seed, self.epoch = split, int(size), int(seed), 0
         self.n = int(n if n is not None else DEFAULT_N[split])
         self.num_classes_total = int(num_classes)
         self.condition = condition
@@ -267,6 +276,12 @@ class ShapesDataset(Dataset):
 
     def rng(self, query: int, stream: int, exemplar: int = 0) -> np.random.Generator:
         return np.random.default_rng([self.seed, SPLIT_ID[self.split], query, stream, exemplar])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Re-draw the train split's per-epoch choices (self-reference or not, the self-reference
+        crop and flip) for epoch ``epoch``, as CoCosNet draws them anew for every sample it serves;
+        the scenes themselves (layouts, styles: the data instance, ``seed``) never change."""
+        self.epoch = int(epoch)
 
     def scene(self, i: int) -> dict:
         """Layouts and styles of sample ``i``: ``query_layout, query_style, exemplar_layout, exemplar_style``."""
@@ -308,7 +323,7 @@ class ShapesDataset(Dataset):
         sc = self.scene(i)
         query = f"{self.name}_{self.split}_{q:05d}"
         name = query if self.m == 1 else f"{query}_e{e}"
-        aug = self.rng(q, _AUG, e)
+        aug = np.random.default_rng([self.seed, SPLIT_ID[self.split], q, _AUG, e, self.epoch])
         if float(aug.uniform()) < self.self_ref_prob:
             from evalkit.data.transforms import self_reference
 

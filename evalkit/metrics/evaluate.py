@@ -10,7 +10,6 @@ Both return the long table of metric rows: ``metric, variant, value, n`` + Proto
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,8 @@ import torch
 
 from evalkit.errors import EvalkitError
 from evalkit.features import FeatureCache
-from evalkit.images import as_uint8_batch, content_hash, image_format, list_images, load_image, stack_images
+from evalkit.images import (RESIZE_FILTERS, ImageSet, as_uint8_batch, batch_or_list, content_hash, image_format,
+                            load_image, resize_tag, resize_uint8, resolve_images, stack_images)
 from evalkit.metrics import registry
 from evalkit.metrics.options import EvaluationOptions, options_from
 from evalkit.progress import Progress
@@ -29,12 +29,15 @@ from evalkit.protocol import Protocol
 
 @dataclass
 class _Inputs:
-    generated: torch.Tensor  # [N, 3, H, W] uint8
-    real: torch.Tensor  # [M, 3, H', W'] uint8 (all real images, for FID/KID)
+    generated: torch.Tensor | list[torch.Tensor]  # [N, 3, H, W] uint8, or N [3, H_i, W_i] (mixed sizes)
+    real: torch.Tensor | list[torch.Tensor]  # [M, 3, H', W'] uint8 or M [3, H_j, W_j] (all real images, FID/KID)
     pairs: list[int] | None  # real index of each generated image, when paired
     exemplars: torch.Tensor | None  # [N, 3, h, w], one per generated image
     groups: list[list[int]] | None  # generated indices per conditional input
     image_format: str
+    real_resize: str = "none"  # how real images (and exemplars) were resized first (--real-size)
+    notes: tuple[str, ...] = ()  # what was left out of the inputs, and why
+    pair_hint: str = ""  # how to make the paired metrics apply, when they do not
 
     def __post_init__(self):
         self.gen_hash = [content_hash(x) for x in self.generated]
@@ -48,9 +51,12 @@ class _Inputs:
     def available(self) -> dict[str, bool]:
         """What these inputs offer, by the needs of :data:`evalkit.metrics.registry.NEEDS`."""
         n, m, paired = len(self.generated), len(self.real), self.pairs is not None
-        return {"sets": min(n, m) >= 2, "pairs": paired, "exemplars": self.exemplars is not None,
-                "groups": bool(self.groups),
-                "equal-sets": n == (len(self.pairs) if paired else m) and self.generated.shape[2:] == self.real.shape[2:]}
+        one_size = isinstance(self.generated, torch.Tensor)  # mixed sizes: only the set metrics (FID, KID)
+        return {"sets": min(n, m) >= 2, "pairs": paired, "exemplars": one_size and self.exemplars is not None,
+                "groups": one_size and bool(self.groups),
+                "equal-sets": one_size and isinstance(self.real, torch.Tensor)
+                and n == (len(self.pairs) if paired else m) and self.generated.shape[2:] == self.real.shape[2:],
+                "min_side": registry.min_side(self.generated, self.real, self.exemplars)}
 
 
 class MetricContext:
@@ -73,9 +79,9 @@ class MetricContext:
     def protocol(self, net=None, *, resolution: int | None = None, n_images: int | None = None) -> Protocol:
         """The Protocol of a row: ``net``'s resize, backbone and weights, else none."""
         inp = self.inputs
-        common = dict(resolution=inp.generated.shape[2] if resolution is None else resolution,
+        common = dict(resolution=inp.generated[0].shape[-2] if resolution is None else resolution,
                       image_format=inp.image_format, n_images=self.n if n_images is None else n_images,
-                      metric_seed=self.options.seed)
+                      metric_seed=self.options.seed, real_resize=inp.real_resize)
         if net is None:
             return Protocol(resize="none", backbone="none", weights_sha256="none", **common)
         return Protocol(resize=net.resize, backbone=net.backbone, weights_sha256=net.weights_id, **common)
@@ -85,14 +91,22 @@ class MetricContext:
         return {"metric": metric, "variant": variant, "value": float(value), "n": int(n), **protocol.as_columns()}
 
 
+def _why(spec: registry.MetricSpec, inp: _Inputs) -> str | None:
+    """Why ``spec`` cannot be computed on ``inp`` (with the fix, for the paired metrics), or None."""
+    available = inp.available()
+    why = spec.unavailable(available, (len(inp.generated), len(inp.real)))
+    if why is not None and inp.pair_hint and not available["pairs"] and "pairs" in (*spec.needs, *spec.needs_any):
+        why += f" ({inp.pair_hint})"
+    return why
+
+
 def _select(metrics, inp: _Inputs) -> list[str]:
-    available, counts = inp.available(), (len(inp.generated), len(inp.real))
     if metrics is None:
-        return [f for f in registry.families() if registry.spec(f).unavailable(available, counts) is None]
+        return [f for f in registry.families() if _why(registry.spec(f), inp) is None]
     chosen = []
     for m in metrics:
         spec = registry.spec(m)
-        why = spec.unavailable(available, counts)
+        why = _why(spec, inp)
         if why is not None:
             rows = ", ".join(r.name for r in spec.rows)
             raise EvalkitError(f"metric '{spec.family}' ({rows}) cannot be computed here: {why}")
@@ -112,10 +126,10 @@ def _evaluate(inp: _Inputs, options: EvaluationOptions, *, progress: bool, backb
         for family in chosen:
             rows += registry.spec(family).compute(ctx)
     df = pd.DataFrame(rows)
+    df.attrs["notes"] = list(inp.notes)
+    df.attrs["n_real"] = len(inp.real)
     if options.metrics is None:  # say what "all that apply" left out, and why (never silently)
-        available, counts = inp.available(), (len(inp.generated), len(inp.real))
-        df.attrs["skipped"] = {f: why for f in registry.families()
-                               if (why := registry.spec(f).unavailable(available, counts)) is not None}
+        df.attrs["skipped"] = {f: why for f in registry.families() if (why := _why(registry.spec(f), inp)) is not None}
     return df
 
 
@@ -167,44 +181,56 @@ def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups
 
 
 def read_pairs(path: str | Path) -> list[dict]:
-    """Rows of a ``pairs.csv`` (``name,query,exemplar_name``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EvalkitError(f"{path}: pairs file not found; pass inputs/pairs.csv of the outputs layout")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except UnicodeDecodeError as err:
-        raise EvalkitError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start}); "
-                           "pass inputs/pairs.csv of the outputs layout", path=path) from err
-    need = {"name", "query", "exemplar_name"}
-    if not rows or not need <= set(rows[0]):
-        raise EvalkitError(f"{path}: expected a CSV with columns name,query,exemplar_name")
-    return rows
+    """Rows of a ``pairs.csv`` (``name,query,exemplar_name``), validated by
+    :func:`evalkit.layout.read_pairs_csv` (BOM, short rows, duplicated samples)."""
+    from evalkit.layout import read_pairs_csv
+
+    return read_pairs_csv(path)
 
 
-def load_inputs(generated, real, *, exemplars=None, pairs=None) -> _Inputs:
-    """Decode folders into the inputs of an evaluation (every file validated first).
+def _decode(images: ImageSet, size: int | None, filter: str) -> list[np.ndarray]:
+    """Every file of ``images`` decoded (each validated), resized to ``size`` when given."""
+    decoded = [load_image(p) for p in images.files]
+    return decoded if size is None else [resize_uint8(im, size, filter) for im in decoded]
 
-    Generated and real images pair by file stem when every generated name has a real one.
-    ``exemplars``: folder with the exemplar of each sample, named by the sample's name (or
-    by its ``exemplar_name`` from ``pairs``). ``pairs``: ``pairs.csv`` whose ``query`` column
-    groups samples for LPIPS diversity.
+
+def load_inputs(generated, real, *, exemplars=None, pairs=None, recursive: bool = False,
+                real_size: int | None = None, real_filter: str = "bicubic") -> _Inputs:
+    """Decode the inputs of an evaluation (every file validated first).
+
+    ``generated``, ``real``, ``exemplars``: a folder, a glob pattern or ``DATASET:ROOT[:SPLIT]``
+    (:func:`evalkit.images.resolve_images`; ``recursive`` searches sub-folders). Generated and
+    real images pair by name when every generated name has a real image of the same size.
+    Mixed sizes are allowed for the set metrics (FID, KID: each image goes through the
+    backbone's own resize, as clean-fid does); ``real_size`` first resizes every real image
+    and exemplar to ``real_size`` x ``real_size`` with ``real_filter`` (PIL; the papers'
+    bicubic by default), which the Protocol records (``real_resize``). ``exemplars``: the
+    exemplar of each sample, named by the sample's name (or by its ``exemplar_name`` from
+    ``pairs``). ``pairs``: ``pairs.csv`` whose ``query`` column groups samples for LPIPS diversity.
     """
-    gen_files, real_files = list_images(generated), list_images(real)
+    if real_size is not None and real_size < 16:
+        raise EvalkitError(f"--real-size {real_size}: too small; give the generated images' side (e.g. 256)")
+    if real_filter not in RESIZE_FILTERS:
+        raise EvalkitError(f"--real-filter {real_filter!r}: unknown; choose one of {', '.join(RESIZE_FILTERS)}")
+    gen_set = resolve_images(generated, recursive=recursive)
+    real_set = resolve_images(real, recursive=recursive)
+    notes = [*gen_set.notes, *real_set.notes]
     pair_rows = read_pairs(pairs) if pairs is not None else None
-    ex_files = None
+    gen_names = list(gen_set.names)
+    ex_set = None
     if exemplars is not None:
-        by_stem = {p.stem: p for p in list_images(exemplars)}
+        ex_all = resolve_images(exemplars, recursive=recursive)
+        notes += ex_all.notes
+        by_name = dict(zip(ex_all.names, ex_all.files))
         alias = {r["name"]: r["exemplar_name"] for r in pair_rows or []}
         ex_files = []
-        for f in gen_files:
-            hit = by_stem.get(f.stem) or by_stem.get(Path(alias.get(f.stem, "")).stem)
+        for name in gen_names:
+            hit = by_name.get(name) or by_name.get(Path(alias.get(name, "")).stem)
             if hit is None:
-                named = f" (exemplar_name '{alias[f.stem]}')" if f.stem in alias else ""
-                raise EvalkitError(f"{exemplars}: no exemplar for sample '{f.stem}'{named}; add it or fix the pair list")
+                named = f" (exemplar_name '{alias[name]}')" if name in alias else ""
+                raise EvalkitError(f"{exemplars}: no exemplar for sample '{name}'{named}; add it or fix the pair list")
             ex_files.append(hit)
-    gen_names = [p.stem for p in gen_files]
+        ex_set = ImageSet(ex_all.source, tuple(gen_names), tuple(ex_files))
     groups = None
     if pair_rows is not None:
         index = {name: i for i, name in enumerate(gen_names)}
@@ -215,24 +241,40 @@ def load_inputs(generated, real, *, exemplars=None, pairs=None) -> _Inputs:
             by_query.setdefault(r["query"], []).append(index[r["name"]])
         groups = [g for g in by_query.values() if len(g) >= 2] or None
     # Decode everything (validates every file) before any work.
-    gen = stack_images([load_image(p) for p in gen_files], gen_names, str(generated))
-    real_names = [p.stem for p in real_files]
-    real_arr = stack_images([load_image(p) for p in real_files], real_names, str(real))
-    ex = None if ex_files is None else stack_images([load_image(p) for p in ex_files], [p.stem for p in ex_files], str(exemplars))
-    real_index = {name: j for j, name in enumerate(real_names)}
-    paired = all(name in real_index for name in gen_names) and gen.shape[2:] == real_arr.shape[2:]
-    fmts = sorted({image_format(p) for p in gen_files})
-    inp = _Inputs(torch.from_numpy(gen), torch.from_numpy(real_arr),
-                  [real_index[nm] for nm in gen_names] if paired else None,
-                  None if ex is None else torch.from_numpy(ex), groups, "+".join(fmts))
-    return inp
+    gen_images = _decode(gen_set, None, real_filter)
+    real_images = _decode(real_set, real_size, real_filter)
+    ex = None
+    if ex_set is not None:
+        ex_images = _decode(ex_set, real_size, real_filter)
+        hint = "" if real_size else "; pass --real-size N to bring exemplars and real images to the generated size"
+        try:
+            ex = torch.from_numpy(stack_images(ex_images, list(ex_set.names), str(exemplars)))
+        except EvalkitError as err:
+            raise EvalkitError(f"{err}{hint}") from None
+    gen, real_arr = batch_or_list(gen_images), batch_or_list(real_images)
+    real_index = {name: j for j, name in enumerate(real_set.names)}
+    matched = all(name in real_index for name in gen_names)
+    paired = (matched and isinstance(gen, torch.Tensor) and isinstance(real_arr, torch.Tensor)
+              and gen.shape[2:] == real_arr.shape[2:])
+    hint = ""
+    if isinstance(gen, torch.Tensor) and not paired and matched and not real_size:
+        hint = (f"real images are not all {gen.shape[3]}x{gen.shape[2]} like the generated ones: pass "
+                f"--real-size {gen.shape[2]} to resize them, recorded in the protocol")
+    elif not isinstance(gen, torch.Tensor):
+        hint = "the generated images have mixed sizes: only the set metrics (FID, KID) apply"
+    fmts = sorted({image_format(p) for p in gen_set.files})
+    return _Inputs(gen, real_arr, [real_index[nm] for nm in gen_names] if paired else None, ex, groups,
+                   "+".join(fmts), real_resize=resize_tag(real_size, real_filter), notes=tuple(notes), pair_hint=hint)
 
 
 def evaluate_folders(generated, real, *, exemplars=None, pairs=None, options: EvaluationOptions | None = None,
-                     progress: bool = True, backbones: dict | None = None, **option_fields) -> pd.DataFrame:
-    """Every applicable metric on folders of images (decoded once each); see
-    :func:`load_inputs` for how the folders are matched and :func:`evaluate_arrays` for
-    ``options`` and ``backbones``."""
+                     progress: bool = True, backbones: dict | None = None, recursive: bool = False,
+                     real_size: int | None = None, real_filter: str = "bicubic", **option_fields) -> pd.DataFrame:
+    """Every applicable metric on folders (or glob patterns, or dataset layouts) of images,
+    decoded once each; see :func:`load_inputs` for how the inputs are matched and resized
+    and :func:`evaluate_arrays` for ``options`` and ``backbones``. ``df.attrs["notes"]`` says
+    what the inputs left out (label maps, paired metrics on mixed sizes)."""
     options = options_from(options, **option_fields).check()
-    return _evaluate(load_inputs(generated, real, exemplars=exemplars, pairs=pairs), options, progress=progress,
-                     backbones=backbones)
+    inputs = load_inputs(generated, real, exemplars=exemplars, pairs=pairs, recursive=recursive,
+                         real_size=real_size, real_filter=real_filter)
+    return _evaluate(inputs, options, progress=progress, backbones=backbones)

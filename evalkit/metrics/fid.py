@@ -41,37 +41,35 @@ def trace_sqrt_product(sigma1, sigma2) -> float:
     return float(np.sqrt(np.clip(w, 0, None)).sum())
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """Fréchet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2), float64."""
+def frechet_distance(mu1, sigma1, mu2, sigma2, *, names: tuple[str, str] = ("first", "second")) -> float:
+    """Fréchet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2), float64.
+    Non-finite means or covariances are refused (:func:`evalkit.metrics.registry.check_finite`)."""
+    from evalkit.metrics.registry import check_finite
+
     mu1, mu2 = _f64(mu1).ravel(), _f64(mu2).ravel()
     sigma1, sigma2 = np.atleast_2d(_f64(sigma1)), np.atleast_2d(_f64(sigma2))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
         raise EvalkitError(f"frechet_distance: shapes disagree (mu {mu1.shape} / {mu2.shape}, sigma {sigma1.shape} / {sigma2.shape})")
+    for name, mu, sigma in ((names[0], mu1, sigma1), (names[1], mu2, sigma2)):
+        check_finite(mu, f"{name} set mean", "FID")
+        check_finite(sigma, f"{name} set covariance", "FID")
     diff = mu1 - mu2
     value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2)
     return float(max(value, 0.0))
 
 
-def _check_features(feats, name: str) -> np.ndarray:
-    f = _f64(feats)
-    if f.ndim != 2:
-        raise EvalkitError(f"{name}: expected features of shape [N, D], got {list(f.shape)}")
-    if f.shape[0] < 2:
-        raise EvalkitError(f"{name}: FID needs at least 2 images per set, got {f.shape[0]}; add images")
-    if not np.isfinite(f).all():
-        raise EvalkitError(f"{name}: features contain NaN or inf")
-    return f
+def fid_from_features(feats_a, feats_b, *, names: tuple[str, str] = ("feats_a", "feats_b")) -> float:
+    """FID between two ``[N, D]`` feature sets (sample covariances, ``ddof=1``, as clean-fid).
+    ``names`` name the sets in errors (:func:`evalkit.metrics.registry.check_features`)."""
+    from evalkit.metrics.registry import check_features
 
-
-def fid_from_features(feats_a, feats_b) -> float:
-    """FID between two ``[N, D]`` feature sets (sample covariances, ``ddof=1``, as clean-fid)."""
-    a = _check_features(feats_a, "feats_a")
-    b = _check_features(feats_b, "feats_b")
+    a = check_features(feats_a, names[0], "FID")
+    b = check_features(feats_b, names[1], "FID")
     if a.shape[1] != b.shape[1]:
-        raise EvalkitError(f"feature sizes differ: {a.shape[1]} vs {b.shape[1]}")
+        raise EvalkitError(f"FID: feature sizes differ: {a.shape[1]} ({names[0]}) vs {b.shape[1]} ({names[1]})")
     mu_a, mu_b = a.mean(0), b.mean(0)
     if min(len(a), len(b)) >= a.shape[1]:
-        return frechet_distance(mu_a, np.cov(a, rowvar=False), mu_b, np.cov(b, rowvar=False))
+        return frechet_distance(mu_a, np.cov(a, rowvar=False), mu_b, np.cov(b, rowvar=False), names=names)
     ca, cb = a - mu_a, b - mu_b
     tr_a = (ca * ca).sum() / (len(a) - 1)
     tr_b = (cb * cb).sum() / (len(b) - 1)
@@ -115,7 +113,7 @@ def inception_features(ctx) -> tuple[np.ndarray, np.ndarray]:
 def _fid_compute(ctx) -> list[dict]:
     fa, fb = inception_features(ctx)
     net = ctx.backbones["inception"]
-    return [ctx.row("FID", ctx.options.fid_mode, fid_from_features(fa, fb), ctx.n,
+    return [ctx.row("FID", ctx.options.fid_mode, fid_from_features(fa, fb, names=("generated", "real")), ctx.n,
                     ctx.protocol(net, resolution=net.resolution))]
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from evalkit.errors import EvalkitError
-from evalkit.metrics.fid import _f64
 
 
 def kid_subsets(n_a: int, n_b: int, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0):
@@ -32,12 +31,16 @@ def kid_subsets(n_a: int, n_b: int, *, subsets: int = 100, subset_size: int = 10
     return out
 
 
-def kid_from_features(feats_a, feats_b, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    a, b = _f64(feats_a), _f64(feats_b)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise EvalkitError(f"KID: expected [N, D] feature sets of equal D, got {list(a.shape)} and {list(b.shape)}")
-    if min(len(a), len(b)) < 2:
-        raise EvalkitError(f"KID needs at least 2 images per set, got {len(a)} and {len(b)}; add images")
+def kid_from_features(feats_a, feats_b, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0,
+                      names: tuple[str, str] = ("feats_a", "feats_b")) -> tuple[float, float]:
+    """(mean, std) of the unbiased MMD² over the subsets of the module docstring. Both sets
+    are checked first, as FID checks them (:func:`evalkit.metrics.registry.check_features`):
+    every feature must be finite, whether or not a subset would draw it."""
+    from evalkit.metrics.registry import check_features
+
+    a, b = check_features(feats_a, names[0], "KID"), check_features(feats_b, names[1], "KID")
+    if a.shape[1] != b.shape[1]:
+        raise EvalkitError(f"KID: feature sizes differ: {a.shape[1]} ({names[0]}) vs {b.shape[1]} ({names[1]})")
     d = a.shape[1]
     mmds = []
     for ia, ib in kid_subsets(len(a), len(b), subsets=subsets, subset_size=subset_size, seed=seed):
@@ -58,7 +61,8 @@ def _kid_compute(ctx) -> list[dict]:
 
     fa, fb = inception_features(ctx)
     net, o = ctx.backbones["inception"], ctx.options
-    mean, std = kid_from_features(fa, fb, subsets=o.kid_subsets, subset_size=o.kid_subset_size, seed=o.seed)
+    mean, std = kid_from_features(fa, fb, subsets=o.kid_subsets, subset_size=o.kid_subset_size, seed=o.seed,
+                                  names=("generated", "real"))
     p = ctx.protocol(net, resolution=net.resolution)
     return [ctx.row("KID", o.fid_mode, mean, ctx.n, p), ctx.row("KID-std", o.fid_mode, std, ctx.n, p)]
 

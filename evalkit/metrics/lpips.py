@@ -208,10 +208,10 @@ def _register() -> None:
     register_backbone("lpips", lambda options, device: LPIPSAlex(options.weights, options.seed, device=device))
     register_metric(MetricSpec(
         "lpips", rows=(RowSpec("LPIPS-gt", higher_is_better=False, decimals=3),), compute=_lpips_compute,
-        needs=("pairs",), backbone="lpips", per_item=_lpips_per_item, shards=True, order=40))
+        needs=("pairs",), backbone="lpips", per_item=_lpips_per_item, shards=True, order=40, min_size=31))
     register_metric(MetricSpec(
         "lpips-diversity", rows=(RowSpec("LPIPS-diversity", higher_is_better=True, decimals=3),),
-        compute=_lpips_diversity_compute, needs=("groups",), backbone="lpips", shards=True, order=50))
+        compute=_lpips_diversity_compute, needs=("groups",), backbone="lpips", shards=True, order=50, min_size=31))
 
 
 _register()

@@ -56,8 +56,8 @@ class EvaluationOptions:
         for name in ("kid_subsets", "kid_subset_size"):
             if getattr(self, name) < 1:
                 out.append(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.seed < 2 ** 63:
-            out.append(f"seed: must be an integer in [0, 2**63), got {self.seed}")
+        if not 0 <= self.seed < 2 ** 32:  # KID's np.random.RandomState takes 32-bit seeds
+            out.append(f"seed: must be an integer in [0, 2**32), got {self.seed}")
         from evalkit.devices import resolve_device
 
         try:

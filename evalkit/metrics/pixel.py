@@ -56,7 +56,7 @@ def _register() -> None:
                                per_item=lambda ctx, row: PerItem(_psnr_items(ctx)), order=70))
     register_metric(MetricSpec("ssim", rows=(RowSpec("SSIM", higher_is_better=True, decimals=3),),
                                compute=_ssim_compute, needs=("pairs",),
-                               per_item=lambda ctx, row: PerItem(_ssim_items(ctx)), order=80))
+                               per_item=lambda ctx, row: PerItem(_ssim_items(ctx)), order=80, min_size=7))
 
 
 _register()

@@ -85,15 +85,21 @@ class MetricSpec:
     per_item: Callable | None = None
     shards: bool = False
     order: int = 1000  # position among the families (rows are computed and listed in this order)
+    min_size: int = 0  # smallest image side its network or window accepts (AlexNet 31, VGG relu5_2 16, SSIM 7)
 
     def unavailable(self, available: dict[str, bool], counts: tuple[int, int]) -> str | None:
-        """Why the family cannot be computed on inputs offering ``available``, or None."""
+        """Why the family cannot be computed on inputs offering ``available``, or None
+        (``available["min_side"]``, when given, is the smallest image side of the inputs)."""
         n, m = counts
         for need in self.needs:
             if not available[need]:
                 return NEEDS[need].format(n=n, m=m)
         if self.needs_any and not any(available[k] for k in self.needs_any):
             return " or ".join(NEEDS[k].format(n=n, m=m) for k in self.needs_any)
+        side = available.get("min_side")
+        if side is not None and side < self.min_size:
+            return (f"needs images of at least {self.min_size}x{self.min_size} px, the smallest side here is {side} px; "
+                    "evaluate at a larger resolution")
         return None
 
 
@@ -215,3 +221,47 @@ def build_backbones(chosen, options, device: str, have: dict | None = None) -> d
                 raise ValueError(f"backbone {name!r} is not registered")
             nets[name] = _BACKBONES[name].build(options, device)
     return nets
+
+
+# -- input checks shared by every family ---------------------------------------------------
+def min_side(*image_sets) -> int | None:
+    """Smallest image side over ``[N, 3, H, W]`` tensors / arrays or lists of ``[3, H, W]``
+    images (None entries skipped): what :attr:`MetricSpec.min_size` is checked against."""
+    sides = []
+    for images in image_sets:
+        if images is None or len(images) == 0:
+            continue
+        if getattr(images, "ndim", 0) == 4:
+            sides.append(min(images.shape[2:]))
+        else:
+            sides.append(min(min(x.shape[-2:]) for x in images))
+    return min(sides) if sides else None
+
+
+def check_features(feats, set_name: str, metric: str, *, min_n: int = 2):
+    """``feats`` as float64 ``[N, D]`` after the checks every feature-based metric makes:
+    2-D, at least ``min_n`` rows, every value finite. One :class:`EvalkitError` naming the
+    metric and the set otherwise (a NaN would make FID or KID NaN, a number no gate catches)."""
+    import numpy as np
+    import torch
+
+    f = feats.detach().cpu().numpy() if isinstance(feats, torch.Tensor) else feats
+    f = np.asarray(f, dtype=np.float64)
+    if f.ndim != 2:
+        raise EvalkitError(f"{metric}: {set_name} features must be [N, D], got shape {list(f.shape)}")
+    if f.shape[0] < min_n:
+        raise EvalkitError(f"{metric} needs at least {min_n} images per set, the {set_name} set has {f.shape[0]}; "
+                           "add images")
+    check_finite(f, f"{set_name} set features", metric)
+    return f
+
+
+def check_finite(values, what: str, metric: str) -> None:
+    """One :class:`EvalkitError` when ``values`` hold NaN or inf (how many of each)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(v).all():
+        n_nan, n_inf = int(np.isnan(v).sum()), int(np.isinf(v).sum())
+        raise EvalkitError(f"{metric}: {what}: {n_nan} NaN and {n_inf} infinite value(s); the backbone or the inputs "
+                           "are broken (check the weights file and the images); nothing was computed")

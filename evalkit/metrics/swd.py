@@ -200,7 +200,7 @@ def _register() -> None:
     from evalkit.metrics.registry import MetricSpec, RowSpec, register_metric
 
     register_metric(MetricSpec("swd", rows=(RowSpec("SWD", higher_is_better=False, decimals=2, levels=True),),
-                               compute=_swd_compute, needs=("equal-sets",), order=30))
+                               compute=_swd_compute, needs=("equal-sets",), order=30, min_size=16))
 
 
 _register()

@@ -134,7 +134,7 @@ def _register() -> None:
     register_metric(MetricSpec(
         "vgg", rows=tuple(RowSpec(name, higher_is_better=True, decimals=3) for name in
                           (*(f"semantic-{l}" for l in SEMANTIC_LAYERS), "style-mean", "style-std")),
-        compute=_vgg_compute, needs_any=("pairs", "exemplars"), backbone="vgg", shards=True, order=60))
+        compute=_vgg_compute, needs_any=("pairs", "exemplars"), backbone="vgg", shards=True, order=60, min_size=16))
 
 
 _register()

@@ -177,17 +177,26 @@ def run_case(module: str, size: int, config: ProfileConfig) -> ProfileRow:
 def profile_memory(config: ProfileConfig, *, progress: bool = True) -> list[ProfileRow]:
     """Profile every (module, size) of ``config``; rows in module-major order."""
     config = replace(config, device=str(validate(config)))  # "auto" -> "cpu" / "cuda"
-    from rich.progress import Progress
-    from rich.console import Console
+    import sys
+
+    from evalkit.progress import Progress
 
     cases = [(m, s) for m in config.modules for s in sorted(config.sizes)]
     rows = []
-    with Progress(console=Console(stderr=True), disable=not progress, transient=True) as bar:
-        task = bar.add_task("profiling", total=len(cases))
-        for module, size in cases:
-            bar.update(task, description=f"{module} {size}x{size}")
-            rows.append(run_case(module, size, config))
-            bar.advance(task)
+    if progress:  # a line per case too: a bar alone says nothing when stderr is a log file
+        print(f"profiling {len(cases)} case(s) on {config.device}, one subprocess each", file=sys.stderr, flush=True)
+    with Progress(progress) as bars:
+        advance = bars.task("profiling", len(cases))
+        for i, (module, size) in enumerate(cases, 1):
+            advance.describe(f"{module} {size}x{size}")
+            row = run_case(module, size, config)
+            rows.append(row)
+            advance()
+            if progress:
+                peak = "" if row.peak_bytes is None else f", peak {row.peak_bytes / 2**20:.1f} MiB"
+                took = "" if row.seconds is None else f", {row.seconds:.3f} s"
+                print(f"profiled {i}/{len(cases)}: {module} {size}x{size}: {row.status}{peak}{took}",
+                      file=sys.stderr, flush=True)
     for module in config.modules:
         own = [r for r in rows if r.module == module and r.status == "ok"]
         p = fit_exponent([r.L for r in own], [r.peak_bytes for r in own])

@@ -17,6 +17,7 @@ from evalkit.cli import app
 from evalkit.features import InceptionFID, VGG19Features
 from evalkit.metrics import LPIPSAlex, evaluate_arrays, evaluate_folders, fid_from_features, lpips_distance, sliced_wasserstein
 from evalkit.protocol import NOT_COMPARABLE_NOTE
+from evalkit.reports import results as R
 
 
 class Toy(torch.nn.Module):
@@ -166,7 +167,8 @@ def test_cli_json_and_csv(tmp_path, photos, write_folder, monkeypatch):
     assert NOT_COMPARABLE_NOTE in res.stderr
     div = next(row for row in rows if row["metric"] == "LPIPS-diversity")
     assert div["n"] == 2
-    assert all(row["method"] == "gen" and row["dataset"] == "" for row in rows)
+    assert all(row["method"] == "gen" and row["variant"] == "gen" and row["dataset"] == "" for row in rows)
+    assert {row["metric_variant"] for row in rows} == {"pggan", "alex-v0.1", "skimage"}
     # default metrics with names that do not pair: the paired metrics are skipped, loudly
     other = write_folder(tmp_path / "other", photos(4, 32, offset=5), ["x0", "x1", "x2", "x3"])
     monkeypatch.setattr("evalkit.features.InceptionFID",  # a cheap Inception stand-in (the registered builder reads it)
@@ -177,7 +179,7 @@ def test_cli_json_and_csv(tmp_path, photos, write_folder, monkeypatch):
     assert {row["metric"] for row in json.loads(res.stdout)} == {"FID", "KID", "KID-std", "SWD@32", "SWD@16", "SWD"}
     for metric in ("lpips", "psnr", "ssim", "vgg", "lpips-diversity"):
         assert f"note: skipped {metric}: needs" in res.stderr
-    assert out.read_text().splitlines()[0].startswith("method,dataset,metric,variant,value,n,")
+    assert out.read_text().splitlines()[0] == ",".join(R.COLUMNS)  # the long results table
     # outputs layout: the method is the variant named in <variant_dir>/meta.json
     images = tmp_path / "OUT" / "rabit__ras" / "images"
     g.rename(images.parent.mkdir(parents=True) or images)
@@ -185,7 +187,8 @@ def test_cli_json_and_csv(tmp_path, photos, write_folder, monkeypatch):
     res = CliRunner().invoke(app, ["evaluate", "--generated", str(images), "--real", str(r), "--metrics", "psnr",
                                    "--dataset", "ade20k", "--json", "--no-cache"])
     assert res.exit_code == 0, res.output
-    assert [(row["method"], row["dataset"]) for row in json.loads(res.stdout)] == [("rabit/ras", "ade20k")]
+    assert [(row["method"], row["variant"], row["dataset"]) for row in json.loads(res.stdout)] == [
+        ("rabit", "rabit/ras", "ade20k")]
 
 
 def test_cli_table_json_and_csv_agree_on_real_photos(tmp_path, photos, write_folder, monkeypatch):
@@ -270,10 +273,10 @@ def test_cli_bad_inputs(tmp_path, photos, write_folder, monkeypatch):
     data = (bad / "img001.png").read_bytes()
     (bad / "img001.png").write_bytes(data[:40])
     assert "img001.png" in _bad(tmp_path, ["--generated", str(bad), "--real", str(r), "--weights", "random"])
-    # mixed sizes
+    # mixed sizes: the paired metrics cannot apply (FID/KID would)
     mixed = write_folder(tmp_path / "mixed", photos(2, 32))
     write_folder(mixed, photos(1, 48), ["big"])
-    assert "size" in _bad(tmp_path, ["--generated", str(mixed), "--real", str(r)])
+    assert "mixed sizes" in _bad(tmp_path, ["--generated", str(mixed), "--real", str(r), "--metrics", "psnr"])
     # empty folder
     (tmp_path / "empty").mkdir()
     assert "no images" in _bad(tmp_path, ["--generated", str(tmp_path / "empty"), "--real", str(r)])
@@ -391,3 +394,25 @@ def test_device_resolution():
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(EvalkitError, match="--device"):
         resolve_device("gpu-please")
+
+
+def test_a_label_map_beside_its_image_is_skipped_two_images_of_one_name_are_an_error(tmp_path, photos):
+    from PIL import Image
+
+    from evalkit.errors import EvalkitError
+    from evalkit.images import resolve_images
+
+    a, b = photos(2, 32).transpose(0, 2, 3, 1)
+    Image.fromarray(a).save(tmp_path / "x.jpg")
+    Image.fromarray(a[..., 0]).save(tmp_path / "x.png")  # single channel: a label map
+    Image.fromarray(b).save(tmp_path / "y.png")
+    found = resolve_images(tmp_path)
+    assert found.names == ("x", "y") and found.files == (tmp_path / "x.jpg", tmp_path / "y.png")
+    assert found.notes == (f"{tmp_path}: took the images, skipped 1 label map(s) of the same name (x.png)",)
+    Image.fromarray(b).save(tmp_path / "y.jpg")  # two RGB images named y
+    with pytest.raises(EvalkitError, match="several images share the name 'y' \\(y.jpg, y.png\\)"):
+        resolve_images(tmp_path)
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(b).save(tmp_path / "sub" / "z.png")
+    assert resolve_images(f"{tmp_path}/*.png").names == ("x", "y")  # the glob picks one kind
+    assert resolve_images(f"{tmp_path}/**/*.png").names == ("x", "y", "z")

@@ -92,7 +92,8 @@ def test_toy_family_is_computed_ranked_and_listed(toy_family, tmp_path, photos, 
     assert R.higher_is_better(ROW) is False and R.arrow(ROW) == "↓" and R.decimals(ROW) == 2
     lb = leaderboard.build(pd.concat(tables, ignore_index=True))
     cells = lb.cells.set_index("variant")
-    assert cells.loc["close", "rank"] == 1 and cells.loc["far", "rank"] == 0
+    assert cells.loc["close", "rank"] == 1 and cells.loc["far", "rank"] == 2  # real ranks
+    assert cells.loc["close", "mark"] == 1 and cells.loc["far", "mark"] == 0  # two rows: only the best is bold
     assert f"{ROW} ↓" in leaderboard.to_markdown(lb)
 
 

@@ -56,7 +56,8 @@ def test_speed_only_on_the_same_machine_and_protocol_guard():
     assert H.compare(base, head, same_machine=False).set_index("metric").loc["time-s", "status"] == "skipped: other machine"
     assert H.compare(base, head, same_machine=True).set_index("metric").loc["time-s", "status"] == "regression"
     other = rows(BASE, weights="f" * 64)
-    assert set(H.compare(base, other, same_machine=True)["status"]) == {"skipped: protocol differs"}
+    assert set(H.compare(base, other, same_machine=True)["status"]) == {
+        "skipped: protocol differs (weights random-init(seed=0) → ffffffffffff)"}
 
 
 def _policy(tmp_path, fid_abs):
@@ -97,3 +98,33 @@ def test_bad_policy_exits_2(tmp_path):
     r = CliRunner().invoke(app, ["report", "compare", "base", "base", "--policy", str(bad), "--db", str(db)])
     assert r.exit_code == 2
     assert "metrics.FID.abs" in r.output and "metrics.FID.direction" in r.output
+
+
+def test_protocol_fields_and_nan_values_in_compare():
+    base = rows(BASE)
+    fewer = rows(BASE, n=4)
+    t = H.compare(base, fewer, same_machine=True).set_index("metric")
+    assert t.loc["FID", "status"] == "skipped: protocol differs (n 8 → 4)"
+    legacy = rows(BASE, metric_variant="legacy")
+    assert H.compare(base, legacy, same_machine=True).set_index("metric").loc["FID", "status"] == \
+        "skipped: protocol differs (metric variant clean → legacy)"
+    nan_head = rows(_with(BASE, "SSIM", float("nan")))
+    t = H.compare(base, nan_head, same_machine=True).set_index("metric")
+    assert t.loc["SSIM", "status"] == "failed: no value in head" and t.loc["FID", "status"] == "ok"
+    assert len(H.failures(t.reset_index())) == 1
+    with pytest.raises(EvalkitError, match="base: 1 base measurement\\(s\\) have no value .*rabit/shapes/SSIM"):
+        H.compare(nan_head, base, same_machine=True)
+
+
+def test_history_keys_written_before_the_later_protocol_fields_still_compare(tmp_path):
+    """A measurement recorded with the five-field protocol key compares with a current one."""
+    db = tmp_path / "h.sqlite"
+    H.record(db, _info("base"), rows(BASE, run_id="base"))
+    con = sqlite3.connect(db)
+    con.execute("UPDATE measurements SET protocol = substr(protocol, 1, instr(protocol, '|none|') - 1)")
+    con.commit()
+    old_key = con.execute("SELECT protocol FROM measurements LIMIT 1").fetchone()[0]
+    con.close()
+    assert old_key.count("|") == 4
+    g = H.gate("base", str(R.write(rows(BASE, run_id="head"), tmp_path / "head.csv")), db=db)
+    assert set(g.table["status"]) == {"ok", "skipped: other machine"}

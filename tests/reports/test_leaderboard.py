@@ -27,9 +27,10 @@ def test_mean_std_and_ranks_on_displayed_rounding():
     assert math.isclose(c["mean"], 13.0) and math.isclose(c["std"], math.sqrt(2.0))
     assert c["text"] == "13.00 ± 1.41"
     # a and b both show 10.00: both best (tie on screen = tie in ranking); c is second.
-    assert cell(lb, "a", "FID")["rank"] == 1 and cell(lb, "b", "FID")["rank"] == 1
-    assert c["rank"] == 2
-    assert [cell(lb, v, "LPIPS-diversity")["rank"] for v in "abc"] == [2, 0, 1]
+    assert cell(lb, "a", "FID")["mark"] == 1 and cell(lb, "b", "FID")["mark"] == 1
+    assert c["mark"] == 2 and [cell(lb, v, "FID")["rank"] for v in "abc"] == [1, 1, 2]
+    assert [cell(lb, v, "LPIPS-diversity")["mark"] for v in "abc"] == [2, 0, 1]
+    assert [cell(lb, v, "LPIPS-diversity")["rank"] for v in "abc"] == [2, 3, 1]  # real ranks: 3 is not blank
 
 
 def test_markdown_latex_html_csv():
@@ -82,7 +83,7 @@ def test_cli_leaderboard_and_paper_tables(tmp_path):
     r = CliRunner().invoke(app, ["report", "paper-tables", str(tmp_path / "results.csv"), "--as", "shapes=ADE20K",
                                  "--out", str(tmp_path / "pt")])
     assert r.exit_code == 0, r.output
-    assert "| 24.35 | 20.00 | -4.35 ▲ |" in r.stdout
+    assert "| 24.35 | 20.00 | -4.35 (n/c) |" in r.stdout  # random backbone, shapes ≠ ADE20K: no verdict
     r = CliRunner().invoke(app, ["report", "paper-tables", str(tmp_path), "--as", "shapes"])
     assert r.exit_code == 2 and "--as expects OURS=PAPER_DATASET" in r.output
     r = CliRunner().invoke(app, ["report", "leaderboard", str(tmp_path / "missing.csv")])
@@ -91,14 +92,34 @@ def test_cli_leaderboard_and_paper_tables(tmp_path):
 
 def test_two_methods_get_a_best_but_no_second():
     lb = L.build(rows([("a", "shapes", "SSIM", 0.5, 0), ("b", "shapes", "SSIM", 0.7, 0)]))
-    assert [cell(lb, v, "SSIM")["rank"] for v in "ab"] == [0, 1]
+    assert [cell(lb, v, "SSIM")["mark"] for v in "ab"] == [0, 1]
     lone = L.build(rows([("a", "shapes", "SSIM", 0.5, 0)]))
-    assert cell(lone, "a", "SSIM")["rank"] == 0
+    assert cell(lone, "a", "SSIM")["mark"] == 0
 
 
 def test_reference_outputs_are_shown_but_not_ranked():
     lb = L.build(rows(VALUES + [("reference/ground-truth", "shapes", "FID", 0.0, 0)]))
-    assert cell(lb, "reference/ground-truth", "FID")["rank"] == 0
+    assert cell(lb, "reference/ground-truth", "FID")["mark"] == 0
+    assert math.isnan(cell(lb, "reference/ground-truth", "FID")["rank"])
     assert cell(lb, "a", "FID")["rank"] == 1  # the methods keep their ranks
     assert "| *reference/ground-truth* | 0.00 |" in L.to_markdown(lb)
     assert r"\textit{reference/ground-truth}" in L.to_latex(lb)
+
+
+def test_runs_stay_apart_intervals_show_and_latex_fits_a_column():
+    import numpy as np
+
+    two = pd.concat([rows([("a", "shapes", "PSNR", 20.0, 0)], run_id="r1"),
+                     rows([("a", "shapes", "PSNR", 30.0, 0), ("ref", "shapes", "PSNR", np.inf, 0)], run_id="r2")])
+    iv = pd.DataFrame({"run_id": ["r1"], "variant": ["a"], "dataset": ["shapes"], "metric": ["PSNR"],
+                       "ci_low": [19.5], "ci_high": [20.75]})
+    lb = L.build(two, intervals=iv)
+    assert lb.multi_run and sorted(lb.cells["mean"].tolist()) == [20.0, 30.0, np.inf]  # never averaged
+    md = L.to_markdown(lb)
+    assert "| run | method |" in md and "| r1 | a | 20.00 [19.50, 20.75] |" in md and "| r2 | ref | **∞** |" in md
+    assert md.startswith("**Protocol** — run: r1, r2")
+    tex = L.to_latex(lb)
+    assert r"\resizebox{\columnwidth}{!}{%" in tex and r"$\infty$" in tex and "{\\scriptsize[19.50, 20.75]}" in tex
+    assert tex.splitlines()[0].startswith("% run: r1, r2")
+    csv = pd.read_csv(__import__("io").StringIO(L.to_csv(lb)))
+    assert csv["std"].isna().all() and csv.loc[csv["run_id"] == "r1", "ci_low"].item() == 19.5

@@ -39,14 +39,38 @@ def test_side_by_side_with_marks_and_direction():
     lp = t[(t["paper"] == "RABIT") & (t["method"] == "RABIT") & (t["metric"] == "LPIPS")].iloc[0]
     assert not lp["ours_better"]  # 0.5 < 0.571 and LPIPS diversity is higher-better
     assert set(t["method"]) == {"RABIT"}  # only_ours keeps rows that have an evalkit number
+    assert "n=8, not the full test set" in fid["marks"]
     md = P.to_markdown(t)
-    assert "| 24.35 | 21.00 | -3.35 ▲ |" in md
+    assert "| 24.35 | 21.00 | -3.35 (n/c) |" in md  # a marked row gets no ▲/▼ verdict
     html = P.to_html(t)
-    assert 'color:#1a7f37">-3.35 ▲' in html and 'color:#cf222e">-0.071 ▼' in html
+    assert 'color:#777">-3.35 (n/c)' in html and "#1a7f37" not in html
+
+
+def test_comparable_row_keeps_its_green_and_red_verdict():
+    res = rows([("unite", "ade20k", "FID", 20.0, 0), ("unite", "ade20k", "LPIPS-diversity", 0.5, 0)],
+               weights="a" * 64, n=2000)
+    html = P.to_html(P.compare(res))
+    assert 'color:#1a7f37">-5.15 ▲' in html  # UNITE ADE20K FID 25.15: lower is better
+
+
+def test_marks_name_resolution_and_n():
+    res = rows([("unite", "ade20k", "FID", 20.0, 0)], weights="a" * 64, n=2000)
+    res = pd.concat([res, rows([("unite", "ade20k", "PSNR", 20.0, 0)], weights="a" * 64, n=2000)
+                     .assign(backbone="none", resolution=64)])
+    fid = P.compare(res).query("paper == 'UNITE' and metric == 'FID'").iloc[0]
+    assert fid["marks"] == "res 64≠256 px"
+
+
+def test_empty_selection_names_the_paper_datasets(tmp_path):
+    from evalkit.errors import EvalkitError
+
+    res = rows([("rabit", "mydata", "FID", 20.0, 0)])
+    with pytest.raises(EvalkitError, match="paper datasets: ADE20K, CelebA-HQ \\(semantic\\)"):
+        P.check_selection(res, {}, source=tmp_path / "r.csv")
 
 
 def test_no_mark_for_a_matching_protocol():
-    res = rows([("unite", "ade20k", "FID", 25.15, 0)], weights="a" * 64)
+    res = rows([("unite", "ade20k", "FID", 25.15, 0)], weights="a" * 64, n=2000)
     t = P.compare(res)
     r = t[(t["paper"] == "UNITE") & (t["metric"] == "FID")].iloc[0]
     assert r["marks"] == "" and r["delta"] == 0.0

@@ -43,3 +43,21 @@ def test_metric_bars_label_infinite_cells_without_warnings(tmp_path, monkeypatch
     heights = {t.get_text(): b.get_height() for t, b in zip(ax.get_xticklabels(), ax.patches)}
     assert heights["a"] == 22.0 and np.isnan(heights["copy"])
     assert [t.get_text() for t in ax.texts] == ["+∞"]
+
+
+def test_metric_bars_draw_references_as_lines_intervals_as_error_bars_and_fit_the_axis(tmp_path, monkeypatch):
+    res = rows([("a", "shapes", "SSIM", 0.88, 0), ("b", "shapes", "SSIM", 0.95, 0),
+                ("reference/ground-truth", "shapes", "SSIM", 1.0, 0)])
+    intervals = pd.DataFrame({"variant": ["a", "b"], "dataset": "shapes", "metric": "SSIM",
+                              "ci_low": [0.86, 0.94], "ci_high": [0.90, 0.97]})
+    figures = []
+    save = plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, stem: (figures.append(fig), save(fig, stem))[1])
+    plots.metric_bars(res, tmp_path / "metrics", intervals=intervals)
+    ax = figures[0].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]  # the reference is no bar
+    assert [round(line.get_ydata()[0], 6) for line in ax.get_lines() if line.get_linestyle() == "--"] == [1.0]
+    low, high = ax.get_ylim()
+    assert 0.8 < low < 0.86 and 1.0 < high < 1.05  # 0.88 vs 0.95 is not flattened against 0
+    caps = sorted(round(y, 6) for line in ax.get_lines() if line.get_linestyle() != "--" for y in line.get_ydata())
+    assert caps[0] == 0.86 and caps[-1] == 0.97

@@ -44,3 +44,26 @@ def test_directions_follow_the_papers():
 def test_read_reports_missing_file(tmp_path):
     with pytest.raises(EvalkitError, match="not found"):
         R.read(tmp_path / "nope.csv")
+
+
+def test_an_older_evaluate_csv_is_read_with_its_metric_variant_and_run_defaults(tmp_path):
+    """`evaluate --out` used to write method, dataset + metric rows (variant = the metric's);
+    such a file is still a results table: run id from the file name, split test, seed 0."""
+    old = rows([("rabit", "shapes", "FID", 12.5, 0)]).drop(columns=["run_id", "split", "seed", "metric_variant"])
+    old["variant"] = "clean"
+    old.to_csv(tmp_path / "mine.csv", index=False)
+    back = R.read(tmp_path / "mine.csv")
+    r = back.iloc[0]
+    assert (r["run_id"], r["split"], r["seed"], r["variant"], r["metric_variant"]) == ("mine", "test", 0, "rabit", "clean")
+    named = R.read(tmp_path / "mine.csv", method="unite/seace+uot", dataset="ade20k").iloc[0]
+    assert (named["method"], named["variant"], named["dataset"]) == ("unite", "unite/seace+uot", "ade20k")
+    two = rows([("a", "shapes", "FID", 1.0, 0), ("b", "shapes", "FID", 2.0, 0)])
+    R.write(two, tmp_path / "two.csv")
+    with pytest.raises(EvalkitError, match="holds several methods \\(a, b\\)"):
+        R.read(tmp_path / "two.csv", method="x")
+
+
+def test_an_empty_dataset_column_reads_back_as_empty(tmp_path):
+    df = rows([("rabit", "", "FID", 12.5, 0)])
+    R.write(df, tmp_path / "r.csv")
+    assert R.read(tmp_path / "r.csv")["dataset"].tolist() == [""]

@@ -84,3 +84,19 @@ def candidate_for(conn, trial_token: str, method: str | None = None, role: str |
 
 def trial_tokens(conn, kind: str = "main") -> list[str]:
     return [r[0] for r in conn.execute("SELECT token FROM trials WHERE kind = ? ORDER BY id", (kind,))]
+
+
+class Participant:
+    """One participant's browser on the Flask test client: its own cookie jar (the session)."""
+
+    def __init__(self, app, pid: str):
+        self.client, self.pid = app.test_client(), pid
+
+    def enrol(self):
+        return self.client.post("/api/enrol", json={"participant": self.pid})
+
+    def next(self) -> dict:
+        return self.client.get("/api/next").get_json()
+
+    def vote(self, trial: str, answers: dict, **extra):
+        return self.client.post("/api/vote", json={"trial": trial, "answers": answers, **extra})

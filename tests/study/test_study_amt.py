@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from study_helpers import METHODS, build_study
+from study_helpers import METHODS, Participant, build_study
 
 from evalkit.errors import EvalkitError
 from evalkit.study import amt, analysis, store
@@ -97,18 +97,22 @@ def test_import_gives_same_analysis_as_local_votes(exported, tmp_path):
     local_db = tmp_path / "local.sqlite"
     shutil.copy(db, local_db)  # the same study (same tokens), one copy per route
     answers = simulated_answers(db)
-    # local: the same choices through the participant API
-    client = create_app(local_db).test_client()
+    # local: the same choices through the participant API, each worker answering the trials it is served
+    app = create_app(local_db)
     conn = store.connect(local_db)
+    by_worker: dict[str, dict[str, dict]] = {}
     for a in answers:
-        slots = {str(r[0]): r[1] for r in conn.execute(
-            "SELECT c.slot, c.token FROM candidates c JOIN trials t ON t.id = c.trial_id WHERE t.token = ?",
-            (a["trial"],))}
-        client.get(f"/api/next?participant={a['worker']}")
-        r = client.post("/api/vote", json={"participant": a["worker"], "trial": a["trial"],
-                                           "answers": {q: slots[s] for q, s in a["answers"].items()},
-                                           "rt_ms": a["secs"] * 1000.0})
-        assert r.status_code == 201
+        by_worker.setdefault(a["worker"], {})[a["trial"]] = a
+    for worker, mine in by_worker.items():
+        person = Participant(app, worker)
+        assert person.enrol().status_code == 201
+        while not (served := person.next())["done"]:
+            a = mine[served["trial"]]
+            slots = {str(r[0]): r[1] for r in conn.execute(
+                "SELECT c.slot, c.token FROM candidates c JOIN trials t ON t.id = c.trial_id WHERE t.token = ?",
+                (a["trial"],))}
+            r = person.vote(a["trial"], {q: slots[s] for q, s in a["answers"].items()}, rt_ms=a["secs"] * 1000.0)
+            assert r.status_code == 201
     conn.close()
     # AMT: the same choices as a results CSV (plus one rejected assignment, which is skipped)
     rejected = {**answers[0], "worker": "AREJECTED", "status": "Rejected", "assignment": "3REJ"}

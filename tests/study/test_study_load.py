@@ -18,14 +18,20 @@ N_PARTICIPANTS, N_TRIALS = 100, 10
 TIMEOUT_S = 60  # per request; the pool below is bounded, so the test always stops
 
 
-def call(url, body=None):
+def call(url, body=None, session=None):
+    """(status, JSON, session cookie value or None) of one request; ``session`` is sent as the cookie."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if session:
+        headers["Cookie"] = f"evalkit_study={session}"
+    req = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
-            return resp.status, json.loads(resp.read())
+            cookie = resp.headers.get("Set-Cookie", "")
+            secret = cookie.split("evalkit_study=", 1)[1].split(";", 1)[0] if "evalkit_study=" in cookie else None
+            return resp.status, json.loads(resp.read()), secret
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+        return err.code, json.loads(err.read()), None
 
 
 def test_1000_concurrent_votes_from_100_participants(tmp_path):
@@ -37,30 +43,44 @@ def test_1000_concurrent_votes_from_100_participants(tmp_path):
     assert len(trials) == N_TRIALS
     rng = random.Random(0)
     people = [f"worker-{i:03d}" for i in range(N_PARTICIPANTS)]
-    votes = [{"participant": p, "trial": t, "answers": {"quality": rng.choice(c), "style": rng.choice(c)},
-              "rt_ms": rng.uniform(100, 5000)} for p in people for t, c in trials.items()]
-    rng.shuffle(votes)
+    choices = {(p, t): {"quality": rng.choice(c), "style": rng.choice(c)} for p in people for t, c in trials.items()}
     with LiveServer(db) as live, ThreadPoolExecutor(max_workers=64) as pool:
-        registered = list(pool.map(lambda p: call(f"{live.url}/api/next?participant={p}")[0], people,
-                                   timeout=TIMEOUT_S * 4))
-        assert registered == [200] * N_PARTICIPANTS
+        enrolled = list(pool.map(lambda p: call(f"{live.url}/api/enrol", {"participant": p}), people,
+                                 timeout=TIMEOUT_S * 4))
+        assert [e[0] for e in enrolled] == [201] * N_PARTICIPANTS
+        sessions = dict(zip(people, (e[2] for e in enrolled)))
         start = threading.Barrier(64, timeout=TIMEOUT_S)
-        local = threading.local()
+        sent: list[dict] = []
 
-        def submit(vote):
-            if not getattr(local, "started", False):  # the first 64 requests leave together
-                local.started = True
+        def participate(person, together: bool):
+            """One participant: ask for the served trial, answer it, until done; the first 64
+            start together, so 64 chains of next/vote run at once."""
+            if together:
                 start.wait()
-            return call(f"{live.url}/api/vote", vote)[0]
+            statuses = []
+            while True:
+                status, served, _ = call(f"{live.url}/api/next", session=sessions[person])
+                assert status == 200
+                if served["done"]:
+                    return statuses
+                vote = {"trial": served["trial"], "answers": choices[(person, served["trial"])],
+                        "rt_ms": rng.uniform(100, 5000)}
+                sent.append({**vote, "participant": person})
+                statuses.append(call(f"{live.url}/api/vote", vote, sessions[person])[0])
 
-        statuses = Counter(pool.map(submit, votes, timeout=TIMEOUT_S * 10))
+        futures = [pool.submit(participate, p, i < 64) for i, p in enumerate(people)]
+        statuses = Counter(s for f in futures for s in f.result(timeout=TIMEOUT_S * 10))
         assert statuses == {201: 1000}
         # a replayed submission is refused, and so are 15 simultaneous copies of a fresh one
-        assert call(f"{live.url}/api/vote", votes[0])[0] == 409
-        assert call(f"{live.url}/api/next?participant=racer")[0] == 200
-        fresh = {**votes[1], "participant": "racer"}
+        first = sent[0]
+        assert call(f"{live.url}/api/vote", {k: first[k] for k in ("trial", "answers")},
+                    sessions[first["participant"]])[0] == 409
+        status, _, racer = call(f"{live.url}/api/enrol", {"participant": "racer"})
+        assert status == 201
+        served = call(f"{live.url}/api/next", session=racer)[1]
+        fresh = {"trial": served["trial"], "answers": choices[(people[0], served["trial"])]}
         race = threading.Barrier(16, timeout=TIMEOUT_S)
-        results = list(pool.map(lambda _: (race.wait(), call(f"{live.url}/api/vote", fresh)[0])[1], range(16),
+        results = list(pool.map(lambda _: (race.wait(), call(f"{live.url}/api/vote", fresh, racer)[0])[1], range(16),
                                 timeout=TIMEOUT_S * 2))
         assert sorted(results) == [201] + [409] * 15
     conn = store.connect(db)
@@ -70,7 +90,7 @@ def test_1000_concurrent_votes_from_100_participants(tmp_path):
     stored = {(r["participant"], r["trial"], r["question"]): r["method"] for r in store.export_rows(conn)}
     token_method = {r[0]: r[1] for r in conn.execute(
         "SELECT c.token, m.name FROM candidates c JOIN methods m ON m.id = c.method_id")}
-    for v in votes:  # every stored answer is the one sent
+    for v in sent:  # every stored answer is the one sent
         for q, cand in v["answers"].items():
             assert stored[(v["participant"], v["trial"], q)] == token_method[cand]
     assert conn.execute("SELECT COUNT(*) FROM submissions s JOIN participants p ON p.id = s.participant_id "

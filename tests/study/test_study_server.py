@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from study_helpers import METHODS, build_study
+from study_helpers import METHODS, Participant, build_study
 
 from evalkit.errors import EvalkitError
 from evalkit.study import store
@@ -42,16 +42,19 @@ def test_full_session_is_blinded_and_recorded(app_db):
     get("/?participant=alice")
     get("/static/study.js")
     get("/static/study.css")
+    r = client.post("/api/enrol", json={"participant": "alice"})
+    seen.append(("/api/enrol", r.data))
+    assert r.status_code == 201 and "HttpOnly" in r.headers["Set-Cookie"] and "SameSite=Strict" in r.headers["Set-Cookie"]
     answered = []
     while True:
-        r = get("/api/next?participant=alice")
+        r = get("/api/next")
         data = r.get_json()
         if data["done"]:
             break
         for src in [data["cond"], data["exemplar"], *[c["src"] for c in data["candidates"]]]:
             assert get(src).mimetype == "image/png"
         choice = {"quality": data["candidates"][0]["id"], "style": data["candidates"][-1]["id"]}
-        v = client.post("/api/vote", json={"participant": "alice", "trial": data["trial"], "answers": choice,
+        v = client.post("/api/vote", json={"trial": data["trial"], "answers": choice,
                                            "rt_ms": 1234.5, "answer_rt_ms": {"quality": 500, "style": 900}})
         seen.append(("/api/vote", v.data))
         assert v.status_code == 201
@@ -77,23 +80,24 @@ def test_full_session_is_blinded_and_recorded(app_db):
 
 def test_replay_unknown_and_malformed_votes_are_refused_and_store_nothing(app_db):
     app, db = app_db
-    client = app.test_client()
-    data = client.get("/api/next?participant=bob").get_json()
-    good = {"participant": "bob", "trial": data["trial"],
+    bob, carol = Participant(app, "bob"), Participant(app, "carol")
+    assert bob.enrol().status_code == 201 and carol.enrol().status_code == 201
+    client = bob.client
+    data = bob.next()
+    good = {"trial": data["trial"],
             "answers": {"quality": data["candidates"][0]["id"], "style": data["candidates"][1]["id"]}}
-    other = client.get("/api/next?participant=carol").get_json()
+    other = carol.next()
     cases = [
         ({**good, "trial": "A" * 22}, 404, "unknown trial"),
         ({**good, "answers": {"quality": "B" * 22, "style": good["answers"]["style"]}}, 404, "not a candidate"),
         # a candidate of a different trial
         ({**good, "answers": {"quality": good["answers"]["quality"],
                               "style": next(c["id"] for c in other["candidates"])}}, 404, "not a candidate"),
-        ({**good, "participant": "nobody"}, 404, "unknown participant"),
+        ({**good, "participant": "carol"}, 403, "another participant"),
         ({**good, "answers": {"quality": good["answers"]["quality"]}}, 400, "each question"),
         ({**good, "rt_ms": -5}, 400, "reaction time"),
         ({**good, "answers": {"quality": ["a list"], "style": good["answers"]["style"]}}, 400, "candidate token"),
         ({**good, "answers": "quality"}, 400, "each question"),
-        ({**good, "participant": ""}, 400, "participant id"),
     ]
     if other["trial"] == data["trial"]:
         cases.pop(2)
@@ -102,6 +106,8 @@ def test_replay_unknown_and_malformed_votes_are_refused_and_store_nothing(app_db
         assert r.status_code == status and message in r.get_json()["error"], (body, r.get_json())
     r = client.post("/api/vote", data="not json", content_type="application/json")
     assert r.status_code == 400 and "JSON" in r.get_json()["error"]
+    r = app.test_client().post("/api/vote", json=good)  # no session cookie
+    assert r.status_code == 401 and "no study session" in r.get_json()["error"]
     assert n_rows(db) == (0, 0)
     assert client.post("/api/vote", json=good).status_code == 201
     replay = client.post("/api/vote", json={**good, "answers": {"quality": good["answers"]["style"],
@@ -109,7 +115,7 @@ def test_replay_unknown_and_malformed_votes_are_refused_and_store_nothing(app_db
     assert replay.status_code == 409 and "already answered" in replay.get_json()["error"]
     assert n_rows(db) == (1, 2)
     # the finished trial is not offered again
-    assert client.get("/api/next?participant=bob").get_json()["trial"] != data["trial"]
+    assert bob.next()["trial"] != data["trial"]
 
 
 @pytest.mark.parametrize("url", [
@@ -125,8 +131,10 @@ def test_images_only_by_token_paths_refused(app_db, url):
 
 def test_image_by_token_and_unknown_token(app_db):
     app, db = app_db
-    client = app.test_client()
-    data = client.get("/api/next?participant=dan").get_json()
+    dan = Participant(app, "dan")
+    dan.enrol()
+    client = dan.client
+    data = dan.next()
     assert client.get(data["cond"]).data[:8] == b"\x89PNG\r\n\x1a\n"
     r = client.get("/img/" + "x" * 22)
     assert r.status_code == 404 and "unknown image token" in r.get_json()["error"]
@@ -136,11 +144,11 @@ def test_image_by_token_and_unknown_token(app_db):
 
 def test_admin_export_needs_token(app_db):
     app, db = app_db
-    client = app.test_client()
-    data = client.get("/api/next?participant=erin").get_json()
-    client.post("/api/vote", json={"participant": "erin", "trial": data["trial"],
-                                   "answers": {"quality": data["candidates"][0]["id"],
-                                               "style": data["candidates"][0]["id"]}})
+    erin = Participant(app, "erin")
+    erin.enrol()
+    client = erin.client
+    data = erin.next()
+    erin.vote(data["trial"], {"quality": data["candidates"][0]["id"], "style": data["candidates"][0]["id"]})
     r = client.get("/admin/results")
     assert r.status_code == 401 and "admin token required" in r.get_json()["error"]
     r = client.get("/admin/results", headers={"Authorization": "Bearer wrong"})
@@ -179,7 +187,7 @@ def test_binds_loopback_by_default_and_refuses_bad_participant_ids(app_db):
         server.server_close()
     client = app.test_client()
     for pid in ["x" * 129, "tab\tinside", "   "]:
-        r = client.get("/api/next", query_string={"participant": pid})
+        r = client.post("/api/enrol", json={"participant": pid})
         assert r.status_code == 400 and "participant id" in r.get_json()["error"]
     r = client.post("/api/vote", data=b"{" + b" " * 70_000 + b"}", content_type="application/json")
     assert r.status_code == 413
