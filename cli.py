@@ -96,6 +96,8 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("study", "study"),
     ("train", None),
     ("profile", "profile"),
+    ("protocols", None),
+    ("stats", "stats"),
 ]
 
 _register()

@@ -63,7 +63,10 @@ def _register() -> None:
     from evalkit.methods.registry import register_variant
 
     register_variant("spade", SPADETranslator, description="SPADE, label map only (Park et al. 2019)")
-    register_variant("spade-vae", SPADEVAETranslator, description="SPADE with a VAE style encoder of the exemplar")
+    # batch norm at every preset (NVlabs' spadesyncbatch3x3): the `tiny` preset's instance norm would
+    # erase the style code's per-sample statistics at the first SPADE block (PSNR 8.72 -> 9.89 at 300 steps)
+    register_variant("spade-vae", SPADEVAETranslator, norm_g="batch",
+                     description="SPADE with a VAE style encoder of the exemplar")
 
 
 _register()

@@ -145,6 +145,49 @@ class _Normalised(nn.Module):
         return self.net((x - 128) / 128 if self.kind == "tf" else 2 * x - 1)
 
 
+class CaffeVGG19(nn.Module):
+    """VGG19's 16 convolutions under the names of the CoCosNet/UNITE scripts' ``vgg19_conv.pth``
+    (``conv1_1`` ... ``conv5_4``; fnzhan/UNITE ``util/vgg_style_relevance.py:13-80``), max
+    pooling, ReLU after every convolution. ``forward(x, layers)`` returns the named ReLU
+    outputs (``relu1_2``, ``relu4_2``, ...) of input ``x`` as the scripts feed it (BGR,
+    Caffe-mean-subtracted, 0..255 scale: see :mod:`evalkit.protocols.unite`). Random init:
+    PyTorch's default ``nn.Conv2d`` initialisation, layer by layer."""
+
+    BLOCKS = (2, 2, 4, 4, 4)
+    WIDTHS = (64, 128, 256, 512, 512)
+
+    def __init__(self):
+        super().__init__()
+        in_c = 3
+        for b, (n, w) in enumerate(zip(self.BLOCKS, self.WIDTHS), start=1):
+            for i in range(1, n + 1):
+                setattr(self, f"conv{b}_{i}", nn.Conv2d(in_c, w, kernel_size=3, padding=1))
+                in_c = w
+
+    def forward(self, x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        import torch.nn.functional as F
+
+        out, last = {}, max(self._order(l) for l in layers)
+        k = 0
+        for b, n in enumerate(self.BLOCKS, start=1):
+            if b > 1:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)
+            for i in range(1, n + 1):
+                x = F.relu(getattr(self, f"conv{b}_{i}")(x))
+                if f"relu{b}_{i}" in layers:
+                    out[f"relu{b}_{i}"] = x
+                if k == last:
+                    return out
+                k += 1
+        return out
+
+    def _order(self, layer: str) -> int:
+        b, i = (int(v) for v in layer.removeprefix("relu").split("_"))
+        if not (1 <= b <= 5 and 1 <= i <= self.BLOCKS[b - 1]):
+            raise ValueError(f"CaffeVGG19 has no layer {layer!r}")
+        return sum(self.BLOCKS[:b - 1]) + i - 1
+
+
 def _cleanfid_inception(path: Path) -> nn.Module:
     from cleanfid.inception_torchscript import InceptionV3W
 
@@ -197,6 +240,11 @@ TRUNKS: dict[str, TrunkSpec] = {
         weights_key="inception-pytorch-fid",
         random={"he-fan-in": lambda width: fid_inception_v3()},
         architecture=fid_inception_v3, head=lambda net: _Normalised(net, "pm1")),
+    # the CoCosNet/UNITE scripts' Caffe VGG19 (vgg19_conv.pth, keys conv1_1.weight ...), protocol unite2021
+    "vgg19-caffe": TrunkSpec(
+        weights_key="vgg19-caffe",
+        random={"torchvision": lambda width: CaffeVGG19()},
+        architecture=CaffeVGG19),
 }
 
 
@@ -209,37 +257,94 @@ def freeze(net: nn.Module) -> nn.Module:
 
 
 def load_trunk(name: str, weights: str = "pretrained", seed: int = 0, *, init: str | None = None,
-               width: int = 64, device: str | torch.device = "cpu") -> tuple[nn.Module, str]:
+               width: int = 64, device: str | torch.device = "cpu",
+               weights_file: str | Path | None = None, weights_files: dict | None = None) -> tuple[nn.Module, str]:
     """``(network, weights_id)`` of trunk ``name`` (a key of :data:`TRUNKS`), frozen, on ``device``.
 
     ``weights="pretrained"``: the registered file, sha256-verified, loaded strictly;
     ``weights_id`` is its full sha256. ``"random"``: scheme ``init`` (default: the trunk's
     first) under ``seed``; ``weights_id`` is ``random-init(seed=S)``. ``width`` (VGG19 only)
-    scales every layer's width; pretrained files need 64.
+    scales every layer's width; pretrained files need 64. ``weights_file`` (or
+    ``weights_files[<the trunk's weights key>]``, what ``--weights-file KEY=PATH`` gives): a
+    file the registry does not know, loaded strictly into the same architecture
+    (:func:`load_user_file`) whatever ``weights`` says; ``weights_id`` is ``unregistered:<sha256>``.
     """
     check_weights_choice(weights)
     if name not in TRUNKS:
         raise ValueError(f"unknown trunk '{name}'; known: {', '.join(TRUNKS)}")
     spec = TRUNKS[name]
-    if width != 64 and not (spec.any_width and weights == "random"):
-        raise ValueError(f"trunk '{name}' with {weights} weights has width 64, got {width}")
-    if weights == "pretrained":
-        path, weights_id = W.require(spec.weights_key)  # fail before building anything
-        if spec.open_file is not None:
-            net = spec.open_file(path)
-        else:
-            with seeded(None):  # construction draws stay out of the caller's RNG
-                net = spec.architecture()
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            net.load_state_dict({k[len(spec.prefix):]: v for k, v in state.items() if k.startswith(spec.prefix)},
-                                strict=True)
+    if weights_file is None and weights_files:
+        weights_file = weights_files.get(spec.weights_key)
+    if weights_file is not None:
+        net, weights_id = load_user_file(name, weights_file)
     else:
-        init = init or next(iter(spec.random))
-        if init not in spec.random:
-            raise ValueError(f"trunk '{name}' has random inits {', '.join(spec.random)}, got '{init}'")
-        with seeded(seed):
-            net = spec.random[init](width)
-        weights_id = random_init_tag(seed)
+        if width != 64 and not (spec.any_width and weights == "random"):
+            raise ValueError(f"trunk '{name}' with {weights} weights has width 64, got {width}")
+        if weights == "pretrained":
+            path, weights_id = W.require(spec.weights_key)  # fail before building anything
+            if spec.open_file is not None:
+                net = spec.open_file(path)
+            elif not W.REGISTRY[spec.weights_key].digest_published:  # no digest: its layout is the check
+                net, _ = load_user_file(name, path, what=f"weights file {path} ({spec.weights_key})")
+            else:
+                with seeded(None):  # construction draws stay out of the caller's RNG
+                    net = spec.architecture()
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                net.load_state_dict({k[len(spec.prefix):]: v for k, v in state.items() if k.startswith(spec.prefix)},
+                                    strict=True)
+        else:
+            init = init or next(iter(spec.random))
+            if init not in spec.random:
+                raise ValueError(f"trunk '{name}' has random inits {', '.join(spec.random)}, got '{init}'")
+            with seeded(seed):
+                net = spec.random[init](width)
+            weights_id = random_init_tag(seed)
     if spec.head is not None:
         net = spec.head(net)
     return freeze(net).to(device), weights_id
+
+
+def _listed(keys, limit: int = 4) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def load_user_file(name: str, path: str | Path, *, what: str | None = None) -> tuple[nn.Module, str]:
+    """Trunk ``name``'s architecture with the state dict of ``path`` (``--weights-file``), loaded
+    strictly: every key of the architecture present with its shape, no other key (keys outside
+    the trunk's ``prefix``, e.g. a classifier, are ignored as for the registered file). One
+    :class:`EvalkitError` naming the missing, unexpected and mis-shaped keys otherwise.
+    Returns ``(network, "unregistered:<sha256 of the file>")``: numbers computed with it are
+    comparable only with numbers from the same file."""
+    spec = TRUNKS[name]
+    path = Path(path)
+    what = what or f"--weights-file {spec.weights_key}={path}"
+    if not path.is_file():
+        raise EvalkitError(f"{what}: no such file; give the path of a PyTorch state dict", path=path)
+    if spec.architecture is None:
+        raise EvalkitError(f"{what}: {spec.weights_key} is a TorchScript network, not a state dict evalkit can load "
+                           f"into an architecture; use the registered file (`evalkit weights import`)", path=path)
+    digest = W.file_sha256(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is the same bad input
+        raise EvalkitError(f"{what}: not a PyTorch state dict ({type(err).__name__}: {str(err)[:120]})",
+                           path=path) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EvalkitError(f"{what}: expected a state dict (names -> tensors), got {type(state).__name__}", path=path)
+    given = {k[len(spec.prefix):]: v for k, v in state.items() if k.startswith(spec.prefix)}
+    with seeded(0):  # construction draws stay out of the caller's RNG; every value is replaced
+        net = spec.architecture()
+    expected = net.state_dict()
+    missing = set(expected) - set(given)
+    unexpected = set(given) - set(expected)
+    shapes = [f"{k} {list(given[k].shape)} (expected {list(expected[k].shape)})" for k in sorted(set(given) & set(expected))
+              if given[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        parts = ([f"missing keys {_listed(missing)}"] if missing else []) + \
+                ([f"unexpected keys {_listed(unexpected)}"] if unexpected else []) + \
+                ([f"shape mismatch {_listed(shapes, 2)}"] if shapes else [])
+        raise EvalkitError(f"{what}: does not fit the {name} architecture ({len(expected)} tensors{', under ' + repr(spec.prefix) if spec.prefix else ''}): "
+                           + "; ".join(parts), path=path)
+    net.load_state_dict(given, strict=True)
+    return net, f"unregistered:{digest}"

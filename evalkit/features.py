@@ -124,7 +124,8 @@ class InceptionFID(nn.Module):
     resolution = 299
 
     def __init__(self, mode: str = "clean", weights: str = "pretrained", seed: int = 0, *,
-                 network=None, network_id: str | None = None, device: str | torch.device = "cpu"):
+                 network=None, network_id: str | None = None, device: str | torch.device = "cpu",
+                 weights_files: dict | None = None):
         super().__init__()
         self.device = resolve_device(device)
         if mode not in ("clean", "legacy"):
@@ -143,7 +144,7 @@ class InceptionFID(nn.Module):
         else:
             self.backbone = "inception-v3-pytorch-fid"
         self.network, self.weights_id = load_trunk("inception-v3" if mode == "clean" else "inception-v3-fid",
-                                                   weights, seed, device=self.device)
+                                                   weights, seed, device=self.device, weights_files=weights_files)
 
     @torch.no_grad()
     def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
@@ -175,10 +176,11 @@ class VGG19Features(nn.Module):
     backbone = "vgg19-torchvision"
     resize = "none"
 
-    def __init__(self, weights: str = "pretrained", seed: int = 0, device: str | torch.device = "cpu"):
+    def __init__(self, weights: str = "pretrained", seed: int = 0, device: str | torch.device = "cpu",
+                 weights_files: dict | None = None):
         super().__init__()
         self.device = resolve_device(device)
-        trunk, self.weights_id = load_trunk("vgg19", weights, seed, device=self.device)
+        trunk, self.weights_id = load_trunk("vgg19", weights, seed, device=self.device, weights_files=weights_files)
         self.features = trunk[: max(VGG_LAYERS.values()) + 1].eval()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))

@@ -130,9 +130,11 @@ class _Run:
     def evaluation(self):
         """The evaluation options of the run: the run's feature cache unless the config names
         one, the run's device unless the config sets one."""
+        from evalkit import protocols
+
         ev = self.cfg.evaluation
-        return ev.replace(cache_dir=ev.cache_dir or self.rd.root / "features",
-                          device=self.device if ev.device == "auto" else ev.device)
+        return protocols.resolve(ev.replace(cache_dir=ev.cache_dir or self.rd.root / "features",
+                                            device=self.device if ev.device == "auto" else ev.device))
 
 
 def _dataset(d: DatasetConfig, split: str, seed: int):

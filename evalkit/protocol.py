@@ -47,6 +47,9 @@ class Protocol:
         directions, random-initialised backbones).
     real_resize: how real images and exemplars were resized before evaluation
         (``pil-bicubic-256`` for ``--real-size 256``, the papers' protocol), or ``none``.
+    protocol: the evaluation preset the number was computed under (:mod:`evalkit.protocols`):
+        ``clean`` (evalkit's own) or an as-published one (``cocosnet2020``, ``unite2021``,
+        ``rabit2022``). Numbers of two presets are never compared.
     """
 
     resolution: int
@@ -57,6 +60,7 @@ class Protocol:
     n_images: int
     metric_seed: int = 0
     real_resize: str = "none"
+    protocol: str = "clean"
     library_versions: tuple[tuple[str, str], ...] = field(default_factory=library_versions)
     evalkit_version: str = __version__
 
@@ -70,7 +74,7 @@ class Protocol:
         return not self.random_weights
 
     def differences(self, other: "Protocol", fields: tuple[str, ...] = ("resolution", "resize", "real_resize", "image_format", "backbone",
-                                                              "weights_sha256")) -> list[str]:
+                                                              "weights_sha256", "protocol")) -> list[str]:
         """Names of the fields (among ``fields``) on which two protocols disagree."""
         return [f for f in fields if getattr(self, f) != getattr(other, f)]
 

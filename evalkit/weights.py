@@ -39,8 +39,15 @@ class WeightsFile:
     used_by: str
     prefix_only: bool = False  # True: ``sha256`` is the published prefix only
     size: int | None = None  # bytes, where published
+    # No digest published anywhere (``sha256`` empty): the file is recognised by its name and by
+    # fitting the architecture of trunk ``layout`` (evalkit.backbones), and its own sha256 is recorded.
+    digest_published: bool = True
+    layout: str | None = None
+    manual_download: bool = False  # ``url`` is a page to download from by hand (no direct link)
 
     def matches(self, digest: str) -> bool:
+        if not self.digest_published:
+            return False
         return digest.startswith(self.sha256) if self.prefix_only else digest == self.sha256
 
 
@@ -79,6 +86,18 @@ REGISTRY: dict[str, WeightsFile] = {
             prefix_only=True,
             used_by="LPIPS (torchvision AlexNet trunk; linear layers ship in the lpips package)",
         ),
+        WeightsFile(
+            # CoCosNet README's Caffe-converted VGG19 (CoCosNet#28), in the layout the CoCosNet/UNITE
+            # metric scripts load: conv1_1.weight ... conv5_4.bias (fnzhan/UNITE util/vgg_style_relevance.py).
+            key="vgg19-caffe",
+            filename="vgg19_conv.pth",
+            url="https://drive.google.com/file/d/1fp7DAiXdf0Ay-jANb8f0RHYLTRyjNv4m/view",
+            sha256="",
+            digest_published=False,
+            layout="vgg19-caffe",
+            manual_download=True,
+            used_by="semantic/style consistency under --protocol unite2021 (the scripts' Caffe VGG19)",
+        ),
     )
 }
 
@@ -101,6 +120,26 @@ def _entry(key: str) -> WeightsFile:
     if key not in REGISTRY:
         raise EvalkitError(f"unknown weights '{key}'; known: {', '.join(REGISTRY)}")
     return REGISTRY[key]
+
+
+def parse_weights_files(items) -> dict[str, str]:
+    """``--weights-file KEY=PATH`` values (repeatable) as ``{key: path}``: each key a registry
+    key, each path an existing file; one :class:`EvalkitError` otherwise."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, sep, path = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key or not path:
+            raise EvalkitError(f"--weights-file {item!r}: expected KEY=PATH with KEY one of {', '.join(REGISTRY)}")
+        if key not in REGISTRY:
+            raise EvalkitError(f"--weights-file {item!r}: unknown weights key {key!r}; choose one of "
+                               f"{', '.join(REGISTRY)} (`evalkit weights list`)")
+        if key in out:
+            raise EvalkitError(f"--weights-file: {key} given twice")
+        if not Path(path).is_file():
+            raise EvalkitError(f"--weights-file {item!r}: file {path} does not exist", path=path)
+        out[key] = path
+    return out
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -131,7 +170,9 @@ def require(key: str) -> tuple[Path, str]:
     memo = (str(path), st.st_size, st.st_mtime_ns)
     if memo not in _VERIFIED:
         digest = file_sha256(path)
-        if not entry.matches(digest):
+        if not entry.digest_published:  # no digest to check: its layout is checked when it is loaded
+            _VERIFIED[memo] = digest
+        elif not entry.matches(digest):
             raise EvalkitError(
                 f"weights file {path} has sha256 {digest[:16]}..., expected {entry.sha256[:16]}... "
                 f"(corrupt or wrong file); delete it and run `evalkit weights fetch` or `evalkit weights import PATH`"
@@ -145,9 +186,11 @@ def status() -> list[dict]:
     rows = []
     for key, entry in REGISTRY.items():
         path = weights_path(key)
+        expected = entry.sha256 + (" (prefix)" if entry.prefix_only else "")
+        if not entry.digest_published:
+            expected = f"none published (layout {entry.layout} checked; sha256 recorded)"
         row = {"key": key, "file": entry.filename, "used_by": entry.used_by, "path": str(path),
-               "present": path.is_file(), "verified": False,
-               "expected_sha256": entry.sha256 + (" (prefix)" if entry.prefix_only else "")}
+               "present": path.is_file(), "verified": False, "expected_sha256": expected}
         rows.append(row)
     return rows
 
@@ -161,7 +204,8 @@ def verify(keys: list[str] | None = None) -> list[dict]:
         if row["present"]:
             digest = file_sha256(row["path"])
             row["sha256"] = digest
-            row["verified"] = REGISTRY[row["key"]].matches(digest)
+            entry = REGISTRY[row["key"]]
+            row["verified"] = entry.matches(digest) if entry.digest_published else fits_layout(entry, row["path"])
         rows.append(row)
     return rows
 
@@ -175,10 +219,24 @@ def identify(path: str | Path) -> tuple[WeightsFile, str]:
     for entry in REGISTRY.values():
         if entry.matches(digest):
             return entry, digest
+    for entry in REGISTRY.values():  # files without a published digest: by name, then by layout
+        if not entry.digest_published and path.name == entry.filename and fits_layout(entry, path):
+            return entry, digest
     raise EvalkitError(
         f"{path} (sha256 {digest[:16]}...) matches none of the known weights files "
         f"({', '.join(e.filename for e in REGISTRY.values())}); check you downloaded the right file"
     )
+
+
+def fits_layout(entry: WeightsFile, path: str | Path) -> bool:
+    """True when ``path`` loads strictly into the architecture of ``entry.layout``."""
+    from evalkit.backbones import load_user_file
+
+    try:
+        load_user_file(entry.layout, path)
+    except EvalkitError:
+        return False
+    return True
 
 
 def _install(stream, entry: WeightsFile, source: str) -> Path:
@@ -190,7 +248,7 @@ def _install(stream, entry: WeightsFile, source: str) -> Path:
                 h.update(block)
                 out.write(block)
         digest = h.hexdigest()
-        if not entry.matches(digest):
+        if entry.digest_published and not entry.matches(digest):
             raise EvalkitError(f"{source} has sha256 {digest}, expected {entry.sha256}; {entry.filename} not installed")
     return weights_dir() / entry.filename
 
@@ -208,6 +266,17 @@ def fetch(keys: list[str] | None = None, *, progress: bool = True) -> list[Path]
     for key in keys or list(REGISTRY):
         entry = _entry(key)
         dest = weights_dir() / entry.filename
+        if entry.manual_download:
+            if dest.is_file():
+                done.append(dest)
+                continue
+            how = (f"{entry.filename} has no direct download: get it from {entry.url} (a web page) and run "
+                   f"`evalkit weights import PATH`")
+            if keys:
+                raise EvalkitError(how)
+            if progress:
+                print(f"note: skipped {key}: {how}", file=sys.stderr)
+            continue
         if dest.is_file() and entry.matches(file_sha256(dest)):
             done.append(dest)
             continue

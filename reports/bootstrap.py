@@ -38,6 +38,11 @@ class BootstrapResult:
         """True when the confidence interval of Δ excludes 0 on A's side."""
         return self.ci_low > 0 if self.higher_is_better else self.ci_high < 0
 
+    @property
+    def b_beats_a(self) -> bool:
+        """True when the confidence interval of Δ excludes 0 on B's side."""
+        return self.ci_high < 0 if self.higher_is_better else self.ci_low > 0
+
 
 def paired_bootstrap(a, b, *, higher_is_better: bool, statistic: Callable | None = None, reference=None,
                      n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> BootstrapResult:
@@ -101,8 +106,9 @@ CLAIM_COLUMNS = ["dataset", "seed", "metric", "a", "b", "stat_a", "stat_b", "del
 
 
 def claim_row(dataset: str, seed: int, metric: str, a: str, b: str, res: BootstrapResult) -> dict:
-    """One row of a claims table: is ``a`` better than ``b`` on ``metric``?"""
-    verdict = f"{a} beats {b}" if res.a_beats_b else "not resolved"
+    """One row of a claims table: is ``a`` better than ``b`` on ``metric``? ``"b beats a"`` when the
+    interval lies on B's side, ``"not resolved"`` when it contains 0."""
+    verdict = f"{a} beats {b}" if res.a_beats_b else f"{b} beats {a}" if res.b_beats_a else "not resolved"
     return {"dataset": dataset, "seed": seed, "metric": metric, "a": a, "b": b, "stat_a": res.stat_a,
             "stat_b": res.stat_b, "delta": res.delta, "ci_low": res.ci_low, "ci_high": res.ci_high,
             "p_better": res.p_better, "n_items": res.n_items, "verdict": verdict}

@@ -53,6 +53,8 @@ def protocol_card(results: pd.DataFrame, run_info: dict | list[dict] | None = No
         card.append(("git commit", _join(f"{str(i.get('git_commit', ''))[:12]}{' (dirty)' if i.get('dirty') else ''}"
                                          for i in infos)))
     card.append(("evalkit", _join(q["evalkit_version"])))
+    if "protocol" in q.columns:  # the evaluation preset (evalkit.protocols); `evalkit protocols NAME` says what it pins
+        card.append(("protocol", _join(q["protocol"])))
     fid = q[q["metric"].isin(["FID", "KID"])]
     if len(fid):
         card.append(("FID mode", _join(fid["metric_variant"])))

@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS measurements(
 """
 # What a measurement's ``protocol`` key holds (later fields appended: an older key is a prefix).
 _PROTOCOL_FIELDS = ("backbone", "weights_sha256", "resolution", "resize", "image_format", "real_resize",
-                    "metric_variant")
+                    "metric_variant", "protocol")
 
 
 _TABLES = {"runs": {"run_id", "name", "git_commit", "dirty", "time", "machine", "config_hash", "evalkit_version"},
@@ -348,17 +348,19 @@ class Policy:
 
 _KEYS = ["method", "variant", "dataset", "split", "metric"]
 # What must agree for two measurements to be compared (an empty value: not recorded, not compared).
-_COMPARED = ("n", "resolution", "resize", "real_resize", "weights_sha256", "backbone", "image_format",
+_COMPARED = ("protocol", "n", "resolution", "resize", "real_resize", "weights_sha256", "backbone", "image_format",
              "metric_variant")
 _FIELD_LABEL = {"weights_sha256": "weights", "image_format": "format", "real_resize": "real resize",
-                "metric_variant": "metric variant"}
+                "metric_variant": "metric variant", "protocol": "preset"}
 
 
 def _with_protocol(df: pd.DataFrame) -> pd.DataFrame:
     """The compared protocol fields as columns: from the history's ``protocol`` key, or
     from a results table's own columns."""
     df = df.copy()
-    if "protocol" in df.columns:  # a history run: the key joined in _PROTOCOL_FIELDS order
+    # A history run holds the key joined in _PROTOCOL_FIELDS order in its ``protocol`` column (a
+    # results table's ``protocol`` is the preset name, beside its own protocol columns).
+    if "protocol" in df.columns and "backbone" not in df.columns:
         parts = df["protocol"].fillna("").astype(str).str.split("|")
         for i, f in enumerate(_PROTOCOL_FIELDS):
             df[f] = parts.map(lambda p, i=i: p[i] if i < len(p) else "")
@@ -400,8 +402,9 @@ def compare(base: pd.DataFrame, head: pd.DataFrame, policy: Policy | None = None
     ``status`` is one of ``ok``, ``improved``, ``regression``, ``missing`` (in base, not
     in head), ``new``, ``failed: no value in head`` (NaN or empty: a broken evaluation
     never passes), ``skipped: other machine`` (speed/memory across machines),
-    ``skipped: protocol differs (n 48 → 8, ...)`` (n, resolution, resize, weights, backbone,
-    image format or metric variant differ: a protocol change is never called a regression)
+    ``skipped: protocol differs (n 48 → 8, ...)`` (evaluation preset, n, resolution, resize,
+    weights, backbone, image format or metric variant differ: a protocol change is never
+    called a regression; numbers of two presets, ``preset clean → unite2021``, never compare)
     or ``info`` (uncertainty figures such as KID-std). A base without a value (NaN or empty)
     is an :class:`EvalkitError`: it cannot anchor a gate. ``policy`` defaults to
     :meth:`Policy.shipped`.

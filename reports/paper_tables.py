@@ -3,10 +3,13 @@
 ``reports/data/paper_tables.csv`` is a transcription of every number in the papers'
 results tables (RABIT Tables 1-2, UNITE Tables 1-3): ``paper, table, task, dataset,
 method, metric, value, higher_is_better``. :func:`compare` joins it with a long results
-table and gives, per published number: paper | ours | Δ = ours − paper, whether ours is
-better (by the metric's direction), the protocol ours was computed under, and a mark
-for every way that protocol differs from the paper's (random backbone, a substitute
-dataset such as the built-in shapes, missing seeds).
+table and gives, per published number: paper | ours, the protocol ours was computed under,
+and a mark for every way that protocol differs from the paper's (a substitute dataset such as
+the built-in shapes, fewer test images, another evaluation preset, a random backbone, another
+resolution). Δ = ours − paper, and whether ours is better by the metric's direction, is given
+only on a row without marks: a marked row says ``not comparable: data shapes≠ADE20K,
+n 48≠2000, protocol clean≠rabit2022, ...`` instead. What does transfer to any run is the
+ordering each table asserts between methods (:mod:`evalkit.reports.claims_papers`).
 """
 
 from __future__ import annotations
@@ -47,7 +50,26 @@ COLUMNS = ["paper", "table", "task", "dataset", "method", "metric", "value", "hi
 # Output side the papers evaluate at (RABIT and UNITE: 256x256; UNITE's COCO-Stuff layouts: 128x128).
 PAPER_RESOLUTION = {"COCO-Stuff (layout)": 128}
 DEFAULT_PAPER_RESOLUTION = 256
-FULL_TEST_SET = 2000  # fewer images than the papers' full test splits: FID/KID biased upwards
+FULL_TEST_SET = 2000  # the papers' test split size where PAPER_TEST_N does not say otherwise
+# Test images behind a paper's numbers, per paper dataset (ADE20K: its 2000 validation images).
+PAPER_TEST_N = {"ADE20K": 2000}
+# The evaluation preset (evalkit.protocols) each paper's numbers belong to: its released scripts.
+PAPER_PROTOCOL = {"RABIT": "rabit2022", "UNITE": "unite2021"}
+
+
+def paper_n(dataset: str) -> int:
+    """How many test images a paper's number on ``dataset`` (a paper dataset name) is over."""
+    return PAPER_TEST_N.get(dataset, FULL_TEST_SET)
+
+
+def paper_protocol(paper: str) -> str | None:
+    """The evaluation preset of ``paper``'s numbers (None for a paper without one)."""
+    return PAPER_PROTOCOL.get(paper)
+
+
+def table_label(paper: str, table: str) -> str:
+    """``RABIT Tab. 1`` for paper ``RABIT``, table ``Table 1``."""
+    return f"{paper} {table.replace('Table', 'Tab.')}"
 
 
 def evalkit_metric(metric: str, task: str) -> str | None:
@@ -87,19 +109,44 @@ def _protocol_text(rows: pd.DataFrame) -> str:
     return f"{how} @ {r['resolution']} px, {r['image_format']}, n={int(rows['n_images'].min())}, seeds={rows['seed'].nunique()}"
 
 
+def protocol_marks(results: pd.DataFrame, sel: pd.DataFrame, p) -> list[str]:
+    """Every way the protocol of our rows ``sel`` differs from that of the paper row ``p``:
+    ``data shapes≠ADE20K``, ``n 48≠2000``, ``protocol clean≠rabit2022``, ``random backbone``,
+    ``res 64≠256 px`` (empty: the numbers are comparable)."""
+    marks = []
+    ours_ds = sel["dataset"].iloc[0]
+    if ours_ds != p["ek_dataset"]:
+        marks.append(f"data {ours_ds}≠{p['dataset']}")
+    n, want = int(sel["n_images"].min()), paper_n(p["dataset"])
+    if n != want:
+        marks.append(f"n {n}≠{want}")
+    ours_protocol = "/".join(dict.fromkeys(sel["protocol"])) if "protocol" in sel else "clean"
+    want_protocol = paper_protocol(p["paper"])
+    if want_protocol is not None and ours_protocol != want_protocol:
+        marks.append(f"protocol {ours_protocol}≠{want_protocol}")
+    if not bool(sel["comparable"].all()):
+        marks.append("random backbone")
+    side = _image_size(results, p["ek_variant"], ours_ds)
+    paper_side = PAPER_RESOLUTION.get(p["dataset"], DEFAULT_PAPER_RESOLUTION)
+    if side is not None and side != paper_side:
+        marks.append(f"res {side}≠{paper_side} px")
+    return marks
+
+
 def compare(results: pd.DataFrame, *, dataset_map: dict[str, str] | None = None, paper: pd.DataFrame | None = None,
             only_ours: bool = True, tasks: tuple[str, ...] = ("translation", "ablation")) -> pd.DataFrame:
     """Published numbers next to ours.
 
     dataset_map: ours → paper dataset name, for comparing a run on a substitute dataset
-        (e.g. ``{"shapes": "ADE20K"}``); such rows carry the mark ``data: shapes≠ADE20K``.
+        (e.g. ``{"shapes": "ADE20K"}``); such rows carry the mark ``data shapes≠ADE20K``.
         Without it, datasets match by evalkit name.
     only_ours: keep only published numbers that have an evalkit number beside them.
     tasks: which paper tables to use; ``manipulation`` (RABIT Table 2) is evaluated on
         edited layouts, so a translation run is never set beside it unless asked.
 
     Returns columns ``paper, table, dataset, method, metric, paper_value, ours, ours_std,
-    seeds, delta, ours_better, higher_is_better, protocol, marks``.
+    seeds, delta, ours_better, higher_is_better, protocol, marks``; ``delta`` and
+    ``ours_better`` are empty on a row with marks (:func:`protocol_marks`): not comparable.
     """
     paper = load() if paper is None else paper
     paper = paper[paper["task"].isin(tasks)]
@@ -119,23 +166,12 @@ def compare(results: pd.DataFrame, *, dataset_map: dict[str, str] | None = None,
                "protocol": "", "marks": ""}
         if len(sel):
             ours = float(sel["value"].mean())
-            marks = []
-            if not bool(sel["comparable"].all()):
-                marks.append("random backbone")
-            if sel["dataset"].iloc[0] != p["ek_dataset"]:
-                marks.append(f"data: {sel['dataset'].iloc[0]}≠{p['dataset']}")
-            side = _image_size(results, p["ek_variant"], sel["dataset"].iloc[0])
-            paper_side = PAPER_RESOLUTION.get(p["dataset"], DEFAULT_PAPER_RESOLUTION)
-            if side is not None and side != paper_side:
-                marks.append(f"res {side}≠{paper_side} px")
-            n = int(sel["n_images"].min())
-            if n < FULL_TEST_SET:
-                marks.append(f"n={n}, not the full test set")
-            delta = ours - rec["paper_value"]
+            marks = protocol_marks(results, sel, p)
             rec.update(ours=ours, ours_std=float(sel["value"].std(ddof=1)) if len(sel) > 1 else 0.0,
-                       seeds=int(sel["seed"].nunique()), delta=delta,
-                       ours_better=bool(delta > 0) if rec["higher_is_better"] else bool(delta < 0),
-                       protocol=_protocol_text(sel), marks="; ".join(marks))
+                       seeds=int(sel["seed"].nunique()), protocol=_protocol_text(sel), marks=", ".join(marks))
+            if not marks:  # dataset, n, preset, weights and resolution all the paper's: Δ is a verdict
+                delta = ours - rec["paper_value"]
+                rec.update(delta=delta, ours_better=bool(delta > 0) if rec["higher_is_better"] else bool(delta < 0))
         elif only_ours:
             continue
         rows.append(rec)
@@ -154,13 +190,19 @@ def _cell(v: float, metric: str) -> str:
 
 
 def _delta_text(row) -> str:
-    """Δ with ▲/▼ by the metric's direction; on a row whose protocol differs from the
-    paper's (any ⚠ mark) no verdict is given: ``(n/c)``, not comparable."""
+    """Δ with ▲/▼ by the metric's direction; a row whose protocol differs from the paper's
+    (any ⚠ mark) has no Δ: ``n/c``, not comparable."""
+    if row["marks"]:
+        return "n/c"
     if pd.isna(row["delta"]):
         return "—"
-    sign = "(n/c)" if row["marks"] else ("▲" if row["ours_better"] else "▼")
+    sign = "▲" if row["ours_better"] else "▼"
     d = row["delta"]
     return (f"{d:+.3e}" if abs(d) >= 1e6 else f"{d:+.{_digits(row['metric'])}f}") + f" {sign}"
+
+
+def _marks_text(row) -> str:
+    return f"⚠ not comparable: {row['marks']}" if row["marks"] else ""
 
 
 def check_selection(results: pd.DataFrame, dataset_map: dict[str, str], *, source) -> None:
@@ -189,10 +231,11 @@ def to_markdown(table: pd.DataFrame, card: list[tuple[str, str]] | None = None) 
         arrow = "↑" if r["higher_is_better"] else "↓"
         lines.append(f"| {r['paper']} | {r['table']} | {r['dataset']} | {r['method']} | {r['metric']} {arrow} | "
                      f"{_cell(r['paper_value'], r['metric'])} | {_cell(r['ours'], r['metric'])} | {_delta_text(r)} | "
-                     f"{r['protocol']} | {('⚠ ' + r['marks']) if r['marks'] else ''} |")
-    lines += ["", "Δ = ours − paper; ▲ ours better, ▼ ours worse (by the metric's direction). "
-              "⚠ marks a protocol that differs from the paper's: those numbers are not comparable (n/c), "
-              "and their Δ is no verdict."]
+                     f"{r['protocol']} | {_marks_text(r)} |")
+    lines += ["", "Δ = ours − paper; ▲ ours better, ▼ ours worse (by the metric's direction), given only where "
+              "dataset, n, evaluation preset, weights and resolution are the paper's. ⚠ names every difference "
+              "from the paper's protocol: those numbers are not comparable (n/c) and get no Δ. The orderings "
+              "the tables assert do transfer: claims_vs_papers.md."]
     return "\n".join(lines) + "\n"
 
 
@@ -204,23 +247,24 @@ def to_html(table: pd.DataFrame, *, title: str = "evalkit vs published numbers",
                                              "protocol (ours)", "marks"))
     body = []
     for _, r in table.iterrows():
-        colour = "" if pd.isna(r["delta"]) else ("#777" if r["marks"] else ("#1a7f37" if r["ours_better"] else "#cf222e"))
+        colour = "#777" if r["marks"] else "" if pd.isna(r["delta"]) else ("#1a7f37" if r["ours_better"] else "#cf222e")
         arrow = "↑" if r["higher_is_better"] else "↓"
         cells = [r["paper"], r["table"], r["dataset"], r["method"], f"{r['metric']} {arrow}",
                  _cell(r["paper_value"], r["metric"]), _cell(r["ours"], r["metric"])]
         tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
         tds += f'<td style="color:{colour}">{html.escape(_delta_text(r))}</td>' if colour else "<td>—</td>"
         tds += f"<td>{html.escape(r['protocol'])}</td>"
-        tds += f'<td style="color:#a40">{html.escape(("⚠ " + r["marks"]) if r["marks"] else "")}</td>'
+        tds += f'<td style="color:#a40">{html.escape(_marks_text(r))}</td>'
         body.append(f"<tr>{tds}</tr>")
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "th,td{border-bottom:1px solid #ccc;padding:4px 8px}td:nth-child(-n+8){white-space:nowrap}</style></head><body>\n"
             f"<h1>{html.escape(title)}</h1>\n{card_html(card) if card else ''}<table>\n<tr>{head}</tr>\n"
             + "\n".join(body) + "\n</table>\n"
-            "<p>Δ = ours − paper, green when ours is better and red when worse (by the metric's direction). "
-            "⚠ marks a protocol that differs from the paper's: those numbers are not comparable, and their Δ is "
-            "grey (n/c), no verdict.</p>\n</body></html>\n")
+            "<p>Δ = ours − paper, green when ours is better and red when worse (by the metric's direction), given "
+            "only where dataset, n, evaluation preset, weights and resolution are the paper's. ⚠ names every "
+            "difference from the paper's protocol: those numbers are not comparable (grey n/c, no Δ).</p>\n"
+            "</body></html>\n")
 
 
 def write(results: pd.DataFrame, out_dir: str | Path, *, dataset_map: dict[str, str] | None = None,

@@ -3,9 +3,11 @@
 Columns, in order (``docs/contracts.md``)::
 
     run_id, method, variant, dataset, split, metric, value, n, seed,
-    metric_variant, resolution, resize, real_resize, image_format, backbone, weights_sha256,
+    protocol, metric_variant, resolution, resize, real_resize, image_format, backbone, weights_sha256,
     n_images, metric_seed, library_versions, evalkit_version, comparable
 
+``protocol`` is the evaluation preset (``clean``, ``cocosnet2020``, ``unite2021``,
+``rabit2022``: :mod:`evalkit.protocols`; ``clean`` in tables written before it was recorded).
 ``variant`` is the method's variant (``rabit/ras``); ``metric_variant`` how the metric was
 computed (``clean``/``legacy`` FID, ``pggan`` SWD, ...; empty in tables written before it
 was recorded). Everything in ``reports/`` is a view of this table. The CSV that
@@ -29,16 +31,16 @@ from evalkit.files import write_atomic
 
 KEY_COLUMNS = ["run_id", "method", "variant", "dataset", "split", "metric", "value", "n", "seed"]
 PROTOCOL_COLUMNS = [
-    "metric_variant", "resolution", "resize", "real_resize", "image_format", "backbone", "weights_sha256", "n_images",
+    "protocol", "metric_variant", "resolution", "resize", "real_resize", "image_format", "backbone", "weights_sha256", "n_images",
     "metric_seed", "library_versions", "evalkit_version", "comparable",
 ]
 COLUMNS = KEY_COLUMNS + PROTOCOL_COLUMNS
 # Columns added after the first tables were written, with the value an older table implies.
-LATER_COLUMNS = {"metric_variant": "", "real_resize": "none"}
+LATER_COLUMNS = {"metric_variant": "", "real_resize": "none", "protocol": "clean"}
 
 _BOOL = {True: True, False: False, "True": True, "False": False, "true": True, "false": False}
 _INT_COLUMNS = ("n", "seed", "resolution", "n_images", "metric_seed")
-_STR_COLUMNS = ("run_id", "method", "variant", "dataset", "split", "metric", "metric_variant", "resize",
+_STR_COLUMNS = ("run_id", "method", "variant", "dataset", "split", "metric", "protocol", "metric_variant", "resize",
                 "real_resize", "image_format", "backbone", "weights_sha256", "library_versions", "evalkit_version")
 
 # Speed and memory figures share the table; they are lower-is-better and machine-bound.
@@ -191,7 +193,7 @@ def read(path: str | Path, *, method: str | None = None, dataset: str | None = N
                            "`evalkit evaluate ... --out FILE.csv` first)", path=path)
     try:
         df = pd.read_csv(path, dtype={"run_id": str, "weights_sha256": str, "library_versions": str,
-                                      "metric_variant": str})
+                                      "metric_variant": str, "protocol": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise EvalkitError(f"cannot parse results table {path}: {err}", path=path) from err
     return validate(fill(df, path, method=method, dataset=dataset), source=path)

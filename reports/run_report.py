@@ -1,5 +1,6 @@
-"""The report of a run: leaderboard (in the chosen formats), paper tables, metric plots and
-the bootstrap claims, written into ``<run>/report/``."""
+"""The report of a run: leaderboard (in the chosen formats), paper tables, metric plots, the
+bootstrap claims and the papers' orderings checked on the run (``claims_vs_papers``), written
+into ``<run>/report/``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def write_report(table: pd.DataFrame, report_dir: Path, *, name: str, outputs_ro
     Each report opens with the protocol card (the run's ``run.json`` beside ``report_dir``);
     the leaderboard and the plot carry 95 % item intervals (saved as ``intervals.csv``) and
     link to the other files by paths relative to ``report_dir``."""
-    from evalkit.reports import bootstrap, leaderboard, paper_tables, plots
+    from evalkit.reports import bootstrap, claims_papers, leaderboard, paper_tables, plots
     from evalkit.reports.card import card_markdown, protocol_card, read_run_info
     from evalkit.reports.claims import _PerItem, bootstrap_claims, item_intervals
 
@@ -34,7 +35,8 @@ def write_report(table: pd.DataFrame, report_dir: Path, *, name: str, outputs_ro
     files["intervals.csv"] = str(write_atomic(report_dir / "intervals.csv",
                                               intervals.to_csv(index=False, float_format="%.10g")))
     others = {"paper tables": report_dir / "paper_tables.md", "metrics plot": report_dir / "metrics.png",
-              "claims": report_dir / "claims.md", "intervals": report_dir / "intervals.csv"}
+              "claims": report_dir / "claims.md", "claims vs papers": report_dir / "claims_vs_papers.md",
+              "intervals": report_dir / "intervals.csv"}
     for k, p in leaderboard.write(table, report_dir, outputs_dir=grid_dir if examples else None,
                                   n_examples=examples, notes=notes, intervals=intervals, run_info=info,
                                   links=others).items():
@@ -51,4 +53,7 @@ def write_report(table: pd.DataFrame, report_dir: Path, *, name: str, outputs_ro
     card = card_markdown(protocol_card(table[table["split"] == "test"], info))
     files["claims.md"] = str(write_atomic(report_dir / "claims.md", card + "\n" + bootstrap.claims_markdown(claims)))
     files["claims.csv"] = str(write_atomic(report_dir / "claims.csv", claims.to_csv(index=False, float_format="%.10g")))
+    _, written = claims_papers.report(table, report_dir, outputs_root=outputs_root, options=options,
+                                      cache_dir=cache_dir, dataset_map=paper_datasets, run_info=info, per=per)
+    files.update({f"claims_vs_papers.{k}": str(p) for k, p in written.items()})
     return files

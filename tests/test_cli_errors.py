@@ -43,7 +43,39 @@ CASES: list[tuple[str, str, int]] = [
     ("evaluate-device-garbage", "evaluate --generated {imgs} --real {imgs} --metrics psnr --device gpu-please", 2),
     ("evaluate-device-cuda:7", "evaluate --generated {imgs} --real {imgs} --metrics psnr --device cuda:7", 2),
     ("evaluate-ok", "evaluate --generated {imgs} --real {imgs} --metrics psnr --weights random --device cpu", 0),
+    # evaluate --protocol / --weights-file / --labels, evalkit protocols
+    ("evaluate-protocol", "evaluate --generated {imgs} --real {imgs} --protocol nope --weights random", 2),
+    ("evaluate-protocol-metric", "evaluate --generated {imgs} --real {imgs} --protocol cocosnet2020 --metrics psnr "
+                                 "--weights random --device cpu", 2),
+    ("evaluate-protocol-shared", "evaluate --generated {imgs} --real {imgs} --protocol rabit2022 "
+                                 "--swd-shared-patches --weights random", 2),
+    ("evaluate-weights-file-syntax", "evaluate --generated {imgs} --real {imgs} --weights-file vgg19", 2),
+    ("evaluate-weights-file-key", "evaluate --generated {imgs} --real {imgs} --weights-file nope={empty}", 2),
+    ("evaluate-weights-file-missing", "evaluate --generated {imgs} --real {imgs} --weights-file vgg19={missing}", 2),
+    ("evaluate-weights-file-binary", "evaluate --generated {imgs} --real {imgs} --metrics vgg --weights random "
+                                     "--weights-file vgg19={binary} --device cpu", 2),
+    ("evaluate-labels-missing", "evaluate --generated {imgs} --real {imgs} --exemplars {imgs} --protocol unite2021 "
+                                "--metrics vgg --labels {missing} --weights random --device cpu", 2),
+    ("protocols-ok", "protocols --json", 0),
+    ("protocols-unknown", "protocols nope", 2),
     ("fid-missing", "fid {missing} {imgs} --weights random", 2),
+    # evaluate --real-stats / stats build
+    ("evaluate-no-real", "evaluate --generated {imgs} --weights random", 2),
+    ("evaluate-real-stats-missing", "evaluate --generated {imgs} --real-stats {missing} --weights random", 2),
+    ("evaluate-real-stats-binary", "evaluate --generated {imgs} --real-stats {binary} --weights random", 2),
+    ("evaluate-real-stats-dir", "evaluate --generated {imgs} --real-stats {adir} --weights random", 2),
+    ("evaluate-real-and-stats", "evaluate --generated {imgs} --real {imgs} --real-stats {binary} --weights random", 2),
+    ("stats-build-missing", "stats build --real {missing} --out {fresh}.npz --weights random", 2),
+    ("stats-build-suffix", "stats build --real {imgs} --out {fresh}.txt --weights random", 2),
+    ("stats-build-out-below-file", "stats build --real {imgs} --out {empty}/x.npz --weights random", 2),
+    ("stats-build-weights", "stats build --real {imgs} --out {fresh}.npz --weights foo", 2),
+    ("stats-build-fid-mode", "stats build --real {imgs} --out {fresh}.npz --fid-mode foo --weights random", 2),
+    ("stats-build-protocol", "stats build --real {imgs} --out {fresh}.npz --protocol nope --weights random", 2),
+    ("stats-build-weights-file", "stats build --real {imgs} --out {fresh}.npz --weights-file nope", 2),
+    ("stats-build-real-size", "stats build --real {imgs} --out {fresh}.npz --real-size 3 --weights random", 2),
+    ("stats-build-device-garbage", "stats build --real {imgs} --out {fresh}.npz --device gpu-please", 2),
+    ("stats-build-one-image", "stats build --real {imgs}/s0*.png --out {fresh}.npz --weights random --device cpu", 2),
+    ("stats-build-ok", "stats build --real {imgs} --out {fresh}.npz --weights random --device cpu", 0),
     # run
     ("run-missing", "run {missing}", 2),
     ("run-dir", "run {adir}", 2),
@@ -163,6 +195,10 @@ CASES: list[tuple[str, str, int]] = [
     ("report-paper-tables-as", "report paper-tables {results} --out {fresh} --as shapes", 2),
     ("report-paper-tables-out-is-file", "report paper-tables {results} --out {empty}", 2),
     ("report-paper-tables-no-match", "report paper-tables {results} --out {fresh} --as shapes=ADE20K", 2),
+    ("report-claims-missing", "report claims {missing}", 2),
+    ("report-claims-file", "report claims {results}", 2),
+    ("report-claims-binary", "report claims {binary}", 2),
+    ("report-claims-not-a-run", "report claims {adir}", 2),
     # study
     ("study-create-missing", "study create --outputs {missing} --trials 2 --study {fresh_db}", 2),
     ("study-create-file", "study create --outputs {empty} --trials 2 --study {fresh_db}", 2),

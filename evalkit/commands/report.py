@@ -1,4 +1,5 @@
-"""`evalkit report ...`: leaderboards, paper tables and regression gates from results tables."""
+"""`evalkit report ...`: leaderboards, paper tables, the papers' orderings checked on a run and
+regression gates from results tables."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import typer
 from evalkit.commands._checks import out_folder, reading
 from evalkit.errors import EvalkitError, RegressionFound
 
-app = typer.Typer(help="Reports from a long results table: leaderboard, paper tables, compare (regression gate).",
+app = typer.Typer(help="Reports from a long results table: leaderboard, paper tables, the papers' orderings on a run "
+                       "(claims), compare (regression gate).",
                   no_args_is_help=True)
 
 DEFAULT_DB = Path("runs/history.sqlite")
@@ -198,3 +200,74 @@ def paper_tables(
         pt.check_selection(table, dataset_map, source=results)
     paths = pt.write(table, out, dataset_map=dataset_map, only_ours=not all_rows, run_info=infos)
     print(Path(paths["md"]).read_text(encoding="utf-8"))
+
+
+def _run_config(run_dir: Path):
+    """The config a run folder recorded (its ``config.json``), type-checked; not re-checked
+    against the file system (dataset roots and output folders may have moved since)."""
+    from evalkit.config import RunConfig, ConfigError, _BAD, _parse
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise EvalkitError(f"{run_dir}: no config.json in this folder; pass a run folder (`evalkit run CONFIG` "
+                           "writes one)", path=run_dir)
+    with reading(path, "a run's config.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))["config"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise EvalkitError(f"{path}: not a run's config.json ({err}); restore it from the run", path=path) from err
+    problems: list[str] = []
+    cfg = _parse(RunConfig, data, "", problems)
+    if problems or cfg is _BAD:
+        raise ConfigError(path, problems or ["not a run config"])
+    return cfg
+
+
+@app.command()
+def claims(
+    run: Path = typer.Argument(..., help="A run folder (results.csv, config.json, outputs/)."),
+    out: Path = typer.Option(None, "--out", help="Folder for claims_vs_papers.md/.csv (default: RUN/report)."),
+    as_: list[str] = typer.Option(None, "--as", help="Hold our dataset to a paper's orderings: OURS=PAPER (e.g. "
+                                                     "shapes=ADE20K; default: the run config's report.paper_datasets)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the claims as JSON on stdout."),
+) -> None:
+    """The orderings the paper tables assert (e.g. "RABIT < CoCosNet on FID (ADE20K, RABIT Tab. 1)"),
+    checked on a run: holds / reversed / not resolved by the paired bootstrap over its test items.
+
+    For each paper table, dataset and metric, each pair of methods the run has variants for is
+    ordered by the paper's numbers; the run's variants are compared on the same metric (95 %,
+    1000 resamples, the run's seed), per dataset and seed of the run. A metric without per-item
+    values is listed as "not resolved (no per-item values)"."""
+    from evalkit import protocols
+    from evalkit.devices import resolve_device
+    from evalkit.reports import card
+    from evalkit.reports import claims_papers as CP
+    from evalkit.reports import results as R
+
+    if not run.is_dir():
+        raise EvalkitError(f"{run}: not a run folder; pass the folder `evalkit run CONFIG` wrote (results.csv, "
+                           "config.json, outputs/)", path=run)
+    results_path = run / "results.csv"
+    if not results_path.is_file():
+        raise EvalkitError(f"{run}: no results.csv in this folder; pass a finished run folder", path=run)
+    out = out_folder(out if out is not None else run / "report")
+    cfg = _run_config(run)
+    table = R.read(results_path)
+    test = table[(table["split"] == "test") & (table["metric"].map(R.metric_kind) == "quality")]
+    for (dataset, seed), _ in test.groupby(["dataset", "seed"]):
+        layout = run / "outputs" / dataset / f"seed{int(seed)}"
+        if not layout.is_dir():
+            raise EvalkitError(f"{run}: no outputs/{dataset}/seed{int(seed)} in this run folder; the claims need the "
+                               "run's outputs (re-run `evalkit run CONFIG` to restore them)", path=run)
+    dataset_map = _parse_map(as_) if as_ else dict(cfg.report.paper_datasets)
+    ev = cfg.evaluation
+    options = protocols.resolve(ev.replace(cache_dir=ev.cache_dir or run / "features",
+                                           device=str(resolve_device(cfg.device)) if ev.device == "auto" else ev.device))
+    result, paths = CP.report(table, out, outputs_root=run / "outputs", options=options, cache_dir=options.cache_root,
+                              dataset_map=dataset_map, run_info=card.read_run_info(run))
+    if json_out:
+        print(json.dumps({"run": str(run), "files": {k: str(p) for k, p in paths.items()},
+                          "summary": CP.summary_line(result) if len(result) else "no orderings",
+                          "claims": json.loads(CP.to_json(result))}, indent=1))
+    else:
+        print(Path(paths["md"]).read_text(encoding="utf-8"))

@@ -9,13 +9,14 @@ from evalkit.metrics.kid import kid_from_features
 from evalkit.metrics.lpips import LPIPSAlex, lpips_distance, lpips_diversity
 from evalkit.metrics.options import EvaluationOptions
 from evalkit.metrics.pixel import psnr, ssim
+from evalkit.metrics.prdc import density_coverage, precision_recall
 from evalkit.metrics.swd import sliced_wasserstein
 from evalkit.metrics.vgg import vgg_consistency
 
 __all__ = [
     "METRICS", "EvaluationOptions", "evaluate_arrays", "evaluate_folders", "frechet_distance", "fid_from_features",
     "kid_from_features", "sliced_wasserstein", "LPIPSAlex", "lpips_distance", "lpips_diversity", "vgg_consistency",
-    "psnr", "ssim",
+    "psnr", "ssim", "precision_recall", "density_coverage",
 ]
 
 

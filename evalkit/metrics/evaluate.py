@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from evalkit import protocols
 from evalkit.errors import EvalkitError
 from evalkit.features import FeatureCache
 from evalkit.images import (RESIZE_FILTERS, ImageSet, as_uint8_batch, batch_or_list, content_hash, image_format,
@@ -38,11 +39,18 @@ class _Inputs:
     real_resize: str = "none"  # how real images (and exemplars) were resized first (--real-size)
     notes: tuple[str, ...] = ()  # what was left out of the inputs, and why
     pair_hint: str = ""  # how to make the paired metrics apply, when they do not
+    reference: object = None  # evalkit.metrics.stats.ReferenceStats standing in for the real images (--real-stats)
+    labels: list | None = None  # label map [H, W] of each generated image (--labels; protocol unite2021)
+    protocol: str = "clean"  # the evaluation preset (evalkit.protocols); set from the options by _evaluate
 
     def __post_init__(self):
         self.gen_hash = [content_hash(x) for x in self.generated]
         self.real_hash = [content_hash(x) for x in self.real]
         self.ex_hash = None if self.exemplars is None else [content_hash(x) for x in self.exemplars]
+
+    @property
+    def n_real(self) -> int:
+        return self.reference.n if self.reference is not None else len(self.real)
 
     @property
     def paired_real(self) -> torch.Tensor:
@@ -81,7 +89,7 @@ class MetricContext:
         inp = self.inputs
         common = dict(resolution=inp.generated[0].shape[-2] if resolution is None else resolution,
                       image_format=inp.image_format, n_images=self.n if n_images is None else n_images,
-                      metric_seed=self.options.seed, real_resize=inp.real_resize)
+                      metric_seed=self.options.seed, real_resize=inp.real_resize, protocol=self.options.protocol)
         if net is None:
             return Protocol(resize="none", backbone="none", weights_sha256="none", **common)
         return Protocol(resize=net.resize, backbone=net.backbone, weights_sha256=net.weights_id, **common)
@@ -93,8 +101,18 @@ class MetricContext:
 
 def _why(spec: registry.MetricSpec, inp: _Inputs) -> str | None:
     """Why ``spec`` cannot be computed on ``inp`` (with the fix, for the paired metrics), or None."""
+    from evalkit import protocols
+
+    if (why := protocols.unavailable(inp.protocol, spec.family, inp)) is not None:  # not part of the preset
+        return why
     available = inp.available()
-    why = spec.unavailable(available, (len(inp.generated), len(inp.real)))
+    if inp.reference is not None:  # reference statistics: only the families that read real features apply
+        if not spec.from_stats and any(k in ("sets", "pairs", "equal-sets") for k in (*spec.needs, *spec.needs_any)):
+            if spec.unavailable(available, (len(inp.generated), 0)) is not None:
+                return ("needs the real images; --real-stats holds only their Inception features "
+                        "(pass --real to compute it)")
+        available["sets"] = min(len(inp.generated), inp.n_real) >= 2
+    why = spec.unavailable(available, (len(inp.generated), inp.n_real))
     if why is not None and inp.pair_hint and not available["pairs"] and "pairs" in (*spec.needs, *spec.needs_any):
         why += f" ({inp.pair_hint})"
     return why
@@ -115,10 +133,15 @@ def _select(metrics, inp: _Inputs) -> list[str]:
 
 
 def _evaluate(inp: _Inputs, options: EvaluationOptions, *, progress: bool, backbones: dict | None) -> pd.DataFrame:
-    options.check()
+    options = options.check()  # the protocol's pins applied (evalkit.protocols.resolve)
+    inp.protocol = options.protocol
     chosen = _select(options.metrics, inp)
     # Build every backbone first: missing weights fail before any work.
     nets = registry.build_backbones(chosen, options, options.device, have=backbones)
+    if inp.reference is not None and "inception" in nets:
+        from evalkit.metrics.stats import check_backbone
+
+        check_backbone(inp.reference, nets["inception"], options)  # the stored features are this network's
     cache = FeatureCache(options.cache_root)
     rows: list[dict] = []
     with Progress(progress) as bars:
@@ -127,7 +150,7 @@ def _evaluate(inp: _Inputs, options: EvaluationOptions, *, progress: bool, backb
             rows += registry.spec(family).compute(ctx)
     df = pd.DataFrame(rows)
     df.attrs["notes"] = list(inp.notes)
-    df.attrs["n_real"] = len(inp.real)
+    df.attrs["n_real"] = inp.n_real
     if options.metrics is None:  # say what "all that apply" left out, and why (never silently)
         df.attrs["skipped"] = {f: why for f in registry.families() if (why := _why(registry.spec(f), inp)) is not None}
     return df
@@ -157,7 +180,8 @@ def _check_groups(groups, n: int) -> list[list[int]] | None:
 
 def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups=None,
                     options: EvaluationOptions | None = None, progress: bool = False, backbones: dict | None = None,
-                    image_format: str = "uint8-array", **option_fields) -> pd.DataFrame:
+                    image_format: str = "uint8-array", labels=None, encoded: bool = False,
+                    **option_fields) -> pd.DataFrame:
     """Every applicable metric on in-memory uint8 ``[N, 3, H, W]`` arrays (NumPy or torch).
 
     ``generated[i]`` pairs with ``real[i]`` when both have the same shape; ``exemplars[i]``
@@ -168,16 +192,31 @@ def evaluate_arrays(generated_uint8, real_uint8, *, exemplars_uint8=None, groups
     :func:`evalkit.metrics.registry.families` (default: all that apply). ``backbones`` may
     inject ``inception`` / ``lpips`` / ``vgg`` modules (tests, custom extractors). With
     ``metrics=None``, ``df.attrs["skipped"]`` maps each family that does not apply to the reason.
+    Under a paper ``protocol`` the arrays go through the codecs the preset pins (as lossless
+    outputs would), unless ``encoded`` (they are decoded files that already did); ``labels``:
+    the ``[H, W]`` label map of each generated image (``unite2021`` semantic consistency).
     """
     options = options_from(options, **option_fields)
     gen = as_uint8_batch(generated_uint8, "generated")
     real = as_uint8_batch(real_uint8, "real")
     ex = None if exemplars_uint8 is None else as_uint8_batch(exemplars_uint8, "exemplars")
+    if not encoded and not protocols.get(options.protocol).is_clean:
+        gen, real, ex = (None if x is None else _encode_batch(options.protocol, kind, x)
+                         for kind, x in (("generated", gen), ("real", real), ("exemplar", ex)))
+        image_format = protocols.format_tag(options.protocol, "generated", image_format)
     if ex is not None and len(ex) != len(gen):
         raise EvalkitError(f"{len(ex)} exemplars for {len(gen)} generated images; pass one exemplar per generated image")
     pairs = list(range(len(gen))) if gen.shape == real.shape else None
-    inp = _Inputs(gen, real, pairs, ex, _check_groups(groups, len(gen)), image_format)
+    inp = _Inputs(gen, real, pairs, ex, _check_groups(groups, len(gen)), image_format,
+                  labels=None if labels is None else [np.asarray(lab) for lab in labels])
     return _evaluate(inp, options, progress=progress, backbones=backbones)
+
+
+def _encode_batch(protocol: str, kind: str, batch: torch.Tensor) -> torch.Tensor:
+    """A uint8 ``[N, 3, H, W]`` batch through the preset's codec of set ``kind``."""
+    images = [x.permute(1, 2, 0).numpy() for x in batch]
+    out = protocols.encode(protocol, kind, images)
+    return torch.from_numpy(np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2)))
 
 
 def read_pairs(path: str | Path) -> list[dict]:
@@ -188,14 +227,51 @@ def read_pairs(path: str | Path) -> list[dict]:
     return read_pairs_csv(path)
 
 
-def _decode(images: ImageSet, size: int | None, filter: str) -> list[np.ndarray]:
+def decode_images(images: ImageSet, size: int | None, filter: str) -> list[np.ndarray]:
     """Every file of ``images`` decoded (each validated), resized to ``size`` when given."""
     decoded = [load_image(p) for p in images.files]
     return decoded if size is None else [resize_uint8(im, size, filter) for im in decoded]
 
 
+def real_images(images: ImageSet, size: int | None, filter: str, protocol: str = "clean") -> list[np.ndarray]:
+    """The real set as every metric sees it: decoded, resized to ``size`` (``--real-size``),
+    through the codec the preset ``protocol`` says the real images went through (none for
+    ``clean``). The one preparation of real images, shared by ``evaluate --real`` and
+    ``stats build``: whatever changes the real side belongs here, so reference statistics follow."""
+    return decode_protocol_images(protocol, "real", images, size, filter)
+
+
+def decode_protocol_images(protocol: str, kind: str, images: ImageSet, size: int | None,
+                           filter: str) -> list[np.ndarray]:
+    """:func:`decode_images`, then the codec protocol ``protocol`` says set ``kind``
+    (``generated``, ``real``, ``exemplar``) went through (:func:`evalkit.protocols.encode`: a
+    file the codec wrote and that the resize left as it was is kept as read). ``clean``:
+    exactly :func:`decode_images`."""
+    if protocols.get(protocol).is_clean:
+        return decode_images(images, size, filter)
+    raw = decode_images(images, None, filter)
+    resized = raw if size is None else [resize_uint8(im, size, filter) for im in raw]
+    changed = [a.shape != b.shape for a, b in zip(raw, resized)]
+    return protocols.encode(protocol, kind, resized, list(images.files), changed=changed)
+
+
+def _square_side(images: list[np.ndarray]) -> int | None:
+    """The side of ``images`` when all are square of one size, else None."""
+    shapes = {im.shape[:2] for im in images}
+    return next(iter(shapes))[0] if len(shapes) == 1 and len(set(next(iter(shapes)))) == 1 else None
+
+
+def check_real_size(real_size: int | None, real_filter: str) -> None:
+    """``--real-size`` / ``--real-filter`` are usable, or one EvalkitError."""
+    if real_size is not None and real_size < 16:
+        raise EvalkitError(f"--real-size {real_size}: too small; give the generated images' side (e.g. 256)")
+    if real_filter not in RESIZE_FILTERS:
+        raise EvalkitError(f"--real-filter {real_filter!r}: unknown; choose one of {', '.join(RESIZE_FILTERS)}")
+
+
 def load_inputs(generated, real, *, exemplars=None, pairs=None, recursive: bool = False,
-                real_size: int | None = None, real_filter: str = "bicubic") -> _Inputs:
+                real_size: int | None = None, real_filter: str = "bicubic", reference=None,
+                protocol: str = "clean", labels=None) -> _Inputs:
     """Decode the inputs of an evaluation (every file validated first).
 
     ``generated``, ``real``, ``exemplars``: a folder, a glob pattern or ``DATASET:ROOT[:SPLIT]``
@@ -207,13 +283,15 @@ def load_inputs(generated, real, *, exemplars=None, pairs=None, recursive: bool 
     bicubic by default), which the Protocol records (``real_resize``). ``exemplars``: the
     exemplar of each sample, named by the sample's name (or by its ``exemplar_name`` from
     ``pairs``). ``pairs``: ``pairs.csv`` whose ``query`` column groups samples for LPIPS diversity.
+    ``reference``: :class:`evalkit.metrics.stats.ReferenceStats` in place of ``real`` (None):
+    the real set is its stored features (FID, KID, prdc); nothing pairs.
+    ``protocol``: a paper preset resizes real images and exemplars to the generated size and
+    puts each set through the codec its official script applied (:mod:`evalkit.protocols`).
+    ``labels``: the label map of each generated image, by name (``unite2021`` semantic).
     """
-    if real_size is not None and real_size < 16:
-        raise EvalkitError(f"--real-size {real_size}: too small; give the generated images' side (e.g. 256)")
-    if real_filter not in RESIZE_FILTERS:
-        raise EvalkitError(f"--real-filter {real_filter!r}: unknown; choose one of {', '.join(RESIZE_FILTERS)}")
+    check_real_size(real_size, real_filter)
     gen_set = resolve_images(generated, recursive=recursive)
-    real_set = resolve_images(real, recursive=recursive)
+    real_set = resolve_images(real, recursive=recursive) if reference is None else ImageSet("--real-stats", (), ())
     notes = [*gen_set.notes, *real_set.notes]
     pair_rows = read_pairs(pairs) if pairs is not None else None
     gen_names = list(gen_set.names)
@@ -241,17 +319,23 @@ def load_inputs(generated, real, *, exemplars=None, pairs=None, recursive: bool 
             by_query.setdefault(r["query"], []).append(index[r["name"]])
         groups = [g for g in by_query.values() if len(g) >= 2] or None
     # Decode everything (validates every file) before any work.
-    gen_images = _decode(gen_set, None, real_filter)
-    real_images = _decode(real_set, real_size, real_filter)
+    gen_images = decode_protocol_images(protocol, "generated", gen_set, None, real_filter)
+    real_size, real_filter = protocols.real_size(protocol, real_size, real_filter, _square_side(gen_images))
+    real_decoded = real_images(real_set, real_size, real_filter, protocol)
+    label_maps = None
+    if labels is not None:
+        if len({im.shape for im in gen_images}) != 1:
+            raise EvalkitError(f"--labels {labels}: label maps need generated images of one size")
+        label_maps = protocols.load_labels(labels, gen_names, gen_images[0].shape[:2], recursive=recursive)
     ex = None
     if ex_set is not None:
-        ex_images = _decode(ex_set, real_size, real_filter)
+        ex_images = decode_protocol_images(protocol, "exemplar", ex_set, real_size, real_filter)
         hint = "" if real_size else "; pass --real-size N to bring exemplars and real images to the generated size"
         try:
             ex = torch.from_numpy(stack_images(ex_images, list(ex_set.names), str(exemplars)))
         except EvalkitError as err:
             raise EvalkitError(f"{err}{hint}") from None
-    gen, real_arr = batch_or_list(gen_images), batch_or_list(real_images)
+    gen, real_arr = batch_or_list(gen_images), batch_or_list(real_decoded)
     real_index = {name: j for j, name in enumerate(real_set.names)}
     matched = all(name in real_index for name in gen_names)
     paired = (matched and isinstance(gen, torch.Tensor) and isinstance(real_arr, torch.Tensor)
@@ -262,19 +346,44 @@ def load_inputs(generated, real, *, exemplars=None, pairs=None, recursive: bool 
                 f"--real-size {gen.shape[2]} to resize them, recorded in the protocol")
     elif not isinstance(gen, torch.Tensor):
         hint = "the generated images have mixed sizes: only the set metrics (FID, KID) apply"
-    fmts = sorted({image_format(p) for p in gen_set.files})
+    fmts = [protocols.format_tag(protocol, "generated", "+".join(sorted({image_format(p) for p in gen_set.files})))]
+    if reference is not None:
+        paired, real_arr = False, []
+        notes.append(f"real set: {reference.n} images' Inception features from {reference.where()}")
+        hint = "the paired metrics need the real images (--real), not reference statistics (--real-stats)"
     return _Inputs(gen, real_arr, [real_index[nm] for nm in gen_names] if paired else None, ex, groups,
-                   "+".join(fmts), real_resize=resize_tag(real_size, real_filter), notes=tuple(notes), pair_hint=hint)
+                   "+".join(fmts), real_resize=resize_tag(real_size, real_filter), notes=tuple(notes), pair_hint=hint,
+                   reference=reference, labels=label_maps, protocol=protocol)
 
 
-def evaluate_folders(generated, real, *, exemplars=None, pairs=None, options: EvaluationOptions | None = None,
+def evaluate_folders(generated, real=None, *, exemplars=None, pairs=None, options: EvaluationOptions | None = None,
                      progress: bool = True, backbones: dict | None = None, recursive: bool = False,
-                     real_size: int | None = None, real_filter: str = "bicubic", **option_fields) -> pd.DataFrame:
+                     real_size: int | None = None, real_filter: str = "bicubic", real_stats=None, labels=None,
+                     **option_fields) -> pd.DataFrame:
     """Every applicable metric on folders (or glob patterns, or dataset layouts) of images,
     decoded once each; see :func:`load_inputs` for how the inputs are matched and resized
     and :func:`evaluate_arrays` for ``options`` and ``backbones``. ``df.attrs["notes"]`` says
-    what the inputs left out (label maps, paired metrics on mixed sizes)."""
+    what the inputs left out (label maps, paired metrics on mixed sizes).
+
+    ``real_stats`` (a ``.npz`` of ``evalkit stats build``, or a loaded
+    :class:`evalkit.metrics.stats.ReferenceStats`) stands in for ``real``: FID, KID and prdc
+    come out exactly as with the images it was built from; the paired metrics are skipped. A
+    file built under another protocol (FID mode, weights, real resize, preset) is refused."""
     options = options_from(options, **option_fields).check()
+    reference = None
+    if real is not None and real_stats is not None:
+        raise EvalkitError("pass either the real images (--real) or their reference statistics (--real-stats), not both")
+    if real is None and real_stats is None:
+        raise EvalkitError("no real set: pass the real images (--real DIR) or their reference statistics "
+                           "(--real-stats FILE.npz of `evalkit stats build`)")
+    if real_stats is not None:
+        from evalkit.metrics import stats
+
+        reference = real_stats if isinstance(real_stats, stats.ReferenceStats) else stats.load(real_stats)
     inputs = load_inputs(generated, real, exemplars=exemplars, pairs=pairs, recursive=recursive,
-                         real_size=real_size, real_filter=real_filter)
+                         real_size=real_size, real_filter=real_filter, reference=reference,
+                         protocol=options.protocol, labels=labels)
+    if reference is not None:  # before any backbone is built: nothing computed, nothing written
+        stats.check_requested(reference, options, real_resize=inputs.real_resize,
+                              weights="inception" not in (backbones or {}))
     return _evaluate(inputs, options, progress=progress, backbones=backbones)

@@ -79,34 +79,42 @@ def fid_from_features(feats_a, feats_b, *, names: tuple[str, str] = ("feats_a", 
 
 
 # -- the ``fid`` family (evalkit.metrics.registry) ------------------------------------------
-def inception_features(ctx) -> tuple[np.ndarray, np.ndarray]:
-    """Inception pool features of the generated and real sets, through the feature cache,
-    once per evaluation (shared by the ``fid`` and ``kid`` families)."""
-    if "inception" in ctx.memo:
-        return ctx.memo["inception"]
+def embed_images(images, keys: list[str], net, cache, advance=None) -> list[np.ndarray]:
+    """Inception features of uint8 ``[3, H, W]`` ``images`` (``keys``: their content hashes)
+    through the feature cache, batched by size: the one embedding pass of FID, KID, prdc and
+    ``evalkit stats build``."""
     import torch
 
     from evalkit.features import FeatureCache, cached_per_item
 
-    inp, net, n = ctx.inputs, ctx.backbones["inception"], ctx.n
     ns = FeatureCache.namespace(**net.protocol_key())
-
-    def image(i):
-        return inp.generated[i] if i < n else inp.real[i - n]
 
     def compute(idx):
         by_size: dict[tuple, list[int]] = {}
         for i in idx:
-            by_size.setdefault(tuple(image(i).shape), []).append(i)
+            by_size.setdefault(tuple(images[i].shape), []).append(i)
         out = {}
         for group in by_size.values():
-            out.update(zip(group, net(torch.stack([image(i) for i in group])).numpy()))
+            out.update(zip(group, net(torch.stack([images[i] for i in group])).numpy()))
         return [out[i] for i in idx]
 
-    keys = inp.gen_hash + inp.real_hash
-    feats = cached_per_item(ctx.cache, ns, keys, compute, batch_size=16,
-                            advance=ctx.bars.task("Inception features", len(keys)))
-    ctx.memo["inception"] = (np.stack(feats[:n]), np.stack(feats[n:]))
+    return cached_per_item(cache, ns, keys, compute, batch_size=16, advance=advance)
+
+
+def inception_features(ctx) -> tuple[np.ndarray, np.ndarray]:
+    """Inception pool features of the generated and real sets, through the feature cache,
+    once per evaluation (shared by the ``fid``, ``kid`` and ``prdc`` families). With
+    reference statistics (``evaluate --real-stats``) the real set's are the stored ones."""
+    if "inception" in ctx.memo:
+        return ctx.memo["inception"]
+    inp, n = ctx.inputs, ctx.n
+    reference = getattr(inp, "reference", None)
+    images = list(inp.generated) + ([] if reference is not None else list(inp.real))
+    keys = inp.gen_hash + ([] if reference is not None else inp.real_hash)
+    feats = embed_images(images, keys, ctx.backbones["inception"], ctx.cache,
+                         advance=ctx.bars.task("Inception features", len(keys)))
+    real = reference.features if reference is not None else np.stack(feats[n:])
+    ctx.memo["inception"] = (np.stack(feats[:n]), real)
     return ctx.memo["inception"]
 
 
@@ -127,7 +135,8 @@ def _fid_per_item(ctx, row: str):
 def _build_inception(options, device):
     from evalkit.features import InceptionFID
 
-    return InceptionFID(options.fid_mode, options.weights, options.seed, device=device)
+    return InceptionFID(options.fid_mode, options.weights, options.seed, device=device,
+                        weights_files=getattr(options, "weights_files", None))
 
 
 def _register() -> None:
@@ -135,7 +144,8 @@ def _register() -> None:
 
     register_backbone("inception", _build_inception)
     register_metric(MetricSpec("fid", rows=(RowSpec("FID", higher_is_better=False, decimals=2),), compute=_fid_compute,
-                               needs=("sets",), backbone="inception", per_item=_fid_per_item, shards=True, order=10))
+                               needs=("sets",), backbone="inception", per_item=_fid_per_item, shards=True, order=10,
+                               from_stats=True))
 
 
 _register()

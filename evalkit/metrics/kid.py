@@ -72,7 +72,8 @@ def _register() -> None:
 
     register_metric(MetricSpec("kid", rows=(RowSpec("KID", higher_is_better=False, decimals=4),
                                             RowSpec("KID-std", higher_is_better=False, decimals=4, uncertainty=True)),
-                               compute=_kid_compute, needs=("sets",), backbone="inception", shards=True, order=20))
+                               compute=_kid_compute, needs=("sets",), backbone="inception", shards=True, order=20,
+                               from_stats=True))
 
 
 _register()

@@ -40,12 +40,14 @@ class LPIPSAlex(nn.Module):
     backbone = "alexnet-lpips-v0.1"
     resize = "none"
 
-    def __init__(self, weights: str = "pretrained", seed: int = 0, device: str | torch.device = "cpu"):
+    def __init__(self, weights: str = "pretrained", seed: int = 0, device: str | torch.device = "cpu",
+                 weights_files: dict | None = None):
         super().__init__()
         self.device = resolve_device(device)
         import lpips
 
-        trunk, self.weights_id = load_trunk("alexnet", weights, seed)  # before lpips: no download attempt
+        # before lpips: no download attempt
+        trunk, self.weights_id = load_trunk("alexnet", weights, seed, weights_files=weights_files)
         with seeded(None), warnings.catch_warnings():  # its own random trunk is replaced below
             warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")  # lpips' `pretrained=` call
             self.model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
@@ -205,7 +207,8 @@ def _lpips_per_item(ctx, row: str):
 def _register() -> None:
     from evalkit.metrics.registry import MetricSpec, RowSpec, register_backbone, register_metric
 
-    register_backbone("lpips", lambda options, device: LPIPSAlex(options.weights, options.seed, device=device))
+    register_backbone("lpips", lambda options, device: LPIPSAlex(options.weights, options.seed, device=device,
+                                                                 weights_files=options.weights_files))
     register_metric(MetricSpec(
         "lpips", rows=(RowSpec("LPIPS-gt", higher_is_better=False, decimals=3),), compute=_lpips_compute,
         needs=("pairs",), backbone="lpips", per_item=_lpips_per_item, shards=True, order=40, min_size=31))

@@ -5,7 +5,7 @@ config (``fid_mode = "legacy"``) and the metric seed lands in every number's Pro
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalkit.errors import EvalkitError
@@ -27,6 +27,13 @@ class EvaluationOptions:
     device: ``auto`` | ``cpu`` | ``cuda[:N]`` for the backbones.
     cache_dir: the feature cache folder (``None``: ``$EVALKIT_CACHE`` or ``~/.cache/evalkit/features``).
     cache: ``False`` neither reads nor writes the feature cache.
+    protocol: the evaluation preset (:mod:`evalkit.protocols`, ``evalkit protocols``):
+        ``clean`` (evalkit's own, every option as given) or an as-published one
+        (``cocosnet2020``, ``unite2021``, ``rabit2022``) that pins FID mode, codecs, real
+        resize, SWD, LPIPS and consistency as the official scripts had them.
+    weights_files: weights registry key -> a file the registry does not know
+        (``--weights-file KEY=PATH``), loaded strictly into that backbone's architecture and
+        recorded as ``unregistered:<sha256>``.
     """
 
     metrics: tuple[str, ...] | None = None
@@ -39,6 +46,8 @@ class EvaluationOptions:
     device: str = "auto"
     cache_dir: Path | None = None
     cache: bool = True
+    protocol: str = "clean"
+    weights_files: dict = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         """One line per invalid field (``field: what is wrong``); empty when valid."""
@@ -64,14 +73,26 @@ class EvaluationOptions:
             resolve_device(self.device, option="device")
         except EvalkitError as err:
             out.append(str(err))
+        from evalkit import protocols
+        from evalkit.weights import REGISTRY
+
+        out += protocols.problems(self)
+        for key, path in (self.weights_files or {}).items():
+            if key not in REGISTRY:
+                out.append(f"weights_files: unknown weights key {key!r} (choose from: {', '.join(REGISTRY)})")
+            elif not isinstance(path, (str, Path)) or not Path(path).is_file():
+                out.append(f"weights_files.{key}: file {str(path)!r} does not exist")
         return out
 
     def check(self) -> "EvaluationOptions":
-        """``self``, or one :class:`EvalkitError` naming the first invalid field."""
+        """``self`` with the protocol's pins applied (:func:`evalkit.protocols.resolve`: a paper
+        preset's FID mode), or one :class:`EvalkitError` naming the first invalid field."""
         problems = self.problems()
         if problems:
             raise EvalkitError(f"evaluation option {problems[0]}")
-        return self
+        from evalkit import protocols
+
+        return protocols.resolve(self)
 
     def replace(self, **changes) -> "EvaluationOptions":
         return dataclasses.replace(self, **changes)

@@ -32,8 +32,8 @@ NEEDS = {
     "groups": "needs groups of outputs per conditional input (--pairs with a query column)",
     "equal-sets": "needs as many real as generated images of the same size ({n} generated, {m} real)",
 }
-_BUILTIN = ("evalkit.metrics.fid", "evalkit.metrics.kid", "evalkit.metrics.swd", "evalkit.metrics.lpips",
-            "evalkit.metrics.vgg", "evalkit.metrics.pixel")
+_BUILTIN = ("evalkit.metrics.fid", "evalkit.metrics.kid", "evalkit.metrics.prdc", "evalkit.metrics.swd",
+            "evalkit.metrics.lpips", "evalkit.metrics.vgg", "evalkit.metrics.pixel")
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,9 @@ class MetricSpec:
     per_item(ctx, row_name) -> :class:`PerItem` for the paired bootstrap (claims).
     shards: its backbone pass runs per shard under torchrun (per-item values through the
         feature cache); set statistics are always computed over the whole set.
+    min_images: fewest images per set it is computed on (k-NN radii: k + 1); skipped below.
+    from_stats: it reads the real set only as Inception features, so reference statistics
+        (``evaluate --real-stats``, :mod:`evalkit.metrics.stats`) can stand in for the images.
     """
 
     family: str
@@ -86,6 +89,8 @@ class MetricSpec:
     shards: bool = False
     order: int = 1000  # position among the families (rows are computed and listed in this order)
     min_size: int = 0  # smallest image side its network or window accepts (AlexNet 31, VGG relu5_2 16, SSIM 7)
+    min_images: int = 0
+    from_stats: bool = False
 
     def unavailable(self, available: dict[str, bool], counts: tuple[int, int]) -> str | None:
         """Why the family cannot be computed on inputs offering ``available``, or None
@@ -96,6 +101,8 @@ class MetricSpec:
                 return NEEDS[need].format(n=n, m=m)
         if self.needs_any and not any(available[k] for k in self.needs_any):
             return " or ".join(NEEDS[k].format(n=n, m=m) for k in self.needs_any)
+        if min(n, m) < self.min_images:
+            return f"needs at least {self.min_images} images per set ({n} generated, {m} real); add images"
         side = available.get("min_side")
         if side is not None and side < self.min_size:
             return (f"needs images of at least {self.min_size}x{self.min_size} px, the smallest side here is {side} px; "

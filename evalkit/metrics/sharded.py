@@ -61,7 +61,7 @@ def evaluate_folders(generated, real, *, exemplars=None, pairs=None, options=Non
         df = evaluate_all(generated, real, **kw)
         df.attrs["shard_sizes"] = [int(df["n"].max())]
         return df
-    inp = load_inputs(generated, real, exemplars=exemplars, pairs=pairs)
+    inp = load_inputs(generated, real, exemplars=exemplars, pairs=pairs, protocol=options.check().protocol)
     if inp.pairs is None:
         raise EvalkitError(f"{real}: distributed evaluation needs a real image of the same size per generated one")
     grouped = {i for g in inp.groups or [] for i in g}
@@ -79,7 +79,7 @@ def evaluate_folders(generated, real, *, exemplars=None, pairs=None, options=Non
     with tempfile.TemporaryDirectory(prefix=f"evalkit-rank{e.rank}-") as tmp:
         evaluate_arrays(inp.generated[mine], inp.paired_real[mine],
                         exemplars_uint8=None if inp.exemplars is None else inp.exemplars[mine],
-                        groups=local_groups or None, backbones=backbones,
+                        groups=local_groups or None, backbones=backbones, encoded=True,
                         options=options.replace(metrics=tuple(shard_metrics), cache_dir=Path(tmp), cache=True))
         entries = _cache_entries(Path(tmp))
     gathered: list = [None] * e.world_size

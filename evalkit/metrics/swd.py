@@ -142,8 +142,13 @@ def swd_variant(shared_patches: bool) -> str:
     return VARIANT_SHARED if shared_patches else VARIANT_INDEPENDENT
 
 
-def sliced_wasserstein(images_a, images_b, *, seed: int = 0, shared_patches: bool = False) -> dict[str, float]:
+def sliced_wasserstein(images_a, images_b, *, seed: int = 0, shared_patches: bool = False,
+                       levels: int | None = None) -> dict[str, float]:
     """SWD x1e3 between two uint8 ``[N, 3, H, W]`` sets of equal N and size.
+
+    ``levels``: the number of pyramid levels (default: from the image size down to 16 px).
+    The PGGAN script of the papers' evaluation fixes it at 5, the levels of a 256 x 256 image,
+    whatever the images' size (``--protocol cocosnet2020|unite2021|rabit2022``).
 
     ``shared_patches=False`` (default) is the PGGAN protocol: independent centres per
     neighbourhood, per image and per set. ``True`` shares one draw of centres between the
@@ -158,9 +163,13 @@ def sliced_wasserstein(images_a, images_b, *, seed: int = 0, shared_patches: boo
     if a.shape[2:] != b.shape[2:]:
         raise EvalkitError(f"SWD needs images of one size, got {tuple(a.shape[2:])} generated and {tuple(b.shape[2:])} real")
     n, _, height, width = a.shape
-    levels = num_levels(height, width)
-    if levels == 0:
-        raise EvalkitError(f"SWD needs images of at least {MIN_RESOLUTION}px, got {height}x{width}")
+    if levels is None:
+        levels = num_levels(height, width)
+        if levels == 0:
+            raise EvalkitError(f"SWD needs images of at least {MIN_RESOLUTION}px, got {height}x{width}")
+    elif min(height, width) < NHOOD_SIZE * 2 ** (levels - 1):
+        raise EvalkitError(f"SWD with {levels} pyramid levels needs images of at least "
+                           f"{NHOOD_SIZE * 2 ** (levels - 1)} px (a 7x7 neighbourhood on the coarsest), got {height}x{width}")
     gen = torch.Generator().manual_seed(seed)
     pyr_a, pyr_b = laplacian_pyramid(a, levels), laplacian_pyramid(b, levels)
     out = {}
@@ -179,16 +188,20 @@ def sliced_wasserstein(images_a, images_b, *, seed: int = 0, shared_patches: boo
 def _swd_compute(ctx) -> list[dict]:
     from evalkit.features import FeatureCache, pair_key
 
+    from evalkit import protocols
+
     inp, o = ctx.inputs, ctx.options
     real = inp.paired_real if inp.pairs is not None else inp.real
     real_hash = [inp.real_hash[j] for j in inp.pairs] if inp.pairs is not None else inp.real_hash
     variant = swd_variant(o.swd_shared_patches)
-    ns = FeatureCache.namespace(backbone="swd-" + variant, seed=o.seed)
+    levels = protocols.get(o.protocol).swd_levels  # the papers' script: 5, whatever the size
+    ns = FeatureCache.namespace(backbone="swd-" + variant, seed=o.seed,
+                                **({} if levels is None else {"levels": levels}))
     key = pair_key(*inp.gen_hash, "|", *real_hash)
     advance = ctx.bars.task("SWD", 1)
     cached = ctx.cache.get(ns, key)
     if cached is None:
-        swd = sliced_wasserstein(inp.generated, real, seed=o.seed, shared_patches=o.swd_shared_patches)
+        swd = sliced_wasserstein(inp.generated, real, seed=o.seed, shared_patches=o.swd_shared_patches, levels=levels)
         cached = np.array([[int(k.split("_")[1]) if k != "SWDx1e3_avg" else -1, v] for k, v in swd.items()])
         ctx.cache.put(ns, key, cached)
     advance()

@@ -14,7 +14,8 @@ their own resolution, ImageNet mean/std normalisation:
 How it differs from the official scripts: they load Caffe-converted VGG19 weights (BGR,
 0..255 input with mean subtraction), so absolute values differ from these; one of them
 compares channel-wise variance instead of std and pairs each output with the exemplar of
-the previous sample (an off-by-one). evalkit keeps the definition the papers state.
+the next listed sample (an off-by-one). evalkit keeps the definition the papers state;
+``--protocol unite2021`` computes the scripts' numbers instead (:mod:`evalkit.protocols.unite`).
 """
 
 from __future__ import annotations
@@ -83,7 +84,14 @@ def vgg_consistency(outputs, ground_truth=None, exemplars=None, *, weights: str 
 # -- the ``vgg`` family (evalkit.metrics.registry) -----------------------------------------
 def _vgg_compute(ctx) -> list[dict]:
     """Semantic (pairs) and style (per-image relu1_2 stats) consistency; every image
-    goes through VGG at most once."""
+    goes through VGG at most once. Under ``--protocol unite2021``: UNITE's scripts
+    (:func:`evalkit.protocols.unite.compute`)."""
+    from evalkit import protocols
+
+    if protocols.get(ctx.options.protocol).consistency == "unite2021":
+        from evalkit.protocols import unite
+
+        return unite.compute(ctx)
     inp, net, cache, bars = ctx.inputs, ctx.backbones["vgg"], ctx.cache, ctx.bars
     n = len(inp.generated)
     ns = FeatureCache.namespace(**net.protocol_key())
@@ -127,10 +135,22 @@ def _vgg_compute(ctx) -> list[dict]:
     return rows
 
 
+def _build_vgg(options, device):
+    """torchvision's VGG19, or under ``--protocol unite2021`` the scripts' Caffe VGG19."""
+    from evalkit import protocols
+
+    if protocols.get(options.protocol).consistency == "unite2021":
+        from evalkit.protocols.unite import UniteVGG
+
+        return UniteVGG(options.weights, options.seed, weights_file=options.weights_files.get("vgg19-caffe"),
+                        device=device)
+    return VGG19Features(options.weights, options.seed, device=device, weights_files=options.weights_files)
+
+
 def _register() -> None:
     from evalkit.metrics.registry import MetricSpec, RowSpec, register_backbone, register_metric
 
-    register_backbone("vgg", lambda options, device: VGG19Features(options.weights, options.seed, device=device))
+    register_backbone("vgg", _build_vgg)
     register_metric(MetricSpec(
         "vgg", rows=tuple(RowSpec(name, higher_is_better=True, decimals=3) for name in
                           (*(f"semantic-{l}" for l in SEMANTIC_LAYERS), "style-mean", "style-std")),

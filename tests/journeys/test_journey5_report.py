@@ -26,7 +26,8 @@ def test_every_report_opens_with_the_protocol_card(journey_run):
     run_dir = journey_run[0]
     info = json.loads((run_dir / "run.json").read_text())
     report = run_dir / "report"
-    for name in ("leaderboard.md", "leaderboard.html", "leaderboard.tex", "paper_tables.md", "claims.md"):
+    for name in ("leaderboard.md", "leaderboard.html", "leaderboard.tex", "paper_tables.md", "claims.md",
+                 "claims_vs_papers.md"):
         head = (report / name).read_text(encoding="utf-8")[:1500]
         for needle in (info["run_id"], info["time"], info["git_commit"][:12], "evalkit", "FID mode", "clean",
                        "clean-pil-bicubic @ 299 px", "n=6", "random-init(seed=0)", "seeds"):
@@ -82,7 +83,8 @@ def test_paper_tables_refuse_an_empty_selection_and_mark_resolution_and_n(journe
     r = cli("report", "paper-tables", tmp_path / "mine.csv", "--method", "rabit", "--as", "shapes=ADE20K",
             "--out", tmp_path)
     row = next(ln for ln in r.stdout.splitlines() if ln.startswith("| RABIT | Table 1 | ADE20K | RABIT | LPIPS"))
-    assert "random backbone; data: shapes≠ADE20K; res 32≠256 px; n=6, not the full test set" in row
-    assert "(n/c)" in row and "▲" not in row and "▼" not in row
+    assert ("not comparable: data shapes≠ADE20K, n 6≠2000, protocol clean≠rabit2022, random backbone, "
+            "res 32≠256 px") in row
+    assert "| n/c |" in row and "▲" not in row and "▼" not in row
     html = (tmp_path / "paper_tables.html").read_text(encoding="utf-8")
     assert "#1a7f37" not in html and "#cf222e" not in html  # nothing here is comparable: no green, no red

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from evalkit.cli import app
 from evalkit.features import InceptionFID, VGG19Features
-from evalkit.metrics import LPIPSAlex, evaluate_arrays, evaluate_folders, fid_from_features, lpips_distance, sliced_wasserstein
+from evalkit.metrics import (LPIPSAlex, density_coverage, evaluate_arrays, evaluate_folders, fid_from_features,
+                            lpips_distance, precision_recall, sliced_wasserstein)
 from evalkit.protocol import NOT_COMPARABLE_NOTE
 from evalkit.reports import results as R
 
@@ -45,11 +46,14 @@ def test_evaluate_arrays_rows_agree_with_pure_functions(photos, nets, tmp_path):
     df = evaluate_arrays(gen, real, exemplars_uint8=ex, groups=[[0, 1, 2], [3, 4, 5]], weights="random",
                          cache_dir=tmp_path, kid_subset_size=6, backbones=bb)
     v = df.set_index("metric")["value"]
-    expected = {"FID", "KID", "KID-std", "SWD@32", "SWD@16", "SWD", "LPIPS-gt", "LPIPS-diversity", "semantic-relu4_2",
-                "semantic-relu5_2", "style-mean", "style-std", "PSNR", "SSIM"}
+    expected = {"FID", "KID", "KID-std", "precision", "recall", "density", "coverage", "SWD@32", "SWD@16", "SWD",
+                "LPIPS-gt", "LPIPS-diversity", "semantic-relu4_2", "semantic-relu5_2", "style-mean", "style-std", "PSNR",
+                "SSIM"}
     assert set(v.index) == expected
     feats = lambda x: bb["inception"](torch.from_numpy(x)).numpy()  # noqa: E731
     assert v["FID"] == pytest.approx(fid_from_features(feats(gen), feats(real)), rel=1e-9)
+    pr, dc = precision_recall(feats(real), feats(gen), k=3), density_coverage(feats(real), feats(gen), k=5)
+    assert {k: v[k] for k in (*pr, *dc)} == pytest.approx({**pr, **dc}, abs=1e-12)  # 6 a set: k + 1 for k = 5
     assert v["SWD"] == pytest.approx(sliced_wasserstein(gen, real)["SWDx1e3_avg"], rel=1e-12)
     assert v["LPIPS-gt"] == pytest.approx(lpips_distance(gen, real, model=nets["lpips"]).mean(), rel=1e-6)
     cols = list(df.columns)

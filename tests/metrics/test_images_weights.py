@@ -68,6 +68,9 @@ def test_clean_resize_matches_cleanfid(photos, size):
 
 def test_weights_registry_hashes_are_wellformed():
     for entry in W.REGISTRY.values():
+        if not entry.digest_published:  # vgg19_conv.pth: no digest anywhere; recognised by name + layout
+            assert entry.sha256 == "" and entry.layout and entry.manual_download and entry.url.startswith("https://")
+            continue
         assert entry.sha256 and all(c in "0123456789abcdef" for c in entry.sha256)
         assert len(entry.sha256) == 64 or (entry.prefix_only and entry.sha256 in entry.filename)
         assert entry.url.endswith(entry.filename)

@@ -46,7 +46,8 @@ def test_tiny_config_end_to_end(finished):
     assert div["spade"] == 0.0 and div["cocosnet"] > 0.0
     report = run_dir / "report"
     for name in ("leaderboard.md", "leaderboard.html", "leaderboard.tex", "leaderboard.csv", "paper_tables.md",
-                 "paper_tables.html", "paper_tables.csv", "metrics.png", "metrics.pdf", "claims.md", "claims.csv"):
+                 "paper_tables.html", "paper_tables.csv", "metrics.png", "metrics.pdf", "claims.md", "claims.csv",
+                 "claims_vs_papers.md", "claims_vs_papers.csv"):
         assert (report / name).stat().st_size > 0, name
     # Paired bootstrap of best vs runner-up: its full-sample statistics are the reported numbers.
     claims = pd.read_csv(report / "claims.csv").set_index("metric")
@@ -59,7 +60,7 @@ def test_tiny_config_end_to_end(finished):
     html = (report / "leaderboard.html").read_text()
     assert html.count("data:image/png;base64,") == 4 * (3 + 2)  # 4 examples: input, exemplar, warped, 2 outputs
     assert "random-initialised" in (report / "leaderboard.md").read_text()
-    assert "data: shapes≠ADE20K" in (report / "paper_tables.md").read_text()
+    assert "not comparable: data shapes≠ADE20K" in (report / "paper_tables.md").read_text()
     # History: one run row, one measurement per results row, the run's machine and config hash.
     con = sqlite3.connect(run_dir.parent / "history.sqlite")
     runs = con.execute("SELECT run_id, config_hash, machine FROM runs").fetchall()

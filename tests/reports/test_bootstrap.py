@@ -40,3 +40,17 @@ def test_set_statistic_with_reference_resamples_the_same_items():
 def test_rejects_unpaired_inputs():
     with pytest.raises(ValueError, match="same items"):
         paired_bootstrap(np.zeros(3), np.zeros(4), higher_is_better=True)
+
+
+def test_verdict_names_the_winner_on_either_side_or_says_not_resolved():
+    from evalkit.reports.bootstrap import claim_row
+
+    rng = np.random.default_rng(2)
+    shared = rng.normal(0, 5, 200)
+    worse, better = shared + 1.0, shared + rng.normal(0, 0.1, 200)  # higher is better: "worse" is +1 everywhere
+    res = paired_bootstrap(better, worse, higher_is_better=True, n_boot=500)
+    assert res.ci_high < 0 and res.b_beats_a and not res.a_beats_b  # the whole interval is on B's side
+    assert claim_row("d", 0, "PSNR", "m", "copy", res)["verdict"] == "copy beats m"
+    tie = paired_bootstrap(shared + rng.normal(0, 1, 200), shared + rng.normal(0, 1, 200), higher_is_better=True,
+                           n_boot=500)
+    assert tie.ci_low < 0 < tie.ci_high and claim_row("d", 0, "PSNR", "m", "copy", tie)["verdict"] == "not resolved"

@@ -83,7 +83,7 @@ def test_cli_leaderboard_and_paper_tables(tmp_path):
     r = CliRunner().invoke(app, ["report", "paper-tables", str(tmp_path / "results.csv"), "--as", "shapes=ADE20K",
                                  "--out", str(tmp_path / "pt")])
     assert r.exit_code == 0, r.output
-    assert "| 24.35 | 20.00 | -4.35 (n/c) |" in r.stdout  # random backbone, shapes ≠ ADE20K: no verdict
+    assert "| 24.35 | 20.00 | n/c |" in r.stdout  # random backbone, shapes ≠ ADE20K: no Δ, no verdict
     r = CliRunner().invoke(app, ["report", "paper-tables", str(tmp_path), "--as", "shapes"])
     assert r.exit_code == 2 and "--as expects OURS=PAPER_DATASET" in r.output
     r = CliRunner().invoke(app, ["report", "leaderboard", str(tmp_path / "missing.csv")])
