@@ -599,18 +599,19 @@ def unbalanced_sinkhorn_streaming(x: torch.Tensor, z: torch.Tensor, a: torch.Ten
     return TransportPotentials(f, g, xs, zs, a, b, float(eps), int(chunk_size), it)
 
 
-def _apply_chunk(f, g, a, b, xs, zs, values, eps):
+def _row_normalised_chunk(f, g, a, b, xs, zs, eps):
+    """Rows ``W = T / (T 1)`` of the plan for one chunk of query positions: ``[B, c, m]``."""
     cost = 1.0 - torch.bmm(xs.transpose(1, 2), zs)  # [B, c, m]
     plan = _plan_block(f, g, a, b, cost, eps)
-    mass = plan.sum(-1, keepdim=True).clamp_min(torch.finfo(plan.dtype).tiny)
-    return torch.bmm(plan / mass, values.transpose(1, 2))  # [B, c, C']
+    return plan / plan.sum(-1, keepdim=True).clamp_min(torch.finfo(plan.dtype).tiny)
+
+
+def _apply_chunk(f, g, a, b, xs, zs, values, eps):
+    return torch.bmm(_row_normalised_chunk(f, g, a, b, xs, zs, eps), values.transpose(1, 2))  # [B, c, C']
 
 
 def _apply_t_chunk(f, g, a, b, xs, zs, values, eps):
-    cost = 1.0 - torch.bmm(xs.transpose(1, 2), zs)  # [B, c, m]
-    plan = _plan_block(f, g, a, b, cost, eps)
-    mass = plan.sum(-1, keepdim=True).clamp_min(torch.finfo(plan.dtype).tiny)
-    return torch.bmm(values, plan / mass)  # [B, C', m]
+    return torch.bmm(values, _row_normalised_chunk(f, g, a, b, xs, zs, eps))  # [B, C', m]
 
 
 def transport_apply_t(potentials: "TransportPotentials", values: torch.Tensor) -> torch.Tensor:
