@@ -8,6 +8,8 @@ diversity 0 by construction). ``spade-vae`` (the papers' "SPADE": RABIT Table 1,
 mean ``mu`` of the exemplar's (translation, so outputs are deterministic) is projected to
 the generator's start grid; trained with the KL term (x0.05). Both use SPADE's losses
 (NVlabs weights): hinge GAN x1, discriminator feature matching x10, VGG x10 to the ground truth.
+At preset ``tiny`` (:data:`evalkit.methods.config.TINY_FAMILY`) the random VGG loss becomes a
+pixel L1 (x20), the code is deterministic (``z = mu``, no KL) and the encoder has no norm.
 """
 
 from __future__ import annotations
@@ -51,11 +53,12 @@ class SPADEVAETranslator(GANTranslator):
         super().__init__(config, cond_channels, variant)
         c = config
         self.netG = self.make_generator(c.z_dim, self.spade_norms(cond_channels, "seg"))
-        self.style = StyleCode(c.size, c.generator.ngf, c.z_dim, self.netG.start)
+        self.style = StyleCode(c.size, c.generator.ngf, c.z_dim, self.netG.start, c.encoder_norm)
+        self.sample = c.style_code == "vae"
 
     def generate(self, batch) -> dict:
-        x0, mu, logvar = self.style(batch.image if self.training else batch.exemplar, sample=self.training)
-        aux = {"kld": kld_loss(mu, logvar)} if self.training else {}
+        x0, mu, logvar = self.style(batch.image if self.training else batch.exemplar, sample=self.training and self.sample)
+        aux = {"kld": kld_loss(mu, logvar)} if self.training and self.config.losses.kld else {}
         return {"image": self.netG(x0, {"seg": batch.cond}), "aux": aux, "extras": {"mu": mu}}
 
 

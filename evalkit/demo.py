@@ -52,6 +52,16 @@ N_TRAIN = 256
 EXEMPLARS_PER_QUERY = 3  # the papers' LPIPS-diversity protocol: outputs under 3 exemplars per input
 N_TEST = 48  # 16 queries x 3 exemplars
 STEPS = 300
+# spade-vae has no correspondence to copy colours through, only its style code, and the cheapest
+# step (0.2 s vs 0.3-0.7 s): it trains twice as many steps (bench_demo_training.py: at 300 steps it
+# is still below the exemplar copy on LPIPS-gt)
+STEP_FACTOR = {"spade-vae": 2}
+
+
+def steps_for(method: str) -> int:
+    """Training steps of ``method`` in the demo."""
+    return STEPS * STEP_FACTOR.get(method, 1)
+
 BATCH = 4
 EXAMPLES = 4  # rows of the example grid
 PAPER_DATASET = "ADE20K"  # the paper table the demo's numbers are set beside (marked: built-in data)
@@ -76,7 +86,7 @@ def demo_config(out: Path, weights: str) -> RunConfig:
         device=str(resolve_device("auto")),
         datasets=(DatasetConfig(name="shapes", size=SIZE, n_train=N_TRAIN, n_test=N_TEST,
                                 options={"exemplars_per_query": EXEMPLARS_PER_QUERY}),),
-        variants=tuple(VariantConfig(name=m, preset="tiny", steps=STEPS, batch_size=BATCH) for m in METHODS)
+        variants=tuple(VariantConfig(name=m, preset="tiny", steps=steps_for(m), batch_size=BATCH) for m in METHODS)
         + tuple(VariantConfig(name=r) for r in REFERENCES),
         evaluation=EvaluationOptions(metrics=None, weights=weights),
         report=ReportConfig(paper_datasets={"shapes": PAPER_DATASET}, examples=EXAMPLES),
@@ -88,7 +98,7 @@ PROFILE_SIZES = (16, 32)  # correspondence grid sides (L = 256, 1024 query posit
 
 def profile_rows(run_id: str) -> pd.DataFrame:
     """Memory profile of the alignment modules (:mod:`evalkit.profile.memory`, one fresh
-    subprocess per case) as rows of the long table: method ``alignment``, variant = module,
+    process per case) as rows of the long table: method ``alignment``, variant = module,
     metrics ``peak-memory-MiB@L`` and ``time-s@L`` (machine-bound: history compares them only
     on the same machine fingerprint)."""
     from evalkit.profile.memory import ProfileConfig, profile_memory
@@ -248,7 +258,7 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
             "consistently within this report but are not comparable with published numbers"),
         "variants": [v.name for v in cfg.variants],
         "dataset": {"name": "shapes", "size": SIZE, "n_train": N_TRAIN, "n_test": N_TEST},
-        "steps": STEPS,
+        "steps": {m: steps_for(m) for m in METHODS},
         "losses_off": _losses_off(),
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(cpu, 1),
@@ -267,12 +277,17 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
 
 
 def _losses_off() -> str:
-    """Which loss terms the ``tiny`` preset switches off, and why (for the report)."""
-    from evalkit.methods.config import TINY
+    """What the ``tiny`` preset changes in the losses, and why (for the report)."""
+    from evalkit.methods.config import TINY, TINY_FAMILY
 
     off = sorted(k for k, v in TINY.get("losses", {}).items() if v == 0)
-    return (f"{', '.join(off)} off: the tiny preset's perceptual network is a narrow random VGG19 (never "
-            "pretrained), on which matching the exemplar's feature statistics has no meaning") if off else ""
+    parts = [f"{', '.join(off)} off: the tiny preset's perceptual network is a narrow random VGG19 (never "
+             "pretrained), on which matching the exemplar's feature statistics has no meaning"] if off else []
+    if "spade" in TINY_FAMILY:
+        parts.append("spade-vae: a pixel L1 to the ground truth replaces the VGG loss (random VGG), and its style "
+                     "code is deterministic (no VAE sampling or KL) from an encoder without instance norm, so "
+                     "that a few hundred steps learn the exemplar's colours (docs/methods.md, Presets)")
+    return "; ".join(parts)
 
 
 def _report_md(data: dict, lb, report_dir: Path) -> str:
@@ -284,7 +299,8 @@ def _report_md(data: dict, lb, report_dir: Path) -> str:
         lines += [f"**Warning:** {data['warning']}.", ""]
     lines += [f"Run `{data['run_id']}`: {', '.join(data['variants'])} on the built-in `shapes` dataset "
               f"({data['dataset']['size']} px, {data['dataset']['n_train']} training / {data['dataset']['n_test']} test "
-              f"samples), {data['steps']} training steps each (preset `tiny`)."
+              f"samples), preset `tiny`, training steps "
+              + ", ".join(f"{m} {n}" for m, n in data["steps"].items()) + "."
               + (f" Losses: {data['losses_off']}." if data["losses_off"] else ""), ""]
     lines += ["## Leaderboard", "", leaderboard.to_markdown(lb)]
     claims = report_dir / "claims_vs_exemplar_copy.md"

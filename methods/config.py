@@ -46,7 +46,7 @@ from evalkit.errors import EvalkitError
 __all__ = [
     "LossWeights", "OptimConfig", "GeneratorConfig", "DiscriminatorConfig", "CorrespondenceConfig",
     "TranslatorConfig", "SPADEConfig", "CoCosNetConfig", "RABITConfig", "UNITEConfig", "FAMILIES", "PRESETS",
-    "TINY", "make_config",
+    "TINY", "TINY_FAMILY", "make_config",
 ]
 
 _FLAT = {"flat": True}  # metadata of a part whose fields are also overridden by their own names
@@ -72,6 +72,7 @@ class LossWeights:
     warp_self: float = 0.0  # ||T.Z - X'||_1 on self-reference pairs (CoCosNet warp_self_w; 0 as released)
     mask: float = 0.0  # warp-mask loss (CoCosNet weight_mask; 100 in the released configs' flags)
     kld: float = 0.05  # SPADE-VAE KL term
+    l1: float = 0.0  # pixel L1 to the ground truth, label-only families, every pair (evalkit's, `tiny` only)
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,8 @@ class SPADEConfig(TranslatorConfig):
     family: ClassVar[str] = "spade"
     losses: LossWeights = field(default_factory=lambda: LossWeights(gan=1.0))  # NVlabs/SPADE: GAN 1, feat 10, VGG 10
     z_dim: int = 256
+    style_code: Literal["vae", "deterministic"] = "vae"  # vae: z ~ N(mu, sigma^2) + KL (NVlabs); deterministic: z = mu
+    encoder_norm: Literal["instance", "none"] = "instance"  # the style encoder's norm (NVlabs --norm_E spectralinstance)
 
 
 @dataclass(frozen=True)
@@ -322,6 +325,17 @@ TINY = dict(
     losses={"contextual": 0.0}, optim={"lr_g": 4e-4, "lr_d": 4e-4},
 )
 
+# evalkit's own, per family, on top of TINY (docs/methods.md "Presets"). SPADE / SPADE-VAE have
+# no correspondence: all they learn comes through the loss to the ground truth and the style
+# code, and at a few hundred steps (measured, tests/benchmarks/bench_demo_training.py) three
+# things stop the code from carrying the exemplar's colours: the random VGG loss (replaced by a
+# pixel L1 to the ground truth), the VAE's unit-variance sampling noise at initialisation
+# (which the generator learns to ignore: the code is mu, no KL) and the encoder's instance norm
+# (which removes the mean colour the code exists to carry).
+TINY_FAMILY = {
+    "spade": dict(losses={"vgg": 0.0, "l1": 20.0, "kld": 0.0}, style_code="deterministic", encoder_norm="none"),
+}
+
 
 def make_config(preset: str, variant_fields: dict, overrides: dict | None = None) -> TranslatorConfig:
     """The config of a variant at ``preset``, then the user's ``overrides``.
@@ -345,6 +359,7 @@ def make_config(preset: str, variant_fields: dict, overrides: dict | None = None
     cfg = cls()
     if preset == "tiny":
         cfg = cfg.replace(**{k: v for k, v in TINY.items() if k in names})
+        cfg = cfg.replace(**TINY_FAMILY.get(family, {}))
     cfg = cfg.replace(**variant_fields)
     has_corr = "correspondence" in names
     part = overrides.get("correspondence")

@@ -270,7 +270,7 @@ class GANTranslator(Translator):
         truth on cross-exemplar pairs), ``L_perc`` (relu5_2, every pair), ``L_cxt`` to the
         exemplar, the optional self-reference warp loss and the auxiliary terms of
         :meth:`generate` (cycle, consistency, mask, kld). Label-only ones: SPADE's VGG loss on
-        every pair.
+        every pair, and the pixel ``l1`` to the ground truth where it is set (preset ``tiny``).
         """
         w = self.config.losses
         fake = out["image"]
@@ -300,6 +300,8 @@ class GANTranslator(Translator):
                 losses["warp_self"] = w.warp_self * warp_self_loss(out["warped"].float(), batch.image, batch.self_ref)
         elif w.vgg:
             losses["vgg"] = w.vgg * vgg_loss_per_sample(vgg_fake, vgg_real).mean()
+        if w.l1 and not self.exemplar_based:
+            losses["l1"] = w.l1 * F.l1_loss(fake.float(), batch.image.float())
         for name, value in out.get("aux", {}).items():
             losses[name] = getattr(w, name) * value
         return losses

@@ -72,15 +72,17 @@ class FeatureExtractor(nn.Module):
 
 
 class StyleEncoder(nn.Module):
-    """SPADE-VAE's ConvEncoder: stride-2 3x3 convs (spectral + instance norm) to 4x4, then ``mu, logvar``."""
+    """SPADE-VAE's ConvEncoder: stride-2 3x3 convs (spectral + instance norm, or ``norm="none"``)
+    to 4x4, then ``mu, logvar``."""
 
-    def __init__(self, size: int, ngf: int, z_dim: int):
+    def __init__(self, size: int, ngf: int, z_dim: int, norm: str = "instance"):
         super().__init__()
         n = max(1, int(math.log2(size // 4)))
         layers, nc = [], 3
         for i in range(n):
             out = ngf * min(8, 2 ** i)
-            layers += [spectral_norm(nn.Conv2d(nc, out, 3, stride=2, padding=1)), nn.InstanceNorm2d(out), nn.LeakyReLU(0.2)]
+            layers += [spectral_norm(nn.Conv2d(nc, out, 3, stride=2, padding=1)),
+                       nn.InstanceNorm2d(out) if norm == "instance" else nn.Identity(), nn.LeakyReLU(0.2)]
             nc = out
         self.body = nn.Sequential(*layers)
         self.fc_mu = nn.Linear(nc * 16, z_dim)
@@ -96,9 +98,9 @@ class StyleCode(nn.Module):
     map to the generator's start grid ``[B, z_dim, start, start]``. ``z ~ N(mu, sigma^2)`` when
     ``sample`` (training), else ``mu`` (translation is deterministic). Returns ``(x0, mu, logvar)``."""
 
-    def __init__(self, size: int, ngf: int, z_dim: int, start: int):
+    def __init__(self, size: int, ngf: int, z_dim: int, start: int, norm: str = "instance"):
         super().__init__()
-        self.encoder = StyleEncoder(size, ngf, z_dim)
+        self.encoder = StyleEncoder(size, ngf, z_dim, norm)
         self.fc = nn.Linear(z_dim, z_dim * start ** 2)
         self.start = start
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from evalkit.errors import EvalkitError
 from evalkit.methods.config import make_config
@@ -42,8 +43,9 @@ def test_variant_trains_20_steps_with_finite_losses(variant, train_set):
     assert {"gan", "gan_feat", "D", "G_total"} <= set(last)
     if t.exemplar_based:  # L_pse instead of a VGG loss to the ground truth on every pair; L_cxt is off at tiny
         assert {"perceptual", "pseudo"} <= set(last) and not {"vgg", "contextual"} & set(last)
-    else:
-        assert "vgg" in set(last)
+    else:  # SPADE's VGG loss, or at tiny the pixel L1 that replaces it (methods.config.TINY_FAMILY)
+        assert ("vgg" in last) == bool(t.config.losses.vgg) and ("l1" in last) == bool(t.config.losses.l1)
+        assert t.config.losses.vgg or t.config.losses.l1
     if getattr(t, "corr", None) is not None:
         assert {"cycle", "consistency"} <= set(last)
         assert ("mask" in last) == (t.config.losses.mask > 0)
@@ -156,13 +158,16 @@ def test_vgg_loss_to_the_ground_truth_sees_self_reference_pairs_only(train_set):
     """A gradient hook on the generated image: the L_pse term (the only VGG loss to the ground truth
     of the exemplar-based methods) sends gradient to the self-reference samples of the batch and
     none to the cross-exemplar ones (CoCosNet / UNITE / RABIT code: lambda_vgg * fm_ratio on
-    self-reference samples only); label-only SPADE's VGG loss sees every pair."""
+    self-reference samples only); label-only SPADE's VGG loss (paper preset weights) and the
+    tiny preset's pixel L1 that replaces it see every pair."""
     batch = make_batch(train_set, [0, 1, 2, 3])
     batch.self_ref = torch.tensor([True, False, True, False])
     for variant, term, seen in (("cocosnet", "pseudo", [True, False, True, False]),
                                 ("rabit", "pseudo", [True, False, True, False]),
-                                ("spade", "vgg", [True, True, True, True])):
-        t = build_translator(variant, cond_channels=train_set.cond_channels, **micro(variant))
+                                ("spade", "vgg", [True, True, True, True]),
+                                ("spade", "l1", [True, True, True, True])):
+        over = {"losses": {"vgg": 10.0}} if term == "vgg" else {}
+        t = build_translator(variant, cond_channels=train_set.cond_channels, **micro(variant), **over)
         out = t.generate(batch)
         grads = {}
         out["image"].register_hook(lambda g: grads.setdefault("image", g))
@@ -186,6 +191,23 @@ def test_spade_vae_encodes_the_ground_truth_in_training_and_the_exemplar_after(t
         torch.testing.assert_close(seen[0], batch.image)
         torch.testing.assert_close(seen[-1], batch.exemplar)
 
+
+
+def test_spade_vae_is_nvlabs_at_paper_and_a_deterministic_code_at_tiny(train_set):
+    """``paper``: NVlabs' VAE (the training code is sampled, so two passes differ; KL term; instance
+    norm in the encoder; the VGG loss). ``tiny`` (methods.config.TINY_FAMILY): the code is the
+    encoder's mean (two passes agree), no KL, no encoder norm, a pixel L1 instead of the random VGG."""
+    batch = make_batch(train_set, [0, 1])
+    for preset, sampled, norm in (("paper", True, nn.InstanceNorm2d), ("tiny", False, nn.Identity)):
+        t = build_translator("spade-vae", cond_channels=train_set.cond_channels, preset=preset, size=32, num_up=3,
+                             ngf=8, z_dim=16, spade_hidden=16, ndf=8, n_layers_d=2, vgg_width=4)
+        t.style.eval()  # spectral norm's power iteration stays put; the training code is drawn as in training
+        x0 = [t.style(batch.image, sample=t.sample)[0] for _ in range(2)]
+        t.train()
+        assert (not torch.equal(x0[0], x0[1])) == sampled, preset
+        assert isinstance(t.style.encoder.body[1], norm), preset
+        losses = t.generator_losses(batch, t.generate(batch))
+        assert ("kld" in losses) == sampled and ("vgg" in losses) == sampled and ("l1" in losses) != sampled, preset
 
 def test_spe_uses_a_real_region_map_or_falls_back_to_the_global_grid(train_set):
     """SPE from the batch's label maps (or a one-hot condition); on edge channels without one it
