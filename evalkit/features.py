@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evalkit.backbones import IMAGENET_MEAN, IMAGENET_STD, check_weights_choice, load_trunk
+from evalkit.backbones import IMAGENET_MEAN, IMAGENET_STD, channels_last, check_weights_choice, load_trunk
 from evalkit.devices import resolve_device
 from evalkit.errors import EvalkitError
 from evalkit.files import atomic_path
@@ -145,6 +145,7 @@ class InceptionFID(nn.Module):
             self.backbone = "inception-v3-pytorch-fid"
         self.network, self.weights_id = load_trunk("inception-v3" if mode == "clean" else "inception-v3-fid",
                                                    weights, seed, device=self.device, weights_files=weights_files)
+        self.network = channels_last(self.network)
 
     @torch.no_grad()
     def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
@@ -154,7 +155,7 @@ class InceptionFID(nn.Module):
             x = clean_resize_batch(images_uint8, self.resolution)
         else:
             x = F.interpolate(images_uint8.float() / 255, size=(299, 299), mode="bilinear", align_corners=False)
-        feats = self.network(x)
+        feats = self.network(x.contiguous(memory_format=torch.channels_last))
         return torch.as_tensor(feats).reshape(x.shape[0], -1).float().cpu()
 
     def protocol_key(self) -> dict:
@@ -181,7 +182,7 @@ class VGG19Features(nn.Module):
         super().__init__()
         self.device = resolve_device(device)
         trunk, self.weights_id = load_trunk("vgg19", weights, seed, device=self.device, weights_files=weights_files)
-        self.features = trunk[: max(VGG_LAYERS.values()) + 1].eval()
+        self.features = channels_last(trunk[: max(VGG_LAYERS.values()) + 1].eval())
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.calls = 0
@@ -190,7 +191,8 @@ class VGG19Features(nn.Module):
     @torch.no_grad()
     def forward(self, images_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
         self.calls += 1
-        x = (images_uint8.to(self.device).float() / 255 - self.mean) / self.std
+        x = ((images_uint8.to(self.device).float() / 255 - self.mean) / self.std).contiguous(
+            memory_format=torch.channels_last)
         out, wanted = {}, {v: k for k, v in VGG_LAYERS.items()}
         for i, layer in enumerate(self.features):
             x = layer(x)

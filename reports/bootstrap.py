@@ -44,6 +44,19 @@ class BootstrapResult:
         return self.ci_high < 0 if self.higher_is_better else self.ci_low > 0
 
 
+def _indexed(statistic: Callable, reference):
+    """``values -> (idx -> statistic(values[idx][, reference[idx]]))``; a statistic with a
+    ``resampler(values, reference)`` attribute (FID: :func:`evalkit.metrics.fid.fid_resampler`)
+    gives its own fast one, equal to the direct computation."""
+    if reference is None:
+        return lambda x: (lambda i: statistic(x[i]))
+    ref = np.asarray(reference)
+    make = getattr(statistic, "resampler", None)
+    if make is not None:
+        return lambda x: make(x, ref)
+    return lambda x: (lambda i: statistic(x[i], ref[i]))
+
+
 def paired_bootstrap(a, b, *, higher_is_better: bool, statistic: Callable | None = None, reference=None,
                      n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> BootstrapResult:
     """Paired bootstrap of ``statistic(A) − statistic(B)`` over shared items.
@@ -68,11 +81,11 @@ def paired_bootstrap(a, b, *, higher_is_better: bool, statistic: Callable | None
         stat_a, stat_b = float(a.mean(axis=0)), float(b.mean(axis=0))
         deltas = (a[idx] - b[idx]).mean(axis=1)
     else:
-        ref = None if reference is None else np.asarray(reference)
-        f = (lambda x, i: statistic(x[i])) if ref is None else (lambda x, i: statistic(x[i], ref[i]))
+        f = _indexed(statistic, reference)
+        fa, fb = f(a), f(b)
         full = np.arange(n)
-        stat_a, stat_b = float(f(a, full)), float(f(b, full))
-        deltas = np.array([f(a, i) - f(b, i) for i in idx], dtype=float)
+        stat_a, stat_b = float(fa(full)), float(fb(full))
+        deltas = np.array([fa(i) - fb(i) for i in idx], dtype=float)
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(deltas, [alpha, 1 - alpha])
     better = deltas > 0 if higher_is_better else deltas < 0
@@ -94,8 +107,8 @@ def bootstrap_interval(values, *, statistic: Callable | None = None, reference=N
     if statistic is None:
         stats = values[idx].mean(axis=1)
     else:
-        ref = None if reference is None else np.asarray(reference)
-        stats = np.array([statistic(values[i]) if ref is None else statistic(values[i], ref[i]) for i in idx])
+        f = _indexed(statistic, reference)(values)
+        stats = np.array([f(i) for i in idx])
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(stats, [alpha, 1 - alpha], method="inverted_cdf")  # no interpolation: inf stays inf
     return float(lo), float(hi)

@@ -16,6 +16,8 @@ versions):
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -76,6 +78,36 @@ def fid_from_features(feats_a, feats_b, *, names: tuple[str, str] = ("feats_a", 
     cross = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / np.sqrt((len(a) - 1) * (len(b) - 1))
     diff = mu_a - mu_b
     return float(max(diff @ diff + tr_a + tr_b - 2 * cross, 0.0))
+
+
+def fid_resampler(feats, reference) -> Callable[[np.ndarray], float]:
+    """``f(idx)`` = ``fid_from_features(feats[idx], reference[idx])`` for the bootstrap's many
+    resamples of one pair of ``[N, D]`` feature sets, from their ``N x N`` Gram blocks
+    (``G = X Y^T``, computed once): with ``H`` the centring matrix of the ``m`` resampled rows,
+    ``||mu_a - mu_r||^2 = 1^T (G_aa - 2 G_ar + G_rr) 1 / m^2``, ``tr S = (tr G - 1^T G 1 / m) / (m - 1)``
+    and ``tr sqrt(S_a S_r)`` = the nuclear norm of ``H G_ar H / (m - 1)`` (the non-zero eigenvalues of
+    ``S_a S_r`` are the squared singular values of ``C_a C_r^T / (m - 1)``), so a resample costs
+    ``O(m^2 + m^3)`` instead of ``O(m D)`` plus checks."""
+    a, r = _f64(feats), _f64(reference)
+    g_aa, g_rr, g_ar = a @ a.T, r @ r.T, a @ r.T
+
+    def fid(idx) -> float:
+        idx = np.asarray(idx)
+        m = len(idx)
+        block = np.ix_(idx, idx)
+        aa, rr, ar = g_aa[block], g_rr[block], g_ar[block]
+        s_aa, s_rr, s_ar = aa.sum(), rr.sum(), ar.sum()
+        diff = (s_aa - 2 * s_ar + s_rr) / m ** 2
+        tr_a = (np.trace(aa) - s_aa / m) / (m - 1)
+        tr_r = (np.trace(rr) - s_rr / m) / (m - 1)
+        centred = ar - ar.mean(1, keepdims=True) - ar.mean(0, keepdims=True) + s_ar / m ** 2
+        cross = np.linalg.svd(centred, compute_uv=False).sum() / (m - 1)
+        return float(max(diff + tr_a + tr_r - 2 * cross, 0.0))
+
+    return fid
+
+
+fid_from_features.resampler = fid_resampler  # the bootstrap's fast path (evalkit.reports.bootstrap)
 
 
 # -- the ``fid`` family (evalkit.metrics.registry) ------------------------------------------

@@ -1,8 +1,8 @@
 """Memory-complexity profiles of the alignment modules (real peak memory and time).
 
-Every case (module, size) runs in a **fresh Python subprocess**, so one case's caches,
-allocator pools and imports never leak into another's numbers, and an out-of-memory
-kills only that case:
+Every case (module, size) runs in a **fresh process** (a fork of one ``forkserver`` that
+imported torch once), so one case's caches, allocator pools and memory never leak into
+another's numbers, and an out-of-memory kills only that case:
 
 * CPU: the child resets the kernel's peak-RSS counter (``/proc/self/clear_refs`` ← 5,
   Linux ≥ 4.0), records its resident set (``VmRSS``) once the inputs exist, runs the
@@ -32,7 +32,6 @@ import json
 import math
 import os
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -139,8 +138,36 @@ def fit_exponent(sizes_L, peaks) -> float | None:
 
 # ----------------------------------------------------------------------------- parent side
 
+# the children's environment: one intra-op thread, and a fixed mmap threshold (glibc's adaptive
+# one would keep freed tensors of up to 32 MiB in the heap, so RSS would measure the allocator's
+# history, not the case)
+CHILD_ENV = {"OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
+_PRELOAD = ["torch", "evalkit.methods.alignment", "evalkit.profile.memory"]
+
+
+def _context():
+    """A ``forkserver`` multiprocessing context: one server process imports torch and the
+    alignment modules once (under :data:`CHILD_ENV`), and every case is a fresh fork of it, with
+    its own address space, allocator, peak-RSS counter and limits (as a fresh interpreter, without
+    paying its ~3 s of imports per case)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def _child_entry(case: dict, conn) -> None:
+    try:
+        conn.send(("ok", _child(case)))
+    except BaseException as err:  # noqa: BLE001 — reported as the case's error row
+        conn.send(("error", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
+    finally:
+        conn.close()
+
+
 def run_case(module: str, size: int, config: ProfileConfig) -> ProfileRow:
-    """Run one case in a fresh subprocess and return its row."""
+    """Run one case in a fresh process (a fork of the profiling server) and return its row."""
     limit = config.memory_limit
     if limit is None and config.device == "cpu":
         limit = int(0.5 * mem_available()) or None
@@ -149,28 +176,38 @@ def run_case(module: str, size: int, config: ProfileConfig) -> ProfileRow:
             "seed": config.seed, "memory_limit": limit}
     base = ProfileRow(module, size, size * size, config.device, config.backward, "error", None,
                       None, theory_elements(module, size, config.channels) * 4, "")
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    # a fixed mmap threshold: glibc's adaptive one would keep freed tensors of up to
-    # 32 MiB in the heap, so RSS would measure the allocator's history, not the case
-    env.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
+    saved = {k: os.environ.get(k) for k in CHILD_ENV}
+    os.environ.update({k: os.environ.get(k) or v for k, v in CHILD_ENV.items()})  # read when the server starts
     try:
-        proc = subprocess.run([sys.executable, "-m", "evalkit.profile.memory", json.dumps(case)],
-                              capture_output=True, text=True, timeout=config.timeout, env=env)
-    except subprocess.TimeoutExpired:
-        base.status, base.detail = "timeout", f"exceeded {config.timeout:.0f} s"
-        return base
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-    if proc.returncode == 0 and lines:
-        out = json.loads(lines[-1])
+        ctx = _context()
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child_entry, args=(case, send), daemon=True)
+        proc.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    send.close()
+    try:
+        if not receive.poll(config.timeout):
+            proc.kill()
+            proc.join()
+            base.status, base.detail = "timeout", f"exceeded {config.timeout:.0f} s"
+            return base
+        status, out = receive.recv()
+    except EOFError:  # the child died without a word
+        status, out = "died", None
+    proc.join()
+    if status == "ok":
         base.status, base.peak_bytes, base.seconds = out["status"], out["peak_bytes"], out["seconds"]
         base.method, base.detail = out["method"], out.get("detail", "")
         return base
-    if proc.returncode in (-9, 137):  # killed, most likely by the kernel's OOM killer
+    if proc.exitcode in (-9, 137):  # killed, most likely by the kernel's OOM killer
         base.status, base.detail = "oom", "killed by signal 9 (out of memory)"
         return base
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    base.detail = f"exit {proc.returncode}: {tail}"
+    base.detail = out if status == "error" else f"exit {proc.exitcode}: no output"
     return base
 
 
@@ -184,7 +221,7 @@ def profile_memory(config: ProfileConfig, *, progress: bool = True) -> list[Prof
     cases = [(m, s) for m in config.modules for s in sorted(config.sizes)]
     rows = []
     if progress:  # a line per case too: a bar alone says nothing when stderr is a log file
-        print(f"profiling {len(cases)} case(s) on {config.device}, one subprocess each", file=sys.stderr, flush=True)
+        print(f"profiling {len(cases)} case(s) on {config.device}, one fresh process each", file=sys.stderr, flush=True)
     with Progress(progress) as bars:
         advance = bars.task("profiling", len(cases))
         for i, (module, size) in enumerate(cases, 1):
@@ -350,5 +387,5 @@ def _child(case: dict) -> dict:
     return {"status": "ok", "peak_bytes": max(int(peak), 0), "seconds": seconds, "method": method}
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # one case by hand: python -m evalkit.profile.memory '{"module": ...}'
     print(json.dumps(_child(json.loads(sys.argv[1]))), flush=True)

@@ -54,3 +54,26 @@ def test_verdict_names_the_winner_on_either_side_or_says_not_resolved():
     tie = paired_bootstrap(shared + rng.normal(0, 1, 200), shared + rng.normal(0, 1, 200), higher_is_better=True,
                            n_boot=500)
     assert tie.ci_low < 0 < tie.ci_high and claim_row("d", 0, "PSNR", "m", "copy", tie)["verdict"] == "not resolved"
+
+
+def test_fid_resampler_is_the_direct_fid_of_each_resample_and_the_bootstrap_uses_it():
+    """The Gram-block FID of a resample (evalkit.metrics.fid.fid_resampler) equals
+    fid_from_features on the resampled rows (few items in many dimensions, and more items than
+    dimensions), so the bootstrap's fast path gives the interval of the direct statistic."""
+    from evalkit.metrics.fid import fid_from_features, fid_resampler
+    from evalkit.reports.bootstrap import bootstrap_interval
+
+    rng = np.random.default_rng(3)
+    for n, d in ((24, 256), (40, 8)):
+        real = rng.normal(0, 1, (n, d))
+        gen = 0.8 * real + rng.normal(0.2, 0.6, (n, d))
+        fast = fid_resampler(gen, real)
+        for idx in rng.integers(0, n, (20, n)):
+            assert fast(idx) == pytest.approx(fid_from_features(gen[idx], real[idx]), rel=1e-10)
+
+        def direct(x, r):  # the same statistic without the fast path
+            return fid_from_features(x, r)
+
+        got = bootstrap_interval(gen, statistic=fid_from_features, reference=real, n_boot=50, seed=1)
+        want = bootstrap_interval(gen, statistic=direct, reference=real, n_boot=50, seed=1)
+        assert got == pytest.approx(want, rel=1e-10)

@@ -1,0 +1,78 @@
+"""The metric backbones at the machine's speed, same numbers (opt-in benchmark, issue 15 item 2):
+
+    .venv/bin/python -m pytest tests/benchmarks/bench_backbones.py -s
+
+For Inception-v3 at 299 (FID), VGG19 to relu5_2 (semantic/style consistency) and AlexNet
+(LPIPS) at 128 px, batch 32, warm, in one run side by side: torchvision's network contiguous and
+channels_last (the floor: the fastest straightforward way on this CPU), and evalkit's extractor
+as the metrics call it (random-init weights; the speed does not depend on them). Prints img/s,
+GFLOP/s (FLOPs counted by ``torch.utils.flop_counter``) and evalkit's share of the best path,
+and checks evalkit's features equal the contiguous reference to 1e-5 of their scale.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+BATCH, REPEATS = 32, 3
+
+
+def _flops(net, x) -> float:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(x[:1])
+    return counter.get_total_flops()
+
+
+def _rate(fn, x) -> float:
+    with torch.no_grad():
+        fn(x[:2])
+        best = float("inf")
+        for _ in range(REPEATS):
+            t = time.perf_counter()
+            fn(x)
+            best = min(best, time.perf_counter() - t)
+    return len(x) / best
+
+
+def _cases():
+    from evalkit.features import InceptionFID, VGG19Features
+    from evalkit.metrics import LPIPSAlex
+
+    torch.manual_seed(0)
+    inc = InceptionFID("clean", "random")
+    vgg = VGG19Features("random")
+    alex = LPIPSAlex("random")
+    images299 = torch.randint(0, 256, (BATCH, 3, 299, 299), dtype=torch.uint8)
+    last = lambda x: x.contiguous(memory_format=torch.channels_last)  # noqa: E731  as the extractors feed it
+    return [  # (name, network, input, evalkit's call)
+        ("inception-v3 @299", inc.network, (images299.float() - 128) / 128, lambda x: inc.network(last(x))),
+        ("vgg19 relu5_2 @128", vgg.features, torch.randn(BATCH, 3, 128, 128), lambda x: vgg.features(last(x))),
+        ("alexnet lpips @128", alex.model.net, torch.randn(BATCH, 3, 128, 128), lambda x: alex.model.net(x)),
+    ]
+
+
+def test_backbone_throughput_and_equality():
+    import copy
+
+    cases = _cases()
+    print(f"\n| backbone | contiguous img/s | channels_last img/s | evalkit img/s | evalkit GFLOP/s | "
+          "evalkit / best | max rel. diff |")
+    for name, net, x, ours in cases:
+        contiguous = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+        last = copy.deepcopy(net).to(memory_format=torch.channels_last)
+        flops = _flops(contiguous, x)
+        r_contig = _rate(contiguous, x)
+        r_last = _rate(lambda t: last(t.contiguous(memory_format=torch.channels_last)), x)
+        r_ours = _rate(ours, x)
+        with torch.no_grad():
+            ref, got = contiguous(x), ours(x)
+        ref = ref[-1] if isinstance(ref, (list, tuple)) else ref
+        got = got[-1] if isinstance(got, (list, tuple)) else got
+        rel = float((got - ref).abs().max() / ref.abs().max())
+        print(f"| {name} | {r_contig:.1f} | {r_last:.1f} | {r_ours:.1f} | {flops * r_ours / 1e9:.0f} | "
+              f"{r_ours / max(r_contig, r_last):.2f} | {rel:.1e} |")
+        assert rel <= 1e-5
