@@ -98,6 +98,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("profile", "profile"),
     ("protocols", None),
     ("stats", "stats"),
+    ("official", "official"),
 ]
 
 _register()

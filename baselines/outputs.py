@@ -7,18 +7,13 @@ in (``protocol_meta["image_format"]``: JPEG outputs score differently from PNG o
 so the protocol must say so). Optionally a ``warped/`` sub-folder supplies warped
 exemplars by the same names.
 
-``official_cocosnet(checkout, checkpoint_dir, dataset)`` wraps the official CoCosNet code
-(microsoft/CoCosNet) and a released checkpoint: the model is built with the flag set
-that checkpoint was trained with (from the official README's test commands), and the
-generator and correspondence weights are then loaded *strictly*; any missing piece or
-mismatching key is a one-line :class:`EvalkitError`.
+Released checkpoints run by their own code (SPADE, CoCosNet, CoCosNet-v2, UNITE) are
+:mod:`evalkit.baselines.official`; ``build_outputs(..., cocosnet_checkout=...)`` is kept as a
+shortcut to its CoCosNet entry.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import sys
 from pathlib import Path
 
 import torch
@@ -27,20 +22,7 @@ from evalkit.errors import EvalkitError
 from evalkit.files import IMAGE_EXTENSIONS, is_image_file, load_image
 from evalkit.methods.translator import TranslationOutput, Translator
 
-__all__ = ["OutputsTranslator", "OfficialCoCosNet", "official_cocosnet", "COCOSNET_FLAGS"]
-
-# Flag sets of the released CoCosNet checkpoints (official README, "Inference Using Pretrained Model").
-COCOSNET_FLAGS = {
-    "ade20k": ["--dataset_mode", "ade20k", "--use_attention", "--maskmix", "--noise_for_mask",
-               "--warp_mask_losstype", "direct", "--PONO", "--PONO_C", "--which_epoch", "90"],
-    "celebahq": ["--dataset_mode", "celebahq", "--use_attention", "--maskmix", "--warp_mask_losstype", "direct",
-                 "--PONO", "--PONO_C", "--warp_bilinear", "--adaptor_kernel", "4"],
-    "celebahqedge": ["--dataset_mode", "celebahqedge", "--use_attention", "--maskmix", "--PONO", "--PONO_C",
-                     "--warp_bilinear", "--adaptor_kernel", "4"],
-    "deepfashion": ["--dataset_mode", "deepfashion", "--use_attention", "--PONO", "--PONO_C", "--warp_bilinear",
-                    "--no_flip", "--warp_patch", "--video_like", "--adaptor_kernel", "4"],
-}
-
+__all__ = ["OutputsTranslator", "build_outputs"]
 
 def _image_format(path: Path) -> str:
     """The protocol's name of a file's image format: ``jpeg`` for .jpg/.jpeg, ``tiff`` for .tif/.tiff, else the extension."""
@@ -103,95 +85,17 @@ class OutputsTranslator(Translator):
         return TranslationOutput(images, warped, None, {"source": [str(self.files[n]) for n in batch.name]})
 
 
-@contextlib.contextmanager
-def _official_import_path(checkout: Path):
-    saved_path, saved_argv, saved_mods = list(sys.path), list(sys.argv), set(sys.modules)
-    sys.path.insert(0, str(checkout))
-    try:
-        yield
-    finally:
-        sys.path[:] = saved_path
-        sys.argv[:] = saved_argv
-        for name in set(sys.modules) - saved_mods:  # the checkout's top-level packages (models, options, util, data)
-            if name.split(".")[0] in {"models", "options", "util", "data", "trainers"}:
-                del sys.modules[name]
-
-
-class OfficialCoCosNet(Translator):
-    """The official CoCosNet model, built from its own code with the checkpoint's flags and loaded strictly."""
-
-    trainable = False
-
-    def __init__(self, model, dataset: str, variant: str = "outputs"):
-        super().__init__()
-        self.variant = variant
-        self.model = model
-        self.dataset = dataset
-        self.protocol_meta = {"source": "microsoft/CoCosNet official checkpoint", "flags": COCOSNET_FLAGS[dataset]}
-
-    @torch.no_grad()
-    def translate(self, batch) -> TranslationOutput:
-        label = batch.cond if batch.label is None else batch.label[:, None].float()
-        label_ref = batch.exemplar_cond if batch.exemplar_label is None else batch.exemplar_label[:, None].float()
-        data = {"label": label, "image": batch.image, "ref": batch.exemplar, "label_ref": label_ref,
-                "self_ref": torch.zeros(len(batch)), "path": list(batch.name)}
-        out = self.model(data, mode="inference")
-        warped = out.get("warp_out")
-        if isinstance(warped, (list, tuple)):
-            warped = warped[-1]
-        return TranslationOutput(out["fake_image"].float().cpu(), None if warped is None else warped.float().cpu())
-
-
-def official_cocosnet(checkout: str | Path, checkpoint_dir: str | Path, dataset: str, variant: str = "outputs") -> OfficialCoCosNet:
-    """Build the official CoCosNet for ``dataset`` from ``checkout`` and load ``checkpoint_dir`` strictly."""
-    checkout, checkpoint_dir = Path(checkout), Path(checkpoint_dir)
-    if dataset not in COCOSNET_FLAGS:
-        raise EvalkitError(f"no official CoCosNet checkpoint flag set for dataset {dataset!r}; choose one of {sorted(COCOSNET_FLAGS)}")
-    needed = [checkout / "models" / "pix2pix_model.py", checkout / "options" / "test_options.py"]
-    missing = [str(p) for p in needed if not p.is_file()]
-    if missing:
-        raise EvalkitError(f"{checkout} is not a microsoft/CoCosNet checkout (missing {', '.join(missing)}); "
-                           "git clone https://github.com/microsoft/CoCosNet", path=checkout)
-    flags = list(COCOSNET_FLAGS[dataset])
-    epoch = flags[flags.index("--which_epoch") + 1] if "--which_epoch" in flags else "latest"
-    files = {net: checkpoint_dir / f"{epoch}_net_{net}.pth" for net in ("G", "Corr")}
-    absent = [str(p) for p in files.values() if not p.is_file()]
-    if absent:
-        raise EvalkitError(f"official CoCosNet checkpoint files not found: {', '.join(absent)}; download the "
-                           f"{dataset} checkpoint from the CoCosNet README into {checkpoint_dir}", path=checkpoint_dir)
-    argv = ["test.py", "--name", checkpoint_dir.name, "--checkpoints_dir", str(checkpoint_dir.parent),
-            "--gpu_ids", "0" if torch.cuda.is_available() else "-1", "--nThreads", "0", *flags]
-    with _official_import_path(checkout):
-        sys.argv[:] = argv
-        try:
-            opt = importlib.import_module("options.test_options").TestOptions().parse()
-            model = importlib.import_module("models.pix2pix_model").Pix2PixModel(opt)
-        except (ImportError, AttributeError, RuntimeError, SystemExit) as err:
-            raise EvalkitError(f"the CoCosNet code in {checkout} failed to build the {dataset} model with flags "
-                               f"{' '.join(flags)}: {err}", path=checkout) from err
-    for net, path in files.items():
-        module = getattr(model, f"net{net}", None)
-        if module is None:
-            raise EvalkitError(f"the CoCosNet model has no net{net}; is {checkout} the official code?", path=checkout)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        expected, got = set(module.state_dict()), set(state)
-        if expected != got:
-            raise EvalkitError(
-                f"{path} does not match the model built with flags {' '.join(flags)}: "
-                f"missing {sorted(expected - got)[:5]}, unexpected {sorted(got - expected)[:5]}", path=path)
-        module.load_state_dict(state, strict=True)
-    model.eval()
-    return OfficialCoCosNet(model, dataset, variant)
-
-
 def build_outputs(config, cond_channels: int, variant: str = "outputs", *, folder: str | Path | None = None,
                   cocosnet_checkout: str | Path | None = None, cocosnet_checkpoint: str | Path | None = None,
                   cocosnet_dataset: str | None = None) -> Translator:
-    """Registry builder: a folder of saved outputs, or the official CoCosNet code + checkpoint."""
+    """Registry builder: a folder of saved outputs, or the official CoCosNet code + checkpoint
+    (:func:`evalkit.baselines.official.official`)."""
     if cocosnet_checkout is not None or cocosnet_checkpoint is not None:
         if cocosnet_checkout is None or cocosnet_checkpoint is None or cocosnet_dataset is None:
             raise EvalkitError("the official CoCosNet wrapper needs cocosnet_checkout, cocosnet_checkpoint and cocosnet_dataset")
-        return official_cocosnet(cocosnet_checkout, cocosnet_checkpoint, cocosnet_dataset, variant)
+        from evalkit.baselines.official import official
+
+        return official("cocosnet", cocosnet_dataset, cocosnet_checkout, cocosnet_checkpoint, variant=variant)
     if folder is None:
         raise EvalkitError("variant 'outputs' needs folder=<directory of saved outputs> (CLI: --folder)")
     return OutputsTranslator(folder, variant)

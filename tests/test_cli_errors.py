@@ -166,6 +166,17 @@ CASES: list[tuple[str, str, int]] = [
     ("weights-fetch-key", "weights fetch nope", 2),
     # report
     ("report-compare-missing", "report compare {missing} {missing} --db {missing}", 2),
+    ("report-reproduce-missing", "report reproduce {missing} --paper-method UNITE --paper-dataset ADE20K "
+                                 "--paper-metric FID --clean x --out {fresh}", 2),
+    ("report-reproduce-no-stage", "report reproduce {missing} --paper-method UNITE --paper-dataset ADE20K "
+                                  "--paper-metric FID --out {fresh}", 2),
+    # official list | check
+    ("official-list", "official list --json", 0),
+    ("official-check-missing", "official check --code unite --release ade20k --checkout {missing} "
+                               "--checkpoint {missing} --device cpu", 2),
+    ("official-check-code", "official check --code foo --release ade20k --checkout {adir} --checkpoint {adir}", 2),
+    ("infer-official-no-release", "infer --official unite --checkout {adir} --checkpoint {adir} --size 32 "
+                                  "--out {fresh}", 2),
     ("report-compare-empty", "report compare {empty} {empty}", 2),
     ("report-compare-binary", "report compare {binary} {binary}", 2),
     ("report-compare-run-id", "report compare nope-run another-run --db {missing}", 2),

@@ -271,3 +271,33 @@ def claims(
                           "claims": json.loads(CP.to_json(result))}, indent=1))
     else:
         print(Path(paths["md"]).read_text(encoding="utf-8"))
+
+
+@app.command("reproduce")
+def reproduce(
+    results: list[Path] = typer.Argument(..., help="Run folders or results tables holding the stages' rows."),
+    method: str = typer.Option(..., "--paper-method", help="The method as the paper table names it (e.g. UNITE)."),
+    dataset: str = typer.Option(..., "--paper-dataset", help="The paper's dataset name (e.g. ADE20K)."),
+    metric: str = typer.Option(..., "--paper-metric", help="The paper's metric name (e.g. FID, SWD)."),
+    paper: str = typer.Option(None, "--paper", help="RABIT or UNITE, when both tables report the number."),
+    released_checkpoint: str = typer.Option(None, "--released-checkpoint", help="Variant label of the rows computed "
+                                            "from the released checkpoint (`infer --official`)."),
+    released_images: str = typer.Option(None, "--released-images", help="Variant label of the rows computed from the "
+                                        "official script's saved images (`infer --variant outputs`)."),
+    clean: str = typer.Option(None, "--clean", help="Variant label of the rows under the clean protocol."),
+    out: Path = typer.Option(Path("report"), "--out", help="Folder for reproduction_<method>_<dataset>_<metric>.md/.csv."),
+    json_out: bool = typer.Option(False, "--json", help="Print the card as JSON on stdout."),
+) -> None:
+    """A reproduction card: published → released checkpoint → released images → clean, each Δ
+    attributed to the protocol fields that differ."""
+    from evalkit.reports import reproduction as RP
+
+    stages = [RP.Stage(name, v) for name, v in (("released checkpoint", released_checkpoint),
+                                                 ("released images", released_images), ("clean", clean)) if v]
+    if not stages:
+        raise EvalkitError("give at least one of --released-checkpoint, --released-images, --clean (variant labels)")
+    out_folder(out)
+    table, _, _ = _sources(results, None, None)
+    card = RP.card(table, method=method, dataset=dataset, metric=metric, stages=stages, paper_name=paper)
+    paths = RP.write(card, out)
+    print(RP.to_json(card) if json_out else Path(paths["md"]).read_text(encoding="utf-8"))

@@ -69,9 +69,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def infer(
-        checkpoint: Path = typer.Option(None, "--checkpoint", help="OUT/last.pt of `evalkit train` (or its folder)."),
+        checkpoint: Path = typer.Option(None, "--checkpoint", help="OUT/last.pt of `evalkit train` (or its folder); "
+                                        "with --official, the released checkpoint's folder."),
         variant: str = typer.Option(None, "--variant", help="Only for untrained variants: outputs."),
         folder: Path = typer.Option(None, "--folder", help="outputs: folder of saved output images."),
+        official_code: str = typer.Option(None, "--official", help="A released checkpoint run by its own code: "
+                                          "spade, cocosnet, cocosnet-v2 or unite (with --release, --checkout and "
+                                          "--checkpoint DIR; `evalkit official list`)."),
+        release: str = typer.Option(None, "--release", help="--official: the released checkpoint (e.g. ade20k)."),
+        checkout: Path = typer.Option(None, "--checkout", help="--official: your clone of the code's repository."),
         name: str = typer.Option(None, "--name", help="Name of the method in the outputs layout and results "
                                                       "(default: the variant; e.g. --variant outputs --name mymethod)."),
         dataset: str = typer.Option("shapes", "--dataset"),
@@ -105,9 +111,24 @@ def register(app: typer.Typer) -> None:
             data_kw["pairs"] = pairs
         if image_format not in IMAGE_FORMATS:
             raise EvalkitError(f"--format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
-        if (checkpoint is None) == (variant is None):
-            raise EvalkitError("give exactly one of --checkpoint PATH or --variant outputs --folder DIR")
-        if checkpoint is not None:
+        if official_code is not None:
+            from evalkit.baselines.official import official
+
+            if variant is not None or folder is not None:
+                raise EvalkitError("--official runs a released checkpoint; it takes no --variant or --folder")
+            missing = [f for f, v in (("--release", release), ("--checkout", checkout), ("--checkpoint", checkpoint))
+                       if v is None]
+            if missing:
+                raise EvalkitError(f"--official {official_code} needs {', '.join(missing)} (`evalkit official list`)")
+            if size is None:
+                raise EvalkitError("--official needs --size (the resolution the released model translates at)")
+            translator = official(official_code, release, checkout, checkpoint, device=dev,
+                                  variant=f"official/{official_code}")
+            img_size = size
+        elif (checkpoint is None) == (variant is None):
+            raise EvalkitError("give exactly one of --checkpoint PATH, --variant outputs --folder DIR or "
+                               "--official CODE --release NAME --checkout DIR --checkpoint DIR")
+        elif checkpoint is not None:
             translator = load_checkpoint(checkpoint, dev)
             img_size = translator.config.size if size is None else size
         else:

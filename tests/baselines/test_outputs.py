@@ -1,4 +1,4 @@
-"""The `outputs` wrapper and the official-CoCosNet loader's error paths."""
+"""The `outputs` wrapper and its shortcut to the official-CoCosNet loader (error paths)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_official_cocosnet_loader_errors_are_one_line(tmp_path):
     with pytest.raises(EvalkitError, match="90_net_G.pth"):
         build_translator("outputs", cond_channels=151, cocosnet_checkout=tmp_path, cocosnet_checkpoint=tmp_path / "ck",
                          cocosnet_dataset="ade20k")
-    with pytest.raises(EvalkitError, match="no official CoCosNet checkpoint flag set"):
+    with pytest.raises(EvalkitError, match="microsoft/CoCosNet has no released checkpoint .shapes."):
         build_translator("outputs", cond_channels=3, cocosnet_checkout=tmp_path, cocosnet_checkpoint=tmp_path,
                          cocosnet_dataset="shapes")
 
