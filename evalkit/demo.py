@@ -51,16 +51,16 @@ SIZE = 64  # preset `tiny` output size
 N_TRAIN = 256
 EXEMPLARS_PER_QUERY = 3  # the papers' LPIPS-diversity protocol: outputs under 3 exemplars per input
 N_TEST = 48  # 16 queries x 3 exemplars
-STEPS = 300
+STEPS = 250
 # spade-vae has no correspondence to copy colours through, only its style code, and the cheapest
-# step (0.2 s vs 0.3-0.7 s): it trains twice as many steps (bench_demo_training.py: at 300 steps it
-# is still below the exemplar copy on LPIPS-gt)
-STEP_FACTOR = {"spade-vae": 2}
+# step (0.2 s vs 0.35-0.65 s): it trains 700 steps (docs/methods.md, Presets: at 300 it is still
+# below the exemplar copy on LPIPS-gt)
+STEP_FACTOR = {"spade-vae": 2.8}
 
 
 def steps_for(method: str) -> int:
     """Training steps of ``method`` in the demo."""
-    return STEPS * STEP_FACTOR.get(method, 1)
+    return max(1, round(STEPS * STEP_FACTOR.get(method, 1)))
 
 BATCH = 4
 EXAMPLES = 4  # rows of the example grid

@@ -1,7 +1,7 @@
 """Memory-complexity profiles of the alignment modules (real peak memory and time).
 
-Every case (module, size) runs in a **fresh process** (a fork of one ``forkserver`` that
-imported torch once), so one case's caches, allocator pools and memory never leak into
+Every case (module, size) runs in a **fresh process** (a fork of one server process that
+imported torch once, :class:`ForkServer`), so one case's caches, allocator pools and memory never leak into
 another's numbers, and an out-of-memory kills only that case:
 
 * CPU: the child resets the kernel's peak-RSS counter (``/proc/self/clear_refs`` ← 5,
@@ -28,6 +28,7 @@ axes over a module's successful cases.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -142,32 +143,93 @@ def fit_exponent(sizes_L, peaks) -> float | None:
 # one would keep freed tensors of up to 32 MiB in the heap, so RSS would measure the allocator's
 # history, not the case)
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
-_PRELOAD = ["torch", "evalkit.methods.alignment", "evalkit.profile.memory"]
 
 
-def _context():
-    """A ``forkserver`` multiprocessing context: one server process imports torch and the
-    alignment modules once (under :data:`CHILD_ENV`), and every case is a fresh fork of it, with
-    its own address space, allocator, peak-RSS counter and limits (as a fresh interpreter, without
-    paying its ~3 s of imports per case)."""
-    import multiprocessing as mp
+class ForkServer:
+    """A server process (:func:`_serve`) that imports torch and the
+    alignment modules once (under :data:`CHILD_ENV`) and runs every case in a fresh ``fork`` of
+    itself, with its own address space, allocator, peak-RSS counter and limits (what a fresh
+    interpreter gives, without its ~3 s of imports per case). Protocol, one JSON line each: the
+    parent sends a case; the server answers ``{"pid"}``, then the child's ``{"result"}`` (if it
+    got that far), then ``{"exit", "signal"}``."""
 
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(_PRELOAD)
-    return ctx
+    def __init__(self):
+        import subprocess
+
+        env = dict(os.environ)
+        for k, v in CHILD_ENV.items():
+            env.setdefault(k, v)
+        self.proc = subprocess.Popen([sys.executable, "-c", "from evalkit.profile.memory import _serve; _serve()"], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def _line(self, deadline: float | None) -> dict | None:
+        import select
+
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise EvalkitError("the profiling server exited; rerun `evalkit profile memory`")
+        return json.loads(line)
+
+    def run(self, case: dict, timeout: float) -> tuple[dict | None, dict, bool]:
+        """``(result or None, exit record, timed_out)`` of one case."""
+        import signal
+
+        self.proc.stdin.write(json.dumps(case) + "\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        pid = self._line(None)["pid"]
+        result, timed_out = None, False
+        while True:
+            msg = self._line(deadline)
+            if msg is None:  # past the case's time: kill the child, then read its exit
+                timed_out = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                deadline = None
+                continue
+            if "result" in msg:
+                result = msg["result"]
+            else:
+                return result, msg, timed_out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
 
 
-def _child_entry(case: dict, conn) -> None:
-    try:
-        conn.send(("ok", _child(case)))
-    except BaseException as err:  # noqa: BLE001 — reported as the case's error row
-        conn.send(("error", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
-    finally:
-        conn.close()
+def _serve() -> None:
+    """The server side of :class:`ForkServer` (stdin: cases; stdout: replies)."""
+    import evalkit.methods.alignment  # noqa: F401  (imported once, shared by every fork)
+    import torch  # noqa: F401
+
+    for line in sys.stdin:
+        case = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                result = {"result": _child(case)}
+            except BaseException as err:  # noqa: BLE001 — reported as the case's error row
+                result = {"result": {"status": "error", "peak_bytes": None, "seconds": None, "method": "",
+                                     "detail": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}}
+            sys.stdout.write(json.dumps(result) + "\n")
+            sys.stdout.flush()
+            os._exit(0)
+        sys.stdout.write(json.dumps({"pid": pid}) + "\n")
+        sys.stdout.flush()
+        _, status = os.waitpid(pid, 0)
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        sys.stdout.write(json.dumps({"exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                                     "signal": sig}) + "\n")
+        sys.stdout.flush()
 
 
-def run_case(module: str, size: int, config: ProfileConfig) -> ProfileRow:
-    """Run one case in a fresh process (a fork of the profiling server) and return its row."""
+def run_case(module: str, size: int, config: ProfileConfig, server: ForkServer | None = None) -> ProfileRow:
+    """Run one case in a fresh process (a fork of ``server``, started for it when not given)."""
     limit = config.memory_limit
     if limit is None and config.device == "cpu":
         limit = int(0.5 * mem_available()) or None
@@ -176,38 +238,24 @@ def run_case(module: str, size: int, config: ProfileConfig) -> ProfileRow:
             "seed": config.seed, "memory_limit": limit}
     base = ProfileRow(module, size, size * size, config.device, config.backward, "error", None,
                       None, theory_elements(module, size, config.channels) * 4, "")
-    saved = {k: os.environ.get(k) for k in CHILD_ENV}
-    os.environ.update({k: os.environ.get(k) or v for k, v in CHILD_ENV.items()})  # read when the server starts
+    own = server is None
+    server = server or ForkServer()
     try:
-        ctx = _context()
-        receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child_entry, args=(case, send), daemon=True)
-        proc.start()
+        out, exit_record, timed_out = server.run(case, config.timeout)
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    send.close()
-    try:
-        if not receive.poll(config.timeout):
-            proc.kill()
-            proc.join()
-            base.status, base.detail = "timeout", f"exceeded {config.timeout:.0f} s"
-            return base
-        status, out = receive.recv()
-    except EOFError:  # the child died without a word
-        status, out = "died", None
-    proc.join()
-    if status == "ok":
+        if own:
+            server.close()
+    if timed_out:
+        base.status, base.detail = "timeout", f"exceeded {config.timeout:.0f} s"
+        return base
+    if out is not None:
         base.status, base.peak_bytes, base.seconds = out["status"], out["peak_bytes"], out["seconds"]
         base.method, base.detail = out["method"], out.get("detail", "")
         return base
-    if proc.exitcode in (-9, 137):  # killed, most likely by the kernel's OOM killer
+    if exit_record.get("signal") == 9:  # killed, most likely by the kernel's OOM killer
         base.status, base.detail = "oom", "killed by signal 9 (out of memory)"
         return base
-    base.detail = out if status == "error" else f"exit {proc.exitcode}: no output"
+    base.detail = f"exit {exit_record.get('exit')}, signal {exit_record.get('signal')}: no output"
     return base
 
 
@@ -222,11 +270,12 @@ def profile_memory(config: ProfileConfig, *, progress: bool = True) -> list[Prof
     rows = []
     if progress:  # a line per case too: a bar alone says nothing when stderr is a log file
         print(f"profiling {len(cases)} case(s) on {config.device}, one fresh process each", file=sys.stderr, flush=True)
-    with Progress(progress) as bars:
+    server = ForkServer()
+    with Progress(progress) as bars, contextlib.closing(server):
         advance = bars.task("profiling", len(cases))
         for i, (module, size) in enumerate(cases, 1):
             advance.describe(f"{module} {size}x{size}")
-            row = run_case(module, size, config)
+            row = run_case(module, size, config, server)
             rows.append(row)
             advance()
             if progress:

@@ -3,8 +3,8 @@
     .venv/bin/python -m pytest tests/benchmarks/bench_demo_training.py -s
 
 ``test_demo_budget_training``: each variant the demo trains (``evalkit.demo.METHODS``) at
-preset ``tiny`` for the demo's steps, batch and training set, then translated on the demo's
-test set; prints LPIPS-gt, PSNR, style-mean/std of its outputs and of its warped exemplars
+preset ``tiny`` for the demo's steps (``evalkit.demo.steps_for``), batch and training set,
+then translated on the demo's test set; prints LPIPS-gt, PSNR, style-mean/std of its outputs and of its warped exemplars
 (up-sampled) beside ``reference/exemplar-copy``, and the training CPU seconds per step.
 ``test_step_time``: CPU seconds per training step of every demo variant (one thread; set
 ``EVALKIT_BENCH_BEFORE=<checkout>`` to measure an older evalkit checkout side by side in a
@@ -94,9 +94,10 @@ def test_demo_budget_training(tmp_path):
             warnings.simplefilter("ignore")
             t = build_translator(variant, cond_channels=train_ds.cond_channels, preset="tiny")
             c0 = time.process_time()
-            train(t, train_ds, steps=demo.STEPS, out_dir=tmp_path / variant.replace("/", "__"),
+            steps = demo.steps_for(variant)
+            train(t, train_ds, steps=steps, out_dir=tmp_path / variant.replace("/", "__"),
                   batch_size=demo.BATCH, progress=False)
-            per_step = (time.process_time() - c0) / demo.STEPS
+            per_step = (time.process_time() - c0) / steps
             outs, warps = [], []
             for s in range(0, len(samples), 8):
                 o = t.translate(collate(samples[s:s + 8]))
@@ -108,8 +109,8 @@ def test_demo_budget_training(tmp_path):
         if warps:
             rows.append((f"{variant} (warped exemplar)", score(_u8(torch.cat(warps))), None))
     names = ["LPIPS-gt", "PSNR", "style-mean", "style-std"]
-    print(f"\n{demo.STEPS} steps x batch {demo.BATCH}, {demo.N_TRAIN} training scenes, {demo.N_TEST} test samples, "
-          "preset tiny")
+    print(f"\nsteps {', '.join(f'{v} {demo.steps_for(v)}' for v in demo.METHODS)}, batch {demo.BATCH}, "
+          f"{demo.N_TRAIN} training scenes, {demo.N_TEST} test samples, preset tiny")
     print("| output | " + " | ".join(names) + " | CPU s/step |")
     for name, vals, per_step in rows:
         print(f"| {name} | " + " | ".join(f"{vals.get(m, float('nan')):.4f}" for m in names)

@@ -1,4 +1,4 @@
-"""`evalkit profile memory`: real measurements in subprocesses, theory counts, fit, CLI."""
+"""`evalkit profile memory`: real measurements in fresh processes (forks of one server), theory counts, fit, CLI."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_auto_device_runs_the_cases_on_the_resolved_device(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     seen = []
-    monkeypatch.setattr(M, "run_case", lambda module, size, config: seen.append(config.device) or
+    monkeypatch.setattr(M, "run_case", lambda module, size, config, server=None: seen.append(config.device) or
                         ProfileRow(module, size, size * size, config.device, False, "ok", 10, 0.1, 10, "stub"))
     rows = M.profile_memory(ProfileConfig(modules=("cosine",), sizes=(4, 8), device="auto"), progress=False)
     assert seen == ["cpu", "cpu"] and [r.device for r in rows] == ["cpu", "cpu"]
