@@ -5,7 +5,8 @@
 For Inception-v3 at 299 (FID), VGG19 to relu5_2 (semantic/style consistency) and AlexNet
 (LPIPS) at 128 px, batch 32, warm, in one run side by side: torchvision's network contiguous and
 channels_last (the floor: the fastest straightforward way on this CPU), and evalkit's extractor
-as the metrics call it (random-init weights; the speed does not depend on them). Prints img/s,
+as the metrics call it (LPIPS keeps the lpips library's contiguous AlexNet: its numbers stay
+bit-identical to ``lpips.LPIPS``, and AlexNet at 128 px is a few percent of an evaluation) (random-init weights; the speed does not depend on them). Prints img/s,
 GFLOP/s (FLOPs counted by ``torch.utils.flop_counter``) and evalkit's share of the best path,
 and checks evalkit's features equal the contiguous reference to 1e-5 of their scale.
 """
