@@ -40,8 +40,8 @@ FIELDS = (("dataset", "dataset"), ("n_images", "n"), ("resolution", "resolution"
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a card: its name (a member of :data:`STAGES`), the variant label of its rows in
-    the results, and the rows' results table."""
+    """One stage of a card: its name (a member of :data:`STAGES` after ``published``) and the
+    variant label of its rows in the results the card is given."""
 
     name: str
     variant: str
