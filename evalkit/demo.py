@@ -51,11 +51,12 @@ SIZE = 64  # preset `tiny` output size
 N_TRAIN = 256
 EXEMPLARS_PER_QUERY = 3  # the papers' LPIPS-diversity protocol: outputs under 3 exemplars per input
 N_TEST = 48  # 16 queries x 3 exemplars
-STEPS = 250
+STEPS = 300
 # spade-vae has no correspondence to copy colours through, only its style code, and the cheapest
-# step (0.2 s vs 0.35-0.65 s): it trains 700 steps (docs/methods.md, Presets: at 300 it is still
-# below the exemplar copy on LPIPS-gt)
-STEP_FACTOR = {"spade-vae": 2.8}
+# step (0.25 s vs 0.4-0.7 s at one thread): it trains 900 steps (docs/methods.md, Presets: at
+# 300 it is still below the exemplar copy on LPIPS-gt). The four trainings run side by side
+# (train_workers): 8:21 wall on two cores, trainings 120-245 s each.
+STEP_FACTOR = {"spade-vae": 3.0}
 
 
 def steps_for(method: str) -> int:
@@ -79,11 +80,13 @@ def metric_weights() -> str:
 def demo_config(out: Path, weights: str) -> RunConfig:
     from evalkit.devices import resolve_device
 
+    device = str(resolve_device("auto"))
     return RunConfig(
         name="run",
         out=Path(out),
         seeds=(0,),
-        device=str(resolve_device("auto")),
+        device=device,
+        train_workers=train_workers(device),
         datasets=(DatasetConfig(name="shapes", size=SIZE, n_train=N_TRAIN, n_test=N_TEST,
                                 options={"exemplars_per_query": EXEMPLARS_PER_QUERY}),),
         variants=tuple(VariantConfig(name=m, preset="tiny", steps=steps_for(m), batch_size=BATCH) for m in METHODS)
@@ -91,6 +94,15 @@ def demo_config(out: Path, weights: str) -> RunConfig:
         evaluation=EvaluationOptions(metrics=None, weights=weights),
         report=ReportConfig(paper_datasets={"shapes": PAPER_DATASET}, examples=EXAMPLES),
     )
+
+
+def train_workers(device: str) -> int:
+    """Trainings side by side: on a CPU one process per method up to one per core (a ``tiny``
+    translator gains little from a second thread), else 1."""
+    from evalkit.devices import cpu_cores
+
+    cores = cpu_cores()
+    return max(1, min(len(METHODS), cores)) if device == "cpu" else 1
 
 
 PROFILE_SIZES = (16, 32)  # correspondence grid sides (L = 256, 1024 query positions)
@@ -219,7 +231,7 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EvalkitError(f"--out {out}: is a file; pass a folder for the demo (created when missing)", path=out)
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     weights = metric_weights()
     cfg = demo_config(out, weights)
     profile: dict = {}
@@ -248,7 +260,7 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
     lb = leaderboard.build(results)
     claims_csv = summary.run_dir / "report" / "claims_vs_exemplar_copy.csv"
     claims = pd.read_csv(claims_csv) if claims_csv.is_file() else pd.DataFrame()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     data = {
         "out": str(out),
         "run_id": summary.run_id,
@@ -263,6 +275,7 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(cpu, 1),
         "cpu_threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or None,
+        "train_workers": cfg.train_workers,
         "stages_computed": len(summary.computed),
         "stages_skipped": len(summary.skipped),
         "leaderboard": {f"{r.variant} {r.metric}": round(float(r["mean"]), 6) for _, r in lb.cells.iterrows()},
@@ -276,6 +289,12 @@ def run_demo(out: str | Path = "evalkit-demo", *, progress: bool = True) -> dict
     return data
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (training processes, profile cases)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _losses_off() -> str:
     """What the ``tiny`` preset changes in the losses, and why (for the report)."""
     from evalkit.methods.config import TINY, TINY_FAMILY
@@ -283,6 +302,9 @@ def _losses_off() -> str:
     off = sorted(k for k, v in TINY.get("losses", {}).items() if v == 0)
     parts = [f"{', '.join(off)} off: the tiny preset's perceptual network is a narrow random VGG19 (never "
              "pretrained), on which matching the exemplar's feature statistics has no meaning"] if off else []
+    if TINY_FAMILY.get("unite", {}).get("losses", {}).get("l1"):
+        parts.append("rabit, unite, cocosnet: a pixel L1 to the ground truth on self-reference pairs stands beside "
+                     "the pseudo-pair VGG loss (random VGG)")
     if "spade" in TINY_FAMILY:
         parts.append("spade-vae: a pixel L1 to the ground truth replaces the VGG loss (random VGG), and its style "
                      "code is deterministic (no VAE sampling or KL) from an encoder without instance norm, so "
@@ -319,7 +341,8 @@ def _report_md(data: dict, lb, report_dir: Path) -> str:
     lines += ["## Files", ""]
     lines += [f"- `{k}`: {v}" for k, v in sorted(data["files"].items())]
     lines += ["", f"Wall time {data['wall_seconds']} s, CPU time {data['cpu_seconds']} s "
-              f"({data['stages_computed']} stages computed, {data['stages_skipped']} skipped).", ""]
+              f"({data['stages_computed']} stages computed, {data['stages_skipped']} skipped; "
+              f"{data['train_workers']} training process(es) side by side).", ""]
     return "\n".join(lines)
 
 

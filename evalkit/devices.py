@@ -45,3 +45,10 @@ def resolve_device(spec: str | torch.device | None = "auto", *, option: str = "-
         raise EvalkitError(f"{option} {spec}: torch sees {count} CUDA device(s) (cuda:0..cuda:{count - 1}); "
                            f"use one of them, cpu or auto")
     return torch.device(text)
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -281,6 +281,87 @@ def _run_report(r: _Run, s: Stage) -> None:
 _EXECUTE = {"train": _run_train, "infer": _run_infer, "evaluate": _run_evaluate, "report": _run_report}
 
 
+# -- training side by side -----------------------------------------------------------------
+def _train_in_parallel(r: _Run, stages: list[Stage], on_done) -> set[str]:
+    """Run the unfinished train stages in ``cfg.train_workers`` processes side by side (each
+    with ``cores // train_workers`` threads, longest training first); returns the names of the
+    stages they computed. Each process is a fresh interpreter running :func:`_train_worker`
+    on one stage, which writes its checkpoint and stage marker exactly as the sequential path
+    does; its stderr goes to ``stages/<stage>.log``. A failed training stops the others and
+    raises one error naming the stage, its log and the log's last line."""
+    import os
+    import pickle
+    import subprocess
+
+    from evalkit import devices
+
+    todo = [s for s in stages if s.kind == "train"
+            and not r.rd.is_done(s.name, stage_hash(_train_key(s)))]
+    if len(todo) < 2:
+        return set()
+    todo.sort(key=lambda s: -s.variant.steps)
+    cores = devices.cpu_cores()
+    workers = min(r.cfg.train_workers, len(todo))
+    threads = str(max(1, cores // workers))
+    r.rd.stages.mkdir(parents=True, exist_ok=True)
+    running: dict = {}  # Popen -> (stage, log path, log file)
+    done: set[str] = set()
+
+    def start(s: Stage) -> None:
+        job = r.rd.stages / (s.name.replace("/", "__") + ".job")
+        job.write_bytes(pickle.dumps((r.cfg, s, r.info)))
+        log_path = r.rd.stages / (s.name.replace("/", "__") + ".log")
+        log = open(log_path, "w", encoding="utf-8")
+        env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        proc = subprocess.Popen([sys.executable, "-c", f"from evalkit.pipeline import _train_worker; "
+                                 f"_train_worker({str(job)!r})"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=log, stdin=subprocess.DEVNULL)
+        running[proc] = (s, log_path, log, job)
+
+    try:
+        while todo or running:
+            while todo and len(running) < workers:
+                start(todo.pop(0))
+            time.sleep(0.2)
+            for proc in [p for p in running if p.poll() is not None]:
+                s, log_path, log, job = running.pop(proc)
+                log.close()
+                job.unlink(missing_ok=True)
+                if proc.returncode != 0:
+                    lines = [ln for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+                    raise EvalkitError(f"training {s.name} failed in its process (exit {proc.returncode}; log "
+                                       f"{log_path}): {lines[-1] if lines else 'no output'}")
+                marker = r.rd.marker(s.name) or {}
+                r.rd.log.done.append(s.name)
+                r.rd.log.seconds[s.name] = float(marker.get("seconds", 0.0))
+                done.add(s.name)
+                on_done(s)
+    finally:
+        for proc, (_, _, log, job) in running.items():
+            proc.kill()
+            proc.wait()
+            log.close()
+            job.unlink(missing_ok=True)
+    return done
+
+
+def _train_worker(job: str) -> None:
+    """One train stage in its own process (see :func:`_train_in_parallel`)."""
+    import os
+    import pickle
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    cfg, s, info = pickle.loads(Path(job).read_bytes())
+    r = _Run(cfg, RunDir(cfg.run_dir), info["run_id"], info, "cpu", 1, False)
+    try:
+        _run_train(r, s)
+    except EvalkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _run_info(cfg: RunConfig, rd: RunDir) -> dict:
     """run.json: created once, kept on resume (the run id stays the same)."""
     path = rd.root / "run.json"
@@ -326,7 +407,13 @@ def run(cfg: RunConfig, *, progress: bool = True, extra_report=None) -> RunSumma
     stages = plan(cfg)
     with Progress(progress and main) as bars:
         advance = bars.task("run", len(stages))
+        in_parallel: set[str] = set()
+        if cfg.train_workers > 1 and dist_env.world_size == 1:
+            advance.describe(f"train ({cfg.train_workers} processes side by side)")
+            in_parallel = _train_in_parallel(r, stages, lambda s: advance())
         for s in stages:
+            if s.name in in_parallel:
+                continue
             advance.describe(f"{s.kind} {s.tag}" if s.kind != "report" else "report")
             _EXECUTE[s.kind](r, s)
             advance()

@@ -109,6 +109,14 @@ def pseudo_pair_loss(fake_vgg: dict, real_vgg: dict, self_ref: torch.Tensor) -> 
     return (per * self_ref_weights(self_ref).to(per.dtype)).mean()
 
 
+def pseudo_pair_l1(fake: torch.Tensor, real: torch.Tensor, self_ref: torch.Tensor) -> torch.Tensor:
+    """The pixel L1 to the ground truth averaged over the self-reference samples only
+    (``sum_b w_b mean|Y_b - X'_b|`` with :func:`self_ref_weights`; 0 without one): the pseudo-pair
+    loss in pixel space, where the perceptual network is random (preset ``tiny``)."""
+    per = (fake - real).abs().flatten(1).mean(1)
+    return (per * self_ref_weights(self_ref).to(per.dtype)).sum()
+
+
 def warp_self_loss(warped: torch.Tensor, real: torch.Tensor, self_ref: torch.Tensor) -> torch.Tensor:
     """``||T.Z - X'||_1`` on self-reference samples (CoCosNet's ``G_warp_self``), the ground truth
     area-resized to the correspondence grid, weighted as :func:`pseudo_pair_loss`."""

@@ -159,13 +159,16 @@ def test_vgg_loss_to_the_ground_truth_sees_self_reference_pairs_only(train_set):
     of the exemplar-based methods) sends gradient to the self-reference samples of the batch and
     none to the cross-exemplar ones (CoCosNet / UNITE / RABIT code: lambda_vgg * fm_ratio on
     self-reference samples only); label-only SPADE's VGG loss (paper preset weights) and the
-    tiny preset's pixel L1 that replaces it see every pair."""
+    tiny preset's pixel L1 that replaces it see every pair; the tiny preset's pixel L1 of the
+    exemplar-based methods sees the self-reference pairs only, like L_pse."""
     batch = make_batch(train_set, [0, 1, 2, 3])
     batch.self_ref = torch.tensor([True, False, True, False])
     for variant, term, seen in (("cocosnet", "pseudo", [True, False, True, False]),
                                 ("rabit", "pseudo", [True, False, True, False]),
                                 ("spade", "vgg", [True, True, True, True]),
-                                ("spade", "l1", [True, True, True, True])):
+                                ("spade", "l1", [True, True, True, True]),
+                                ("unite", "l1", [True, False, True, False]),
+                                ("cocosnet", "l1", [True, False, True, False])):
         over = {"losses": {"vgg": 10.0}} if term == "vgg" else {}
         t = build_translator(variant, cond_channels=train_set.cond_channels, **micro(variant), **over)
         out = t.generate(batch)
@@ -176,6 +179,10 @@ def test_vgg_loss_to_the_ground_truth_sees_self_reference_pairs_only(train_set):
         reached = grads["image"].flatten(1).abs().sum(1) > 0
         assert reached.tolist() == seen, (variant, reached)
         assert "vgg" not in losses if t.exemplar_based else "pseudo" not in losses
+        if term == "l1":  # hand-checked: the mean absolute pixel error over the pairs it sees, x the weight
+            err = (out["image"] - batch.image).abs().flatten(1).mean(1)[torch.tensor(seen)].mean()
+            # rtol: CoCosNet's weights s_b / (sum_b s_b + 1e-5) sum to 1 - 5e-6 over two samples
+            torch.testing.assert_close(losses["l1"], t.config.losses.l1 * err, rtol=1e-5, atol=0)
 
 
 def test_spade_vae_encodes_the_ground_truth_in_training_and_the_exemplar_after(train_set):
