@@ -55,7 +55,7 @@ STEPS = 300
 # spade-vae has no correspondence to copy colours through, only its style code, and the cheapest
 # step (0.25 s vs 0.4-0.7 s at one thread): it trains 900 steps (docs/methods.md, Presets: at
 # 300 it is still below the exemplar copy on LPIPS-gt). The four trainings run side by side
-# (train_workers): 8:21 wall on two cores, trainings 120-245 s each.
+# (train_workers): 8:21-8:51 wall on two cores, trainings 120-260 s each.
 STEP_FACTOR = {"spade-vae": 3.0}
 
 

@@ -8,7 +8,8 @@ then translated on the demo's test set; prints LPIPS-gt, PSNR, style-mean/std of
 (up-sampled) beside ``reference/exemplar-copy``, and the training CPU seconds per step.
 ``test_step_time``: CPU seconds per training step of every demo variant (one thread; set
 ``EVALKIT_BENCH_BEFORE=<checkout>`` to measure an older evalkit checkout side by side in a
-subprocess with the same script). ``test_uot_convergence``: the default UnbalancedTransport
+subprocess with the same script). ``test_paper_step_256``: one step of the ``paper`` preset at 256 px on the CPU with its peak
+RSS (issue 15 item 5). ``test_uot_convergence``: the default UnbalancedTransport
 schedule at the tiny (16x16) grid against a float64 solve run to a residual of 1e-6, and its
 residual / iterations at the paper's 64x64 grid. Metrics use random-init backbones unless the
 pretrained files are installed. Set ``OMP_NUM_THREADS=1`` for per-step figures that compare.
@@ -66,6 +67,32 @@ def test_step_time():
     print("\n| variant | CPU s/step" + (" before | after |" if before else " |"))
     for v, s in now.items():
         print(f"| {v} | " + (f"{before.get(v, float('nan')):.3f} | " if before else "") + f"{s:.3f} |")
+
+
+PAPER_STEP_SCRIPT = r"""
+import json, resource, sys, time, warnings
+import torch
+warnings.simplefilter("ignore")
+from evalkit.data import collate, get_dataset
+from evalkit.methods.registry import build_translator
+ds = get_dataset("shapes", split="train", size=256, n=2, seed=0)
+batch = collate([ds[0]])
+t = build_translator(sys.argv[1], cond_channels=ds.cond_channels, preset="paper", size=256)
+t0 = time.perf_counter(); t.train_step(batch); first = time.perf_counter() - t0
+t0 = time.perf_counter(); t.train_step(batch); second = time.perf_counter() - t0
+print(json.dumps({"first_s": first, "step_s": second,
+                  "peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+"""
+
+
+def test_paper_step_256():
+    """One training step (batch 1, the second, warm) of the ``paper`` preset at 256 px on the CPU,
+    each variant in a fresh process: wall seconds and the process's peak RSS."""
+    print("\n| variant (paper, 256 px, batch 1) | first step s | step s | peak RSS GiB |")
+    for v in ("rabit", "unite", "cocosnet"):
+        r = subprocess.run([sys.executable, "-c", PAPER_STEP_SCRIPT, v], capture_output=True, text=True, check=True)
+        m = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"| {v} | {m['first_s']:.1f} | {m['step_s']:.1f} | {m['peak_rss_GiB']:.2f} |")
 
 
 def _u8(images: torch.Tensor) -> np.ndarray:
