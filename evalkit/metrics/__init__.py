@@ -3,21 +3,17 @@
 of a whole image set (:func:`evaluate_folders`, :func:`evaluate_arrays`).
 Definitions and protocol fields: README.md (Metrics and evaluation protocol)."""
 
-from evalkit.metrics.evaluate import evaluate_arrays, evaluate_folders
-from evalkit.metrics.fid import fid_from_features, frechet_distance
-from evalkit.metrics.kid import kid_from_features
-from evalkit.metrics.lpips import LPIPSAlex, lpips_distance, lpips_diversity
-from evalkit.metrics.options import EvaluationOptions
-from evalkit.metrics.pixel import psnr, ssim
-from evalkit.metrics.prdc import density_coverage, precision_recall
-from evalkit.metrics.swd import sliced_wasserstein
-from evalkit.metrics.vgg import vgg_consistency
+# imported on first access (PEP 562): `evalkit.metrics.options`, which every config and CLI
+# command reads, must not pull in torchvision and scipy (about 4 s of `evalkit --help`)
+_HOME = {
+    "evaluate_arrays": "evaluate", "evaluate_folders": "evaluate", "fid_from_features": "fid",
+    "frechet_distance": "fid", "kid_from_features": "kid", "LPIPSAlex": "lpips", "lpips_distance": "lpips",
+    "lpips_diversity": "lpips", "EvaluationOptions": "options", "psnr": "pixel", "ssim": "pixel",
+    "precision_recall": "prdc", "density_coverage": "prdc", "sliced_wasserstein": "swd",
+    "vgg_consistency": "vgg",
+}
 
-__all__ = [
-    "METRICS", "EvaluationOptions", "evaluate_arrays", "evaluate_folders", "frechet_distance", "fid_from_features",
-    "kid_from_features", "sliced_wasserstein", "LPIPSAlex", "lpips_distance", "lpips_diversity", "vgg_consistency",
-    "psnr", "ssim", "precision_recall", "density_coverage",
-]
+__all__ = ["METRICS", *_HOME]
 
 
 def __getattr__(name):
@@ -25,4 +21,8 @@ def __getattr__(name):
         from evalkit.metrics.registry import families
 
         return families()
+    if name in _HOME:
+        import importlib
+
+        return getattr(importlib.import_module(f"evalkit.metrics.{_HOME[name]}"), name)
     raise AttributeError(f"module 'evalkit.metrics' has no attribute {name!r}")
