@@ -346,13 +346,10 @@ def _train_in_parallel(r: _Run, stages: list[Stage], on_done) -> set[str]:
 
 
 def _train_worker(job: str) -> None:
-    """One train stage in its own process (see :func:`_train_in_parallel`)."""
-    import os
+    """One train stage in its own process (see :func:`_train_in_parallel`; torch takes its thread
+    count from the ``OMP_NUM_THREADS`` the parent set)."""
     import pickle
 
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     cfg, s, info = pickle.loads(Path(job).read_bytes())
     r = _Run(cfg, RunDir(cfg.run_dir), info["run_id"], info, "cpu", 1, False)
     try:
