@@ -3,7 +3,8 @@
 Before: `evalkit train --dataset ade20k` on a root without `ade20k_ref.txt` said "pass
 --pairs", but `train` had no --pairs; `infer` had no --exemplars-per-query, and the real
 datasets used only the first exemplar of each pair-list line, so LPIPS diversity could not
-be computed on real data.
+be computed on real data. The variant is spade-vae, whose exemplar sets the style (the
+label-only spade gives every exemplar of a query the same output: diversity 0 by construction).
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ def _pair_lists(ade, tmp_path):
 def test_first_k_exemplars_of_each_line_give_lpips_diversity_on_ade20k(ade, tmp_path):
     train_pairs, test_pairs, train = _pair_lists(ade, tmp_path)
     common = ["--dataset", "ade20k", "--root", ade, "--device", "cpu"]
-    missing = cli("train", "--variant", "spade", *common, "--steps", "1", "--size", "32", "--out", tmp_path / "ck",
+    missing = cli("train", "--variant", "spade-vae", *common, "--steps", "1", "--size", "32", "--out", tmp_path / "ck",
                   code=2)
     assert "pass --pairs" in one_error_line(missing)
-    cli("train", "--variant", "spade", *common, "--pairs", train_pairs, "--steps", "1", "--size", "32",
+    cli("train", "--variant", "spade-vae", *common, "--pairs", train_pairs, "--steps", "1", "--size", "32",
         "--out", tmp_path / "ck")
     r = cli("infer", "--checkpoint", tmp_path / "ck", *common, "--pairs", test_pairs,
             "--exemplars-per-query", EXEMPLARS, "--out", tmp_path / "out", "--json")
@@ -44,7 +45,7 @@ def test_first_k_exemplars_of_each_line_give_lpips_diversity_on_ade20k(ade, tmp_
     assert first["name"].tolist() == [f"ADE_val_00001232_e{k}" for k in range(EXEMPLARS)]
     assert first["exemplar_name"].tolist() == [t[:-4] for t in train[:EXEMPLARS]]  # the first K of its line
     out = tmp_path / "out"
-    r = cli("evaluate", "--generated", out / "spade" / "images", "--real", out / "inputs" / "real",
+    r = cli("evaluate", "--generated", out / "spade-vae" / "images", "--real", out / "inputs" / "real",
             "--pairs", out / "inputs" / "pairs.csv", "--metrics", "lpips-diversity", "--weights", "random",
             "--no-cache", "--json")
     row = json.loads(r.stdout)[0]

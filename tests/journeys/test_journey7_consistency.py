@@ -38,12 +38,14 @@ def _commands(group, path=()):
             yield from _commands(cmd, (*path, name))
 
 
-def test_help_version_and_completion():
+def test_help_version_and_completion(monkeypatch):
     for args in ([], ["report"], ["report", "compare"], ["evaluate"], ["fid"]):
         short, long = cli(*args, "-h"), cli(*args, "--help")
         assert short.stdout == long.stdout and "Usage:" in short.stdout
     assert re.fullmatch(r"evalkit \d+\.\d+\.\d+\n", cli("--version").stdout)
-    script = cli("--show-completion", "bash").stdout
+    # typer detects the shell from the parent process (shellingham), which a test runner may hide
+    monkeypatch.setattr("typer.completion._get_shell_name", lambda: "bash")
+    script = cli("--show-completion").stdout
     assert "_EVALKIT_COMPLETE" in script or "complete" in script
 
 

@@ -39,7 +39,11 @@ def test_parallel_trainings_equal_the_sequential_ones(tmp_path, monkeypatch):
         torch.set_num_threads(threads)
     assert r.exit_code == 0, r.output
     monkeypatch.setattr(devices, "cpu_cores", lambda: 2)  # 2 processes x 1 thread, whatever this machine has
-    r, parallel = _run(_config(tmp_path / "par", 2))
+    torch.set_num_threads(1)  # and the run's evaluation at one thread too, as the reference's
+    try:
+        r, parallel = _run(_config(tmp_path / "par", 2))
+    finally:
+        torch.set_num_threads(threads)
     assert r.exit_code == 0, r.output
 
     assert set(TRAIN) <= set(parallel["stages_computed"]) and not parallel["stages_skipped"]
