@@ -181,24 +181,15 @@ def resize_tag(size: int | None, filter: str = "bicubic") -> str:
     return "none" if size is None else f"pil-{filter}-{size}"
 
 
-def stack_images(images: list[np.ndarray], names: list[str], where: str) -> np.ndarray:
-    """Stack equal-size ``[H, W, 3]`` images into ``[N, 3, H, W]`` uint8; mixed sizes are an error."""
-    h, w = images[0].shape[:2]
-    for name, im in zip(names, images):
-        if im.shape[:2] != (h, w):
+def check_one_size(shapes: list[tuple], names: list[str], where: str) -> None:
+    """Every image of a set has one size (``shapes``: ``(3, H, W)`` each), else one EvalkitError."""
+    h, w = shapes[0][-2:]
+    for name, shape in zip(names, shapes):
+        if tuple(shape[-2:]) != (h, w):
             raise EvalkitError(
-                f"{where}: image '{name}' is {im.shape[1]}x{im.shape[0]} but '{names[0]}' is {w}x{h}; "
+                f"{where}: image '{name}' is {shape[-1]}x{shape[-2]} but '{names[0]}' is {w}x{h}; "
                 f"all images of a set must share one size (resize them first)"
             )
-    return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
-
-
-def batch_or_list(images: list[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
-    """``[N, 3, H, W]`` uint8 when every image has one size, else a list of ``[3, H, W]``
-    (mixed sizes: each image goes through the backbone's own resize, as clean-fid does)."""
-    if len({im.shape for im in images}) == 1:
-        return torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)))
-    return [torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images]
 
 
 def to_uint8(x):

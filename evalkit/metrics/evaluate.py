@@ -20,8 +20,9 @@ import torch
 from evalkit import protocols
 from evalkit.errors import EvalkitError
 from evalkit.features import FeatureCache
-from evalkit.images import (RESIZE_FILTERS, ImageSet, as_uint8_batch, batch_or_list, content_hash, image_format,
-                            load_image, resize_tag, resize_uint8, resolve_images, stack_images)
+from evalkit.image_stack import ImageStack
+from evalkit.images import (RESIZE_FILTERS, ImageSet, as_uint8_batch, check_one_size, image_format, load_image,
+                            resize_tag, resize_uint8, resolve_images)
 from evalkit.metrics import registry
 from evalkit.metrics.options import EvaluationOptions, options_from
 from evalkit.progress import Progress
@@ -30,10 +31,10 @@ from evalkit.protocol import Protocol
 
 @dataclass
 class _Inputs:
-    generated: torch.Tensor | list[torch.Tensor]  # [N, 3, H, W] uint8, or N [3, H_i, W_i] (mixed sizes)
-    real: torch.Tensor | list[torch.Tensor]  # [M, 3, H', W'] uint8 or M [3, H_j, W_j] (all real images, FID/KID)
+    generated: ImageStack  # N uint8 [3, H, W] (mixed sizes allowed), held or decoded on demand
+    real: ImageStack  # M uint8 [3, H', W'] (all real images, FID/KID)
     pairs: list[int] | None  # real index of each generated image, when paired
-    exemplars: torch.Tensor | None  # [N, 3, h, w], one per generated image
+    exemplars: ImageStack | None  # N [3, h, w] of one size, one per generated image
     groups: list[list[int]] | None  # generated indices per conditional input
     image_format: str
     real_resize: str = "none"  # how real images (and exemplars) were resized first (--real-size)
@@ -43,26 +44,28 @@ class _Inputs:
     labels: list | None = None  # label map [H, W] of each generated image (--labels; protocol unite2021)
     protocol: str = "clean"  # the evaluation preset (evalkit.protocols); set from the options by _evaluate
 
-    def __post_init__(self):
-        self.gen_hash = [content_hash(x) for x in self.generated]
-        self.real_hash = [content_hash(x) for x in self.real]
-        self.ex_hash = None if self.exemplars is None else [content_hash(x) for x in self.exemplars]
+    def __post_init__(self):  # tensors and lists of tensors become held stacks
+        self.generated, self.real = ImageStack.of(self.generated), ImageStack.of(self.real)
+        self.exemplars = None if self.exemplars is None else ImageStack.of(self.exemplars)
+        self.gen_hash, self.real_hash = self.generated.hashes, self.real.hashes
+        self.ex_hash = None if self.exemplars is None else self.exemplars.hashes
 
     @property
     def n_real(self) -> int:
         return self.reference.n if self.reference is not None else len(self.real)
 
     @property
-    def paired_real(self) -> torch.Tensor:
-        return self.real[self.pairs]
+    def paired_real(self) -> ImageStack:
+        """The real image of each generated one (a view: nothing decoded)."""
+        return self.real.subset(self.pairs)
 
     def available(self) -> dict[str, bool]:
         """What these inputs offer, by the needs of :data:`evalkit.metrics.registry.NEEDS`."""
         n, m, paired = len(self.generated), len(self.real), self.pairs is not None
-        one_size = isinstance(self.generated, torch.Tensor)  # mixed sizes: only the set metrics (FID, KID)
+        one_size = self.generated.one_size  # mixed sizes: only the set metrics (FID, KID)
         return {"sets": min(n, m) >= 2, "pairs": paired, "exemplars": one_size and self.exemplars is not None,
                 "groups": one_size and bool(self.groups),
-                "equal-sets": one_size and isinstance(self.real, torch.Tensor)
+                "equal-sets": one_size and self.real.one_size
                 and n == (len(self.pairs) if paired else m) and self.generated.shape[2:] == self.real.shape[2:],
                 "min_side": registry.min_side(self.generated, self.real, self.exemplars)}
 
@@ -233,31 +236,39 @@ def decode_images(images: ImageSet, size: int | None, filter: str) -> list[np.nd
     return decoded if size is None else [resize_uint8(im, size, filter) for im in decoded]
 
 
-def real_images(images: ImageSet, size: int | None, filter: str, protocol: str = "clean") -> list[np.ndarray]:
+def real_images(images: ImageSet, size: int | None, filter: str, protocol: str = "clean", *,
+                hold_bytes: int | None = None) -> ImageStack:
     """The real set as every metric sees it: decoded, resized to ``size`` (``--real-size``),
     through the codec the preset ``protocol`` says the real images went through (none for
     ``clean``). The one preparation of real images, shared by ``evaluate --real`` and
     ``stats build``: whatever changes the real side belongs here, so reference statistics follow."""
-    return decode_protocol_images(protocol, "real", images, size, filter)
+    return protocol_images(protocol, "real", images, size, filter, hold_bytes=hold_bytes)
 
 
-def decode_protocol_images(protocol: str, kind: str, images: ImageSet, size: int | None,
-                           filter: str) -> list[np.ndarray]:
-    """:func:`decode_images`, then the codec protocol ``protocol`` says set ``kind``
-    (``generated``, ``real``, ``exemplar``) went through (:func:`evalkit.protocols.encode`: a
-    file the codec wrote and that the resize left as it was is kept as read). ``clean``:
-    exactly :func:`decode_images`."""
-    if protocols.get(protocol).is_clean:
-        return decode_images(images, size, filter)
-    raw = decode_images(images, None, filter)
-    resized = raw if size is None else [resize_uint8(im, size, filter) for im in raw]
-    changed = [a.shape != b.shape for a, b in zip(raw, resized)]
-    return protocols.encode(protocol, kind, resized, list(images.files), changed=changed)
+def protocol_images(protocol: str, kind: str, images: ImageSet, size: int | None, filter: str, *,
+                    hold_bytes: int | None = None) -> ImageStack:
+    """The files of ``images`` as an :class:`~evalkit.image_stack.ImageStack` (each decoded and
+    validated now; held, or decoded again batch by batch when larger than ``hold_bytes``):
+    resized to ``size`` when given, then through the codec protocol ``protocol`` says set
+    ``kind`` (``generated``, ``real``, ``exemplar``) went through (:func:`evalkit.protocols.encode`:
+    a file the codec wrote and that the resize left as it was is kept as read)."""
+    files = list(images.files)
+    clean = protocols.get(protocol).is_clean
+
+    def prepare(indices: list[int]) -> list[np.ndarray]:
+        raw = [load_image(files[i]) for i in indices]
+        resized = raw if size is None else [resize_uint8(im, size, filter) for im in raw]
+        if clean:
+            return resized
+        changed = [a.shape != b.shape for a, b in zip(raw, resized)]
+        return protocols.encode(protocol, kind, resized, [files[i] for i in indices], changed=changed)
+
+    return ImageStack.from_files(len(files), prepare, hold_bytes=hold_bytes)
 
 
-def _square_side(images: list[np.ndarray]) -> int | None:
+def _square_side(images: ImageStack) -> int | None:
     """The side of ``images`` when all are square of one size, else None."""
-    shapes = {im.shape[:2] for im in images}
+    shapes = {shape[-2:] for shape in images.shapes}
     return next(iter(shapes))[0] if len(shapes) == 1 and len(set(next(iter(shapes)))) == 1 else None
 
 
@@ -271,7 +282,7 @@ def check_real_size(real_size: int | None, real_filter: str) -> None:
 
 def load_inputs(generated, real, *, exemplars=None, pairs=None, recursive: bool = False,
                 real_size: int | None = None, real_filter: str = "bicubic", reference=None,
-                protocol: str = "clean", labels=None) -> _Inputs:
+                protocol: str = "clean", labels=None, hold_bytes: int | None = None) -> _Inputs:
     """Decode the inputs of an evaluation (every file validated first).
 
     ``generated``, ``real``, ``exemplars``: a folder, a glob pattern or ``DATASET:ROOT[:SPLIT]``
@@ -288,6 +299,9 @@ def load_inputs(generated, real, *, exemplars=None, pairs=None, recursive: bool 
     ``protocol``: a paper preset resizes real images and exemplars to the generated size and
     puts each set through the codec its official script applied (:mod:`evalkit.protocols`).
     ``labels``: the label map of each generated image, by name (``unite2021`` semantic).
+    ``hold_bytes``: a set larger than this once decoded (default
+    :data:`evalkit.image_stack.HOLD_BYTES`) is decoded again batch by batch where it is used
+    instead of held (:mod:`evalkit.image_stack`): memory stays bounded at any N.
     """
     check_real_size(real_size, real_filter)
     gen_set = resolve_images(generated, recursive=recursive)
@@ -319,36 +333,34 @@ def load_inputs(generated, real, *, exemplars=None, pairs=None, recursive: bool 
             by_query.setdefault(r["query"], []).append(index[r["name"]])
         groups = [g for g in by_query.values() if len(g) >= 2] or None
     # Decode everything (validates every file) before any work.
-    gen_images = decode_protocol_images(protocol, "generated", gen_set, None, real_filter)
-    real_size, real_filter = protocols.real_size(protocol, real_size, real_filter, _square_side(gen_images))
-    real_decoded = real_images(real_set, real_size, real_filter, protocol)
+    gen = protocol_images(protocol, "generated", gen_set, None, real_filter, hold_bytes=hold_bytes)
+    real_size, real_filter = protocols.real_size(protocol, real_size, real_filter, _square_side(gen))
+    real_arr = real_images(real_set, real_size, real_filter, protocol, hold_bytes=hold_bytes)
     label_maps = None
     if labels is not None:
-        if len({im.shape for im in gen_images}) != 1:
+        if not gen.one_size:
             raise EvalkitError(f"--labels {labels}: label maps need generated images of one size")
-        label_maps = protocols.load_labels(labels, gen_names, gen_images[0].shape[:2], recursive=recursive)
+        label_maps = protocols.load_labels(labels, gen_names, gen.shape[2:], recursive=recursive)
     ex = None
     if ex_set is not None:
-        ex_images = decode_protocol_images(protocol, "exemplar", ex_set, real_size, real_filter)
+        ex = protocol_images(protocol, "exemplar", ex_set, real_size, real_filter, hold_bytes=hold_bytes)
         hint = "" if real_size else "; pass --real-size N to bring exemplars and real images to the generated size"
         try:
-            ex = torch.from_numpy(stack_images(ex_images, list(ex_set.names), str(exemplars)))
+            check_one_size(ex.shapes, list(ex_set.names), str(exemplars))
         except EvalkitError as err:
             raise EvalkitError(f"{err}{hint}") from None
-    gen, real_arr = batch_or_list(gen_images), batch_or_list(real_decoded)
     real_index = {name: j for j, name in enumerate(real_set.names)}
     matched = all(name in real_index for name in gen_names)
-    paired = (matched and isinstance(gen, torch.Tensor) and isinstance(real_arr, torch.Tensor)
-              and gen.shape[2:] == real_arr.shape[2:])
+    paired = matched and gen.one_size and real_arr.one_size and gen.shape[2:] == real_arr.shape[2:]
     hint = ""
-    if isinstance(gen, torch.Tensor) and not paired and matched and not real_size:
+    if gen.one_size and not paired and matched and not real_size:
         hint = (f"real images are not all {gen.shape[3]}x{gen.shape[2]} like the generated ones: pass "
                 f"--real-size {gen.shape[2]} to resize them, recorded in the protocol")
-    elif not isinstance(gen, torch.Tensor):
+    elif not gen.one_size:
         hint = "the generated images have mixed sizes: only the set metrics (FID, KID) apply"
     fmts = [protocols.format_tag(protocol, "generated", "+".join(sorted({image_format(p) for p in gen_set.files})))]
     if reference is not None:
-        paired, real_arr = False, []
+        paired, real_arr = False, ImageStack.of([])
         notes.append(f"real set: {reference.n} images' Inception features from {reference.where()}")
         hint = "the paired metrics need the real images (--real), not reference statistics (--real-stats)"
     return _Inputs(gen, real_arr, [real_index[nm] for nm in gen_names] if paired else None, ex, groups,
@@ -361,7 +373,7 @@ def evaluate_folders(generated, real=None, *, exemplars=None, pairs=None, option
                      real_size: int | None = None, real_filter: str = "bicubic", real_stats=None, labels=None,
                      **option_fields) -> pd.DataFrame:
     """Every applicable metric on folders (or glob patterns, or dataset layouts) of images,
-    decoded once each; see :func:`load_inputs` for how the inputs are matched and resized
+    each validated first, held or streamed in batches (:mod:`evalkit.image_stack`); see :func:`load_inputs` for how the inputs are matched and resized
     and :func:`evaluate_arrays` for ``options`` and ``backbones``. ``df.attrs["notes"]`` says
     what the inputs left out (label maps, paired metrics on mixed sizes).
 

@@ -112,22 +112,22 @@ fid_from_features.resampler = fid_resampler  # the bootstrap's fast path (evalki
 
 # -- the ``fid`` family (evalkit.metrics.registry) ------------------------------------------
 def embed_images(images, keys: list[str], net, cache, advance=None) -> list[np.ndarray]:
-    """Inception features of uint8 ``[3, H, W]`` ``images`` (``keys``: their content hashes)
-    through the feature cache, batched by size: the one embedding pass of FID, KID, prdc and
-    ``evalkit stats build``."""
-    import torch
-
+    """Inception features of ``images`` (an :class:`~evalkit.image_stack.ImageStack`, or uint8
+    ``[3, H, W]`` tensors; ``keys``: their content hashes) through the feature cache, batched by
+    size: the one embedding pass of FID, KID, prdc and ``evalkit stats build``."""
     from evalkit.features import FeatureCache, cached_per_item
+    from evalkit.image_stack import ImageStack
 
+    images = ImageStack.of(images)
     ns = FeatureCache.namespace(**net.protocol_key())
 
     def compute(idx):
         by_size: dict[tuple, list[int]] = {}
         for i in idx:
-            by_size.setdefault(tuple(images[i].shape), []).append(i)
+            by_size.setdefault(images.shapes[i], []).append(i)
         out = {}
         for group in by_size.values():
-            out.update(zip(group, net(torch.stack([images[i] for i in group])).numpy()))
+            out.update(zip(group, net(images.batch(group)).numpy()))
         return [out[i] for i in idx]
 
     return cached_per_item(cache, ns, keys, compute, batch_size=16, advance=advance)
@@ -137,14 +137,15 @@ def inception_features(ctx) -> tuple[np.ndarray, np.ndarray]:
     """Inception pool features of the generated and real sets, through the feature cache,
     once per evaluation (shared by the ``fid``, ``kid`` and ``prdc`` families). With
     reference statistics (``evaluate --real-stats``) the real set's are the stored ones."""
+    from evalkit.image_stack import ImageStack
+
     if "inception" in ctx.memo:
         return ctx.memo["inception"]
     inp, n = ctx.inputs, ctx.n
     reference = getattr(inp, "reference", None)
-    images = list(inp.generated) + ([] if reference is not None else list(inp.real))
-    keys = inp.gen_hash + ([] if reference is not None else inp.real_hash)
-    feats = embed_images(images, keys, ctx.backbones["inception"], ctx.cache,
-                         advance=ctx.bars.task("Inception features", len(keys)))
+    images = inp.generated if reference is not None else ImageStack.concat(inp.generated, inp.real)
+    feats = embed_images(images, images.hashes, ctx.backbones["inception"], ctx.cache,
+                         advance=ctx.bars.task("Inception features", len(images)))
     real = reference.features if reference is not None else np.stack(feats[n:])
     ctx.memo["inception"] = (np.stack(feats[:n]), real)
     return ctx.memo["inception"]

@@ -11,24 +11,30 @@ from evalkit.errors import EvalkitError
 from evalkit.images import as_uint8_batch
 
 
-def _pairs(a, b):
-    a, b = as_uint8_batch(a, "PSNR/SSIM images_a"), as_uint8_batch(b, "PSNR/SSIM images_b")
-    if a.shape != b.shape:
-        raise EvalkitError(f"PSNR/SSIM need paired images of equal shape, got {list(a.shape)} and {list(b.shape)}")
-    return a.permute(0, 2, 3, 1).numpy(), b.permute(0, 2, 3, 1).numpy()
+def _pairs(a, b, batch: int = 32):
+    """``(x, y)`` uint8 ``[H, W, 3]`` pairs of two equal-shape sets (``[N, 3, H, W]`` arrays or
+    :class:`~evalkit.image_stack.ImageStack` s), decoded ``batch`` pairs at a time."""
+    from evalkit.image_stack import ImageStack
+
+    a = a if isinstance(a, ImageStack) else ImageStack.of(as_uint8_batch(a, "PSNR/SSIM images_a"))
+    b = b if isinstance(b, ImageStack) else ImageStack.of(as_uint8_batch(b, "PSNR/SSIM images_b"))
+    if len(a) != len(b) or not (a.one_size and b.one_size) or a.shape != b.shape:
+        shape = [list(s.shape) if s.one_size else "mixed sizes" for s in (a, b)]
+        raise EvalkitError(f"PSNR/SSIM need paired images of equal shape, got {shape[0]} and {shape[1]}")
+    for start in range(0, len(a), batch):
+        idx = range(start, min(len(a), start + batch))
+        yield from zip(a.batch(idx).permute(0, 2, 3, 1).numpy(), b.batch(idx).permute(0, 2, 3, 1).numpy())
 
 
 def psnr(images_a, images_b) -> np.ndarray:
     """Per-image PSNR in dB (inf for identical images)."""
-    a, b = _pairs(images_a, images_b)
     with np.errstate(divide="ignore"):
-        return np.array([peak_signal_noise_ratio(y, x, data_range=255) for x, y in zip(a, b)])
+        return np.array([peak_signal_noise_ratio(y, x, data_range=255) for x, y in _pairs(images_a, images_b)])
 
 
 def ssim(images_a, images_b) -> np.ndarray:
     """Per-image SSIM over RGB channels."""
-    a, b = _pairs(images_a, images_b)
-    return np.array([structural_similarity(x, y, data_range=255, channel_axis=2) for x, y in zip(a, b)])
+    return np.array([structural_similarity(x, y, data_range=255, channel_axis=2) for x, y in _pairs(images_a, images_b)])
 
 
 # -- the ``psnr`` and ``ssim`` families (evalkit.metrics.registry) --------------------------

@@ -238,7 +238,9 @@ def min_side(*image_sets) -> int | None:
     for images in image_sets:
         if images is None or len(images) == 0:
             continue
-        if getattr(images, "ndim", 0) == 4:
+        if hasattr(images, "shapes"):  # an ImageStack: its shapes, nothing decoded
+            sides.append(min(min(shape[-2:]) for shape in images.shapes))
+        elif getattr(images, "ndim", 0) == 4:
             sides.append(min(images.shape[2:]))
         else:
             sides.append(min(min(x.shape[-2:]) for x in images))

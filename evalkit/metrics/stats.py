@@ -92,7 +92,7 @@ def build(real, options, *, recursive: bool = False, real_size: int | None = Non
     (:class:`evalkit.metrics.options.EvaluationOptions`; ``backbones`` may inject an
     ``inception`` module, as for :func:`evalkit.metrics.evaluate_arrays`) through the feature cache."""
     from evalkit.features import FeatureCache
-    from evalkit.images import batch_or_list, content_hash, image_format, resize_tag, resolve_images
+    from evalkit.images import image_format, resize_tag, resolve_images
     from evalkit.metrics import registry
     from evalkit.metrics.evaluate import check_real_size, real_images
     from evalkit.metrics.fid import embed_images
@@ -107,10 +107,9 @@ def build(real, options, *, recursive: bool = False, real_size: int | None = Non
         raise EvalkitError(f"{real}: {len(decoded)} image; reference statistics need at least 2 (FID's covariance)")
     manifest = {name: file_sha256(p) for name, p in zip(images.names, images.files)}
     net = registry.build_backbones(["fid"], options, options.device, have=backbones)["inception"]
-    tensors = list(batch_or_list(decoded))  # as `evaluate --real` holds them: same hashes, same batches
-    with Progress(progress) as bars:
-        feats = embed_images(tensors, [content_hash(t) for t in tensors], net, FeatureCache(options.cache_root),
-                             advance=bars.task("Inception features", len(tensors)))
+    with Progress(progress) as bars:  # the stack `evaluate --real` reads: same hashes, same batches
+        feats = embed_images(decoded, decoded.hashes, net, FeatureCache(options.cache_root),
+                             advance=bars.task("Inception features", len(decoded)))
     features = np.stack(feats)
     registry.check_finite(features, "real set features", "stats build")
     f64 = features.astype(np.float64)

@@ -142,9 +142,109 @@ def swd_variant(shared_patches: bool) -> str:
     return VARIANT_SHARED if shared_patches else VARIANT_INDEPENDENT
 
 
+def level_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
+    """``(H, W)`` of each pyramid level, finest first (``pyr_down`` keeps ``ceil(side / 2)``)."""
+    sizes = [(height, width)]
+    for _ in range(1, levels):
+        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+    return sizes
+
+
+class _Rows:
+    """Float32 rows appended chunk by chunk: in memory up to ``budget`` bytes, then spilled to
+    an anonymous temporary file (read back ``read_bytes`` at a time), so that a set's
+    descriptors never need O(N) memory."""
+
+    def __init__(self, budget: int, read_bytes: int = 16 * 2 ** 20):
+        self.budget, self.read_bytes = budget, read_bytes
+        self.chunks: list[np.ndarray] = []
+        self.file = None
+        self.rows, self.width, self.size = 0, 0, 0
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        self.rows, self.width, self.size = self.rows + len(rows), rows.shape[1], self.size + rows.nbytes
+        if self.file is None and self.size > self.budget:
+            import tempfile
+
+            self.file = tempfile.TemporaryFile(prefix="evalkit-swd-")
+            for chunk in self.chunks:
+                chunk.tofile(self.file)
+            self.chunks = []
+        if self.file is None:
+            self.chunks.append(rows)
+        else:
+            rows.tofile(self.file)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.file is None
+
+    def __iter__(self):
+        if self.file is None:
+            yield from self.chunks
+            return
+        step = max(1, self.read_bytes // (4 * self.width))
+        self.file.seek(0)
+        for start in range(0, self.rows, step):
+            count = min(step, self.rows - start)
+            yield np.fromfile(self.file, dtype=np.float32, count=count * self.width).reshape(count, self.width)
+
+
+def _descriptor_rows(images, levels: int, centres: list, budget: int, batch: int) -> list[_Rows]:
+    """Raw float32 descriptors ``[K, C * 49]`` of every level of ``images`` (an ImageStack),
+    ``batch`` images at a time: each batch's pyramid, then its neighbourhoods at ``centres``."""
+    out = [_Rows(budget) for _ in range(levels)]
+    for idx, x in images.batches(batch):
+        rows = slice(idx[0] * NHOODS_PER_IMAGE, (idx[-1] + 1) * NHOODS_PER_IMAGE)
+        for store, level, (ys, xs) in zip(out, laplacian_pyramid(x, levels), centres):
+            desc = extract_descriptors(level, ys[rows], xs[rows])
+            store.append(desc.reshape(desc.shape[0], -1).numpy())
+    return out
+
+
+def _normaliser(rows: _Rows, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (population) over every descriptor and position, in float64
+    (two passes, as :func:`normalise_descriptors` computes them)."""
+    count = rows.rows * (rows.width // channels)
+    total = sum(c.reshape(len(c), channels, -1).sum(axis=(0, 2), dtype=np.float64) for c in rows)
+    mean = total / count
+    sq = sum(((c.reshape(len(c), channels, -1) - mean[None, :, None]) ** 2).sum(axis=(0, 2)) for c in rows)
+    return mean, np.sqrt(sq / count)
+
+
+def _streamed_swd(a: _Rows, b: _Rows, directions: torch.Tensor, channels: int, proj_bytes: int) -> float:
+    """:func:`sliced_wasserstein_descriptors` of the normalised rows of ``a`` and ``b`` with
+    at most ``proj_bytes`` of projections in memory: directions a few at a time, rows chunk
+    by chunk (equal to the in-memory path to rounding)."""
+    norms = [_normaliser(r, channels) for r in (a, b)]
+
+    def project(rows: _Rows, norm, dirs: torch.Tensor) -> torch.Tensor:
+        mean, std = (torch.from_numpy(v)[None, :, None] for v in norm)
+        parts = [((torch.from_numpy(c).double().reshape(len(c), channels, -1) - mean) / std).reshape(len(c), -1) @ dirs
+                 for c in rows]
+        return torch.sort(torch.cat(parts), dim=0).values
+
+    per_dir = max(1, min(directions.shape[2], proj_bytes // (8 * 2 * max(a.rows, 1))))
+    per_repeat = []
+    for dirs in directions:
+        total = 0.0
+        for start in range(0, dirs.shape[1], per_dir):
+            d = dirs[:, start:start + per_dir]
+            total += float((project(a, norms[0], d) - project(b, norms[1], d)).abs().sum())
+        per_repeat.append(total / (a.rows * dirs.shape[1]))
+    return float(np.mean(per_repeat))
+
+
+SPILL_BYTES = 32 * 2 ** 20  # descriptors of one level of one set held in memory up to this; beyond, on disk
+PROJECTION_BYTES = 64 * 2 ** 20  # sorted projections of both sets in memory at a time (streamed path)
+
+
 def sliced_wasserstein(images_a, images_b, *, seed: int = 0, shared_patches: bool = False,
-                       levels: int | None = None) -> dict[str, float]:
-    """SWD x1e3 between two uint8 ``[N, 3, H, W]`` sets of equal N and size.
+                       levels: int | None = None, batch: int = 32, spill_bytes: int = SPILL_BYTES,
+                       projection_bytes: int = PROJECTION_BYTES) -> dict[str, float]:
+    """SWD x1e3 between two uint8 ``[N, 3, H, W]`` sets (arrays or
+    :class:`~evalkit.image_stack.ImageStack` s) of equal N and size.
 
     ``levels``: the number of pyramid levels (default: from the image size down to 16 px).
     The PGGAN script of the papers' evaluation fixes it at 5, the levels of a 256 x 256 image,
@@ -155,14 +255,22 @@ def sliced_wasserstein(images_a, images_b, *, seed: int = 0, shared_patches: boo
     two sets (identical sets -> exactly 0; see the module docstring).
     Keys ``SWDx1e3_<res>`` per pyramid level (finest first; ``<res>`` is the level's height)
     and ``SWDx1e3_avg``.
+
+    Memory is bounded at any N: images go through the pyramid ``batch`` at a time; a level's
+    descriptors beyond ``spill_bytes`` per set wait in a temporary file, and their projections
+    are then sorted a few directions at a time (``projection_bytes``). Below these sizes the
+    arithmetic is the in-memory one; beyond, equal to it to rounding (``tests/metrics/test_swd.py``).
     """
-    a = as_uint8_batch(images_a, "SWD generated images")
-    b = as_uint8_batch(images_b, "SWD real images")
-    if a.shape[0] != b.shape[0]:
-        raise EvalkitError(f"SWD needs as many generated as real images, got {a.shape[0]} generated and {b.shape[0]} real; evaluate matching sets")
-    if a.shape[2:] != b.shape[2:]:
-        raise EvalkitError(f"SWD needs images of one size, got {tuple(a.shape[2:])} generated and {tuple(b.shape[2:])} real")
-    n, _, height, width = a.shape
+    from evalkit.image_stack import ImageStack
+
+    a = images_a if isinstance(images_a, ImageStack) else ImageStack.of(as_uint8_batch(images_a, "SWD generated images"))
+    b = images_b if isinstance(images_b, ImageStack) else ImageStack.of(as_uint8_batch(images_b, "SWD real images"))
+    if len(a) != len(b):
+        raise EvalkitError(f"SWD needs as many generated as real images, got {len(a)} generated and {len(b)} real; evaluate matching sets")
+    if not (a.one_size and b.one_size) or a.shape[2:] != b.shape[2:]:
+        sizes = [tuple(s.shape[2:]) if s.one_size else "mixed sizes" for s in (a, b)]
+        raise EvalkitError(f"SWD needs images of one size, got {sizes[0]} generated and {sizes[1]} real")
+    n, channels, height, width = a.shape
     if levels is None:
         levels = num_levels(height, width)
         if levels == 0:
@@ -171,15 +279,23 @@ def sliced_wasserstein(images_a, images_b, *, seed: int = 0, shared_patches: boo
         raise EvalkitError(f"SWD with {levels} pyramid levels needs images of at least "
                            f"{NHOOD_SIZE * 2 ** (levels - 1)} px (a 7x7 neighbourhood on the coarsest), got {height}x{width}")
     gen = torch.Generator().manual_seed(seed)
-    pyr_a, pyr_b = laplacian_pyramid(a, levels), laplacian_pyramid(b, levels)
+    draws = []  # per level, in the order of the module docstring: centres of A, of B, directions
+    for lh, lw in level_sizes(height, width, levels):
+        ca = sample_centres(n, lh, lw, gen)
+        cb = ca if shared_patches else sample_centres(n, lh, lw, gen)
+        draws.append((lh, ca, cb, random_directions(channels * NHOOD_SIZE ** 2, gen)))
+    rows_a = _descriptor_rows(a, levels, [d[1] for d in draws], spill_bytes, batch)
+    rows_b = _descriptor_rows(b, levels, [d[2] for d in draws], spill_bytes, batch)
     out = {}
-    for la, lb in zip(pyr_a, pyr_b):
-        ya, xa = sample_centres(n, la.shape[2], la.shape[3], gen)
-        yb, xb = (ya, xa) if shared_patches else sample_centres(n, lb.shape[2], lb.shape[3], gen)
-        da = normalise_descriptors(extract_descriptors(la, ya, xa))
-        db = normalise_descriptors(extract_descriptors(lb, yb, xb))
-        dirs = random_directions(da.shape[1], gen)
-        out[f"SWDx1e3_{la.shape[2]}"] = 1e3 * sliced_wasserstein_descriptors(da, db, dirs)
+    for (lh, _, _, dirs), ra, rb in zip(draws, rows_a, rows_b):
+        if ra.in_memory and rb.in_memory and 8 * 2 * ra.rows * dirs.shape[2] <= projection_bytes:
+            da, db = (normalise_descriptors(torch.from_numpy(np.concatenate(list(r))).reshape(r.rows, channels,
+                                                                                              NHOOD_SIZE, NHOOD_SIZE))
+                      for r in (ra, rb))
+            value = sliced_wasserstein_descriptors(da, db, dirs)
+        else:
+            value = _streamed_swd(ra, rb, dirs, channels, projection_bytes)
+        out[f"SWDx1e3_{lh}"] = 1e3 * value
     out["SWDx1e3_avg"] = float(np.mean(list(out.values())))
     return out
 
