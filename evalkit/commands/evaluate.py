@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate generated images: FID, KID, SWD, LPIPS, VGG consistency, PSNR, SSIM, in one pass."""
         from evalkit.commands._checks import out_file
-        from evalkit.devices import resolve_device
+        from evalkit.devices import resolve_device, return_freed_memory
         from evalkit.metrics import evaluate_folders
         from evalkit.metrics.options import EvaluationOptions
         from evalkit.protocol import NOT_COMPARABLE_NOTE
@@ -165,6 +165,7 @@ def register(app: typer.Typer) -> None:
         from evalkit.weights import parse_weights_files
 
         resolve_device(device)  # a device this machine lacks is one line, before any work
+        return_freed_memory()  # streamed sets: peak memory flat in N
         chosen = [m.strip().lower() for item in metrics or [] for m in item.split(",") if m.strip()] or None
         options = EvaluationOptions(metrics=None if chosen is None else tuple(chosen), weights=weights,
                                     fid_mode=fid_mode, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,

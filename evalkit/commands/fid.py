@@ -31,12 +31,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """FID between GENERATED and REAL (clean-fid protocol); prints `FID: <value>`."""
         from evalkit.commands.evaluate import notes, rows_json
-        from evalkit.devices import resolve_device
+        from evalkit.devices import resolve_device, return_freed_memory
         from evalkit.metrics import evaluate_folders
         from evalkit.metrics.options import EvaluationOptions
         from evalkit.protocol import NOT_COMPARABLE_NOTE
 
         resolve_device(device)
+        return_freed_memory()  # streamed sets: peak memory flat in N
         options = EvaluationOptions(metrics=("fid",), weights=weights, fid_mode=fid_mode, device=device,
                                     cache_dir=cache_dir, cache=not no_cache).check()
         df = evaluate_folders(generated, real, options=options, progress=True, recursive=recursive,

@@ -51,13 +51,14 @@ def build(
 ) -> None:
     """Embed the real images once; `evalkit evaluate --real-stats FILE` then gives the same FID/KID/prdc."""
     from evalkit.commands._checks import out_file
-    from evalkit.devices import resolve_device
+    from evalkit.devices import resolve_device, return_freed_memory
     from evalkit.metrics import stats
     from evalkit.metrics.options import EvaluationOptions
     from evalkit.protocol import NOT_COMPARABLE_NOTE
     from evalkit.weights import parse_weights_files
 
     resolve_device(device)
+    return_freed_memory()  # streamed sets: peak memory flat in N
     if out.suffix.lower() != ".npz":
         raise EvalkitError(f"--out {out}: expected a .npz file name")
     out_file(out)

@@ -198,7 +198,7 @@ def _descriptor_rows(images, levels: int, centres: list, budget: int, batch: int
     for idx, x in images.batches(batch):
         rows = slice(idx[0] * NHOODS_PER_IMAGE, (idx[-1] + 1) * NHOODS_PER_IMAGE)
         for store, level, (ys, xs) in zip(out, laplacian_pyramid(x, levels), centres):
-            desc = extract_descriptors(level, ys[rows], xs[rows])
+            desc = extract_descriptors(level, ys[rows].long(), xs[rows].long())
             store.append(desc.reshape(desc.shape[0], -1).numpy())
     return out
 
@@ -280,9 +280,15 @@ def sliced_wasserstein(images_a, images_b, *, seed: int = 0, shared_patches: boo
                            f"{NHOOD_SIZE * 2 ** (levels - 1)} px (a 7x7 neighbourhood on the coarsest), got {height}x{width}")
     gen = torch.Generator().manual_seed(seed)
     draws = []  # per level, in the order of the module docstring: centres of A, of B, directions
+    small = torch.int16 if max(height, width) < 2 ** 15 else torch.int32  # N x 128 centres per level: kept small
+
+    def centres(lh: int, lw: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ys, xs = sample_centres(n, lh, lw, gen)
+        return ys.to(small), xs.to(small)
+
     for lh, lw in level_sizes(height, width, levels):
-        ca = sample_centres(n, lh, lw, gen)
-        cb = ca if shared_patches else sample_centres(n, lh, lw, gen)
+        ca = centres(lh, lw)
+        cb = ca if shared_patches else centres(lh, lw)
         draws.append((lh, ca, cb, random_directions(channels * NHOOD_SIZE ** 2, gen)))
     rows_a = _descriptor_rows(a, levels, [d[1] for d in draws], spill_bytes, batch)
     rows_b = _descriptor_rows(b, levels, [d[2] for d in draws], spill_bytes, batch)

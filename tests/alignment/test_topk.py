@@ -35,6 +35,29 @@ def test_membership_is_the_entropic_em_plan(anchors, normalise):
     torch.testing.assert_close(member.sum(-1), torch.full((3,), float(k), dtype=torch.float64))
 
 
+@pytest.mark.parametrize("n", [400, 3000])
+def test_long_rows_start_newton_from_the_stand_in_estimate_and_reach_the_same_plan(n):
+    """Rows longer than CANDIDATES + SAMPLE: the root is estimated on a stand-in, then refined
+    on the full row; the plan is POT's, and the implicit gradient passes gradcheck."""
+    from evalkit.methods.alignment import topk as T
+
+    assert n > T.CANDIDATES + T.SAMPLE
+    g = torch.Generator().manual_seed(5)
+    scores = torch.randn(2, n, generator=g, dtype=torch.float64) * 0.3
+    k, eps = 3, 0.05
+    member = ot_topk(scores, k, eps=eps, anchors=(-1.0, 1.0), tol=1e-12)
+    for row, m in zip(scores.numpy(), member):
+        cost = (row[:, None] - np.array([-1.0, 1.0])[None, :]) ** 2
+        cost = cost / cost.max()
+        plan = ot.sinkhorn(np.full(n, 1.0 / n), np.array([(n - k) / n, k / n]), cost, eps, numItermax=100000,
+                           stopThr=1e-15)
+        np.testing.assert_allclose(m.numpy(), n * plan[:, 1], atol=1e-8)
+    if n == 400:
+        x = scores[:1].clone().requires_grad_(True)
+        fn = lambda s: ot_topk(s, k, eps=eps, anchors=(-1.0, 1.0), tol=1e-14, n_iters=200)
+        assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6)
+
+
 def test_hard_limit():
     g = torch.Generator().manual_seed(1)
     scores = torch.rand(4, 2, 16, generator=g)

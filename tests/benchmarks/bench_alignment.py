@@ -85,3 +85,43 @@ def test_forward_64x64(benchmark, module):
 
     out = benchmark.pedantic(run, rounds=3, iterations=1)
     assert out.shape == (1, 3, 64, 64)
+
+
+def _ras_parts(size: int = 256, channels: int = 64, rounds: int = 2) -> dict:
+    """Seconds of RAS at ``size``² (2x2 blocks, k = 3, OT top-k), best of ``rounds``: the block
+    scores and their top-k alone (the floor: ``bmm`` + ``topk`` per chunk), RAS forward + warp,
+    and the backward of ``sum(out^2)``."""
+    import time
+
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(1, channels, size, size, generator=g, requires_grad=True)
+    key = torch.randn(1, channels, size, size, generator=g, requires_grad=True)
+    ras = RankingAttention()
+    from evalkit.methods.alignment.ranking import block_features
+
+    best = {"scores + top-k": float("inf"), "forward + warp": float("inf"), "backward": float("inf")}
+    for _ in range(rounds):
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            qb, kb = block_features(q, 2), block_features(key, 2)
+            for start in range(0, qb.shape[1], ras.chunk_size):
+                torch.bmm(qb[:, start:start + ras.chunk_size], kb.transpose(1, 2)).topk(3, dim=-1)
+            best["scores + top-k"] = min(best["scores + top-k"], time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        out = ras(q, key).warp(q[:, :3])
+        t1 = time.perf_counter()
+        (out ** 2).sum().backward()
+        t2 = time.perf_counter()
+        best["forward + warp"] = min(best["forward + warp"], t1 - t0)
+        best["backward"] = min(best["backward"], t2 - t1)
+        q.grad = key.grad = None
+    return best
+
+
+def test_ras_256_against_its_block_scores():
+    """Issue 15 item 4: RAS forward + backward at 256² within 3x of the block scores' cost.
+    Run side by side with an older checkout by calling ``_ras_parts`` from each."""
+    parts = _ras_parts()
+    ratio = (parts["forward + warp"] + parts["backward"]) / parts["scores + top-k"]
+    print("\nRAS 256x256, C=64, 2x2 blocks, k=3: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
+          + f"; (forward + backward) / block scores = {ratio:.2f}")

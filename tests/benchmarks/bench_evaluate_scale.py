@@ -89,7 +89,11 @@ def plot(points: list[dict], path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, key, label in ((axes[0], "peak_rss_gib", "peak RSS (GiB)"), (axes[1], "wall_s", "wall (s)")):
         values = [p[key] for p in points]
-        ax.loglog(n, values, "o-", base=2)
+        if key == "peak_rss_gib":  # from 0, so that flat looks flat
+            ax.semilogx(n, values, "o-", base=2)
+            ax.set_ylim(0, 1.25 * max(values))
+        else:
+            ax.loglog(n, values, "o-", base=2)
         ax.set_xlabel("images per set (N)")
         ax.set_ylabel(label)
         ax.set_title(f"{label}: ~ N^{fitted_exponent(n, values):.2f}")
