@@ -53,6 +53,14 @@ class _Files:
         return None
 
 
+def as_stack(images, what: str = "images") -> ImageStack:
+    """``images`` as an :class:`ImageStack`: a stack as it is, a uint8 ``[N, 3, H, W]`` array
+    or tensor validated (:func:`evalkit.images.as_uint8_batch`, naming ``what``) and held."""
+    from evalkit.images import as_uint8_batch
+
+    return images if isinstance(images, ImageStack) else ImageStack.of(as_uint8_batch(images, what))
+
+
 def _chw(image_hwc: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image_hwc.transpose(2, 0, 1)))
 

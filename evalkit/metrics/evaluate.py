@@ -90,7 +90,7 @@ class MetricContext:
     def protocol(self, net=None, *, resolution: int | None = None, n_images: int | None = None) -> Protocol:
         """The Protocol of a row: ``net``'s resize, backbone and weights, else none."""
         inp = self.inputs
-        common = dict(resolution=inp.generated[0].shape[-2] if resolution is None else resolution,
+        common = dict(resolution=inp.generated.shapes[0][-2] if resolution is None else resolution,
                       image_format=inp.image_format, n_images=self.n if n_images is None else n_images,
                       metric_seed=self.options.seed, real_resize=inp.real_resize, protocol=self.options.protocol)
         if net is None:
@@ -228,12 +228,6 @@ def read_pairs(path: str | Path) -> list[dict]:
     from evalkit.layout import read_pairs_csv
 
     return read_pairs_csv(path)
-
-
-def decode_images(images: ImageSet, size: int | None, filter: str) -> list[np.ndarray]:
-    """Every file of ``images`` decoded (each validated), resized to ``size`` when given."""
-    decoded = [load_image(p) for p in images.files]
-    return decoded if size is None else [resize_uint8(im, size, filter) for im in decoded]
 
 
 def real_images(images: ImageSet, size: int | None, filter: str, protocol: str = "clean", *,

@@ -8,16 +8,14 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from evalkit.errors import EvalkitError
-from evalkit.images import as_uint8_batch
 
 
 def _pairs(a, b, batch: int = 32):
     """``(x, y)`` uint8 ``[H, W, 3]`` pairs of two equal-shape sets (``[N, 3, H, W]`` arrays or
     :class:`~evalkit.image_stack.ImageStack` s), decoded ``batch`` pairs at a time."""
-    from evalkit.image_stack import ImageStack
+    from evalkit.image_stack import as_stack
 
-    a = a if isinstance(a, ImageStack) else ImageStack.of(as_uint8_batch(a, "PSNR/SSIM images_a"))
-    b = b if isinstance(b, ImageStack) else ImageStack.of(as_uint8_batch(b, "PSNR/SSIM images_b"))
+    a, b = as_stack(a, "PSNR/SSIM images_a"), as_stack(b, "PSNR/SSIM images_b")
     if len(a) != len(b) or not (a.one_size and b.one_size) or a.shape != b.shape:
         shape = [list(s.shape) if s.one_size else "mixed sizes" for s in (a, b)]
         raise EvalkitError(f"PSNR/SSIM need paired images of equal shape, got {shape[0]} and {shape[1]}")

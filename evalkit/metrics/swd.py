@@ -39,7 +39,6 @@ import torch
 import torch.nn.functional as F
 
 from evalkit.errors import EvalkitError
-from evalkit.images import as_uint8_batch
 
 NHOOD_SIZE = 7
 NHOODS_PER_IMAGE = 128
@@ -261,10 +260,9 @@ def sliced_wasserstein(images_a, images_b, *, seed: int = 0, shared_patches: boo
     are then sorted a few directions at a time (``projection_bytes``). Below these sizes the
     arithmetic is the in-memory one; beyond, equal to it to rounding (``tests/metrics/test_swd.py``).
     """
-    from evalkit.image_stack import ImageStack
+    from evalkit.image_stack import as_stack
 
-    a = images_a if isinstance(images_a, ImageStack) else ImageStack.of(as_uint8_batch(images_a, "SWD generated images"))
-    b = images_b if isinstance(images_b, ImageStack) else ImageStack.of(as_uint8_batch(images_b, "SWD real images"))
+    a, b = as_stack(images_a, "SWD generated images"), as_stack(images_b, "SWD real images")
     if len(a) != len(b):
         raise EvalkitError(f"SWD needs as many generated as real images, got {len(a)} generated and {len(b)} real; evaluate matching sets")
     if not (a.one_size and b.one_size) or a.shape[2:] != b.shape[2:]:
