@@ -85,8 +85,9 @@ def theory_elements(module: str, size: int, channels: int) -> int:
         b = BLOCK * BLOCK
         n = L // b
         return n * n + n * TOPK * b * b
-    if module == "uot-streaming":
-        return min(CHUNK, L) * L + 2 * channels * L
+    if module == "uot-streaming":  # the warp's chunk of plan rows, the features, the
+        # solver's augmented features ([x / eps, 1, -shift] and [z, (h - 1) / eps, 1], both ways)
+        return min(CHUNK, L) * L + 2 * channels * L + 4 * (channels + 2) * L
     raise EvalkitError(f"unknown module {module!r}; choose from {', '.join(MODULES)}")
 
 

@@ -9,9 +9,11 @@ gradient).  Level 2: dense attention between the ``b`` position features of the 
 block and the ``k * b`` position features of its retrieved blocks,
 ``softmax_j(cos(x_i, z_j) / temperature + log w_blk(j))`` where ``w`` is the block's
 retrieval membership (1 for a hard selection), so the ranking's gradient reaches the
-warp.  Memory ``O(N^2 + N k b^2)``: the ``L x L`` matrix is never built (query blocks are
-processed ``chunk_size`` at a time, so even the ``N x N`` ranking is only held whole when
-autograd keeps it for the backward pass).  With ``k = N`` it equals dense attention.
+warp.  Memory ``O(N^2 + N k b^2)``: the ``L x L`` matrix is never built (the ranking runs
+``chunk_size`` query blocks at a time, so even the ``N x N`` scores are only held whole when
+autograd keeps them for the backward pass; level 2 gathers the ``N k b`` retrieved position
+features once, ``[B, N, k b, C]``). Retrieval is :func:`~evalkit.methods.alignment.topk.ot_topk_largest`,
+which never holds the ``N x N`` memberships.  With ``k = N`` it equals dense attention.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from evalkit.errors import EvalkitError
 from evalkit.methods.alignment.confidence import block_features, expand_blocks
 from evalkit.methods.alignment.correspondence import BlockCorrespondence, to_blocks
 from evalkit.methods.alignment.cosine import check_features
-from evalkit.methods.alignment.topk import hard_topk_straight_through, ot_topk
+from evalkit.methods.alignment.topk import hard_topk_straight_through, ot_topk_largest
 
 RETRIEVALS = ("ot", "softmax")
 
@@ -63,10 +65,16 @@ class RankingAttention(nn.Module):
         return (f"block={self.block}, k={self.k}, retrieval={self.retrieval!r}, eps={self.eps}, "
                 f"temperature={self.temperature}")
 
-    def _membership(self, scores: torch.Tensor) -> torch.Tensor:
+    def _retrieve(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The top-k key blocks of each query block: their scores, indices and retrieval
+        weights ``[B, n, k]``."""
         if self.retrieval == "ot":
-            return ot_topk(scores, self.k, eps=self.eps, n_iters=self.n_iters, anchors=(-1.0, 1.0))
-        return hard_topk_straight_through(scores, self.k, temperature=self.temperature)
+            # cosines of the features check_features has scanned: no second scan per chunk
+            return ot_topk_largest(scores, self.k, eps=self.eps, n_iters=self.n_iters,
+                                   anchors=(-1.0, 1.0), check=False)
+        values, idx = scores.topk(self.k, dim=-1)
+        weight = hard_topk_straight_through(scores, self.k, temperature=self.temperature)
+        return values, idx, weight.gather(-1, idx)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor) -> BlockCorrespondence:
         """Correspondence from ``key [B, C, h, w]`` onto ``query [B, C, H, W]``."""
@@ -81,21 +89,23 @@ class RankingAttention(nn.Module):
                 f"with {s}x{s} blocks; lower k or use a larger grid")
         qblk = block_features(query, s)  # normalised block means [B, N, C]
         kblk = block_features(key, s)
-        indices, attention, peaks = [], [], []
-        for start in range(0, qblk.shape[1], self.chunk_size):
+        indices, weights, peaks = [], [], []
+        for start in range(0, qblk.shape[1], self.chunk_size):  # level 1, a chunk of queries at a time
             scores = torch.bmm(qblk[:, start:start + self.chunk_size], kblk.transpose(1, 2))
-            peaks.append(scores.amax(-1))  # CMAP keeps its gradient (as the dense path and RABIT's code)
-            idx = scores.detach().topk(k, dim=-1).indices                       # [B, n, k]
-            weight = self._membership(scores).gather(-1, idx)                   # [B, n, k]
-            n = idx.shape[1]
-            keys = torch.gather(kpos, 1, idx.reshape(bsz, n * k, 1, 1).expand(bsz, n * k, b, c))
-            keys = keys.reshape(bsz, n, k * b, c)
-            logits = torch.matmul(qpos[:, start:start + n], keys.transpose(-1, -2)) / self.temperature
-            log_w = weight.clamp_min(torch.finfo(weight.dtype).tiny).log()
-            logits = logits + log_w.repeat_interleave(b, dim=-1).unsqueeze(2)
+            values, idx, weight = self._retrieve(scores)                        # [B, n, k]
+            peaks.append(values[..., 0])  # CMAP keeps its gradient (as the dense path and RABIT's code)
             indices.append(idx)
-            attention.append(torch.softmax(logits, dim=-1))
+            weights.append(weight)
+        idx, weight = torch.cat(indices, 1), torch.cat(weights, 1)
+        n = idx.shape[1]
+        # level 2 for every query block at once: [B, N, k b, C] keys are N k b C, as its output;
+        # one gather (whose backward fills one key-sized gradient, not one per chunk)
+        keys = torch.gather(kpos, 1, idx.reshape(bsz, n * k, 1, 1).expand(bsz, n * k, b, c))
+        keys = keys.reshape(bsz, n, k * b, c)
+        logits = torch.matmul(qpos, keys.transpose(-1, -2)) / self.temperature
+        log_w = weight.clamp_min(torch.finfo(weight.dtype).tiny).log()
+        logits = logits + log_w.repeat_interleave(b, dim=-1).unsqueeze(2)
         size = tuple(query.shape[-2:])
         confidence = expand_blocks(torch.cat(peaks, 1), size, s)
-        return BlockCorrespondence(torch.cat(indices, 1), torch.cat(attention, 1), s, size,
+        return BlockCorrespondence(idx, torch.softmax(logits, dim=-1), s, size,
                                    tuple(key.shape[-2:]), confidence)

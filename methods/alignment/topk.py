@@ -39,7 +39,7 @@ import torch
 from evalkit.errors import EvalkitError
 from evalkit.methods.alignment.checks import check_values
 
-__all__ = ["ot_topk", "hard_topk_straight_through"]
+__all__ = ["ot_topk", "ot_topk_largest", "hard_topk_straight_through"]
 
 
 def _check(scores: torch.Tensor, k: int) -> int:
@@ -59,42 +59,48 @@ CANDIDATES = 64  # smallest cost differences per row that start the threshold's 
 SAMPLE = 256  # evenly spaced entries per row that stand in for the rest in that estimate
 
 
-def _newton(diff, weight, k, eps, lo, hi, delta, n_iters, atol):
-    """Safeguarded Newton on ``log(sum_i w_i sigmoid((delta - D_i) / eps)) - log(k)`` per row
-    (bisection inside ``[lo, hi]`` where a step leaves it), each row until ``|sum - k| <= atol``.
-    ``weight``: ``w [R, N]`` or None (all 1). Rows are dropped as they converge, so later
-    iterations touch only the rows still open. Returns ``(delta, m)``, ``m`` the memberships
-    at the returned ``delta``."""
-    rows = torch.arange(diff.shape[0], device=diff.device)
-    out = torch.empty_like(diff)
-    tiny = torch.finfo(diff.dtype).tiny
+def _newton(u, weight, k, lo, hi, theta, n_iters, atol, members=True):
+    """Safeguarded Newton on ``log(sum_i w_i sigmoid(theta - u_i)) - log(k)`` per row, in units
+    of eps (``u = D / eps``, ``theta = delta / eps``; bisection inside ``[lo, hi]`` where a step
+    leaves it), each row until ``|sum - k| <= atol``. ``weight``: ``w [R, N]`` or None (all 1).
+    Rows are dropped as they converge, so later iterations touch only the rows still open.
+    Returns ``(theta, m)``, ``m`` the memberships at the returned ``theta`` (None unless
+    ``members``)."""
+    n_rows = u.shape[0]
+    rows = torch.arange(n_rows, device=u.device)
+    out = torch.empty_like(u) if members else None
+    tiny = torch.finfo(u.dtype).tiny
     for it in range(n_iters + 1):
-        d = diff if len(rows) == diff.shape[0] else diff[rows]
-        w = None if weight is None else (weight if len(rows) == weight.shape[0] else weight[rows])
-        m = torch.sigmoid((delta[rows].unsqueeze(-1) - d) / eps)
+        full = len(rows) == n_rows
+        d = u if full else u[rows]
+        w = None if weight is None else (weight if full else weight[rows])
+        m = torch.sub((theta if full else theta[rows]).unsqueeze(-1), d).sigmoid_()
         wm = m if w is None else m * w
         total = wm.sum(-1)
         h = total - k
         done = (h.abs() <= atol) | (it == n_iters)  # the last pass keeps what it has (as before)
-        out[rows[done]] = m[done]
+        if members:
+            if full and bool(done.all()):
+                return theta, m
+            out[rows[done]] = m[done]
         if done.all():
             break
         open_ = ~done
-        slope = ((wm - wm * m)[open_]).sum(-1) / eps  # sum w m (1 - m) / eps
+        slope = torch.addcmul(wm, wm, m, value=-1).sum(-1)[open_]  # sum w m (1 - m)
         r, t, hh = rows[open_], total[open_], h[open_]
-        lo[r] = torch.where(hh < 0, delta[r], lo[r])
-        hi[r] = torch.where(hh > 0, delta[r], hi[r])
+        lo[r] = torch.where(hh < 0, theta[r], lo[r])
+        hi[r] = torch.where(hh > 0, theta[r], hi[r])
         # Newton on log(sum) - log(k): exact on an exponential tail, where plain Newton crawls
-        newton = delta[r] - (t.log() - math.log(k)) * t / slope.clamp_min(tiny)
+        newton = theta[r] - (t.log() - math.log(k)) * t / slope.clamp_min(tiny)
         inside = (newton > lo[r]) & (newton < hi[r]) & (slope > 0)
-        delta[r] = torch.where(inside, newton, 0.5 * (lo[r] + hi[r]))
+        theta[r] = torch.where(inside, newton, 0.5 * (lo[r] + hi[r]))
         rows = r
-    return delta, out
+    return theta, out
 
 
-def _solve_membership(diff, k, eps, n_iters, atol):
-    """Memberships ``sigmoid((delta - D_i) / eps)`` with ``delta`` the root of
-    ``sum_i sigmoid((delta - D_i) / eps) = k`` per row, to ``atol`` on the full rows.
+def _solve_membership(diff, k, eps, n_iters, atol, smallest=None, members=True):
+    """Memberships ``sigmoid(theta - D_i / eps)`` with ``theta`` (``delta / eps``) the root of
+    ``sum_i sigmoid(theta - D_i / eps) = k`` per row, to ``atol`` on the full rows.
 
     The root is bracketed by the k-th and (k+1)-th smallest D (at ``d_k - margin`` the
     ``N - k + 1`` largest terms are each below ``e^-20 / N``, so the sum is below k; at
@@ -102,25 +108,32 @@ def _solve_membership(diff, k, eps, n_iters, atol):
     estimated on a small stand-in for each row, its CANDIDATES smallest D plus SAMPLE evenly
     spaced others weighted for the rest, and then refined by Newton on the full rows with the
     same stopping rule as always. Only the refinement touches every entry (one or two passes
-    where the estimate is good); the result is the same root, to the same tolerance."""
+    where the estimate is good); the result is the same root, to the same tolerance.
+    ``smallest``: the row's ``min(N, max(k + 1, CANDIDATES))`` smallest D, ascending, when the
+    caller has them. Returns ``(theta, m)``, ``m`` evaluated at ``theta`` (None unless
+    ``members``)."""
     n = diff.shape[-1]
     c = min(n, max(k + 1, CANDIDATES))
-    smallest = diff.topk(c, dim=-1, largest=False).values  # ascending
-    d_k, d_k1 = smallest[..., k - 1], smallest[..., k]
-    margin = eps * (math.log(n) + 20.0)
-    lo, hi = d_k - margin, d_k1 + margin
-    delta = 0.5 * (d_k + d_k1)  # the eps -> 0 solution
+    u = diff / eps if eps != 1.0 else diff
+    if smallest is None:
+        smallest = u.topk(c, dim=-1, largest=False).values  # ascending
+    elif eps != 1.0:
+        smallest = smallest / eps
+    u_k, u_k1 = smallest[..., k - 1], smallest[..., k]
+    margin = math.log(n) + 20.0
+    lo, hi = u_k - margin, u_k1 + margin
+    theta = 0.5 * (u_k + u_k1)  # the eps -> 0 solution
     if n > c + SAMPLE:
         step = n // SAMPLE
-        sample = diff[:, ::step][:, :SAMPLE]
+        sample = u[:, ::step][:, :SAMPLE]
         rest = sample > smallest[:, -1:]  # not a candidate
         weight = (n - c) / rest.sum(-1, keepdim=True).clamp_min(1) * rest
         stand_in = torch.cat([smallest, sample], -1)
         ones = torch.ones_like(smallest)
-        delta, _ = _newton(stand_in, torch.cat([ones, weight.to(diff.dtype)], -1), k, eps, lo.clone(), hi.clone(),
-                           delta, n_iters, atol)
-        delta = delta.clamp(lo, hi)
-    return _newton(diff, None, k, eps, lo, hi, delta, n_iters, atol)[1]
+        theta, _ = _newton(stand_in, torch.cat([ones, weight.to(diff.dtype)], -1), k, lo.clone(),
+                           hi.clone(), theta, n_iters, atol, members=False)
+        theta = theta.clamp(lo, hi)
+    return _newton(u, None, k, lo, hi, theta, n_iters, atol, members)
 
 
 class _TwoAnchorOT(torch.autograd.Function):
@@ -130,7 +143,7 @@ class _TwoAnchorOT(torch.autograd.Function):
     def forward(ctx, diff, k, eps, n_iters, tol):
         # summing N memberships in this dtype is only accurate to about N * machine eps
         atol = tol * k + diff.shape[-1] * torch.finfo(diff.dtype).eps
-        m = _solve_membership(diff, k, eps, n_iters, atol)
+        m = _solve_membership(diff, k, eps, n_iters, atol)[1]
         ctx.save_for_backward(m)
         ctx.eps = eps
         return m
@@ -189,6 +202,128 @@ def ot_topk(scores: torch.Tensor, k: int, *, eps: float = 1e-1, n_iters: int = 6
     diff = _cost_difference(scores.reshape(-1, shape[-1]), lo_anchor, hi_anchor, normalise)
     m = _TwoAnchorOT.apply(diff, k, float(eps), int(n_iters), float(tol))
     return m.reshape(shape)
+
+
+TILE_ELEMENTS = 1 << 21
+"""Scores per row tile of :func:`ot_topk_largest` (8 MiB float32): a tile's cost differences
+stay in the CPU's cache through the Newton passes over them."""
+
+
+def _normaliser(flat, top, top_index, low, high):
+    """Each row's largest cost ``max C`` (:func:`_cost_difference`), and where it is taken:
+    ``(cmax, position, anchor)`` with ``cmax = (s[position] - anchor)^2``. ``top``,
+    ``top_index``: the row's largest score and its position (from its top-k)."""
+    smax, imax = top, top_index
+    smin, imin = flat.min(-1, keepdim=True)
+    terms = torch.cat([(smax - low) ** 2, (smin - low) ** 2, (smax - high) ** 2, (smin - high) ** 2], -1)
+    cmax, which = terms.max(-1, keepdim=True)
+    position = torch.where(which % 2 == 0, imax, imin)
+    anchor = torch.where(which < 2, torch.full_like(cmax, low), torch.full_like(cmax, high))
+    return cmax, position, anchor
+
+
+class _LargestMembership(torch.autograd.Function):
+    """``(indices [R, k], memberships [R, k])`` of the k largest scores of ``[R, N]`` rows."""
+
+    @staticmethod
+    def forward(ctx, scores, k, eps, n_iters, tol, low, high):
+        rows, n = scores.shape
+        c = min(n, max(k + 1, CANDIDATES))
+        atol = tol * k + n * torch.finfo(scores.dtype).eps
+        slope, offset = 2.0 * (low - high), (high - low) * (high + low)
+        top, indices = scores.topk(c, dim=-1)  # the smallest D: D falls as the score rises
+        cmax, position, anchor = _normaliser(scores, top[:, :1], indices[:, :1], low, high)
+        indices = indices[:, :k].contiguous()
+        member = torch.empty(rows, k, dtype=scores.dtype, device=scores.device)
+        theta = torch.empty(rows, dtype=scores.dtype, device=scores.device)
+        tile = max(1, TILE_ELEMENTS // n)
+        for s in range(0, rows, tile):
+            e = min(rows, s + tile)
+            # u = D / eps, in one pass: (slope s + offset) / (cmax eps)
+            scale, shift = slope / (cmax[s:e] * eps), offset / (cmax[s:e] * eps)
+            u = torch.addcmul(shift, scores[s:e], scale)
+            smallest = torch.addcmul(shift, top[s:e], scale)
+            theta[s:e] = _solve_membership(u, k, 1.0, n_iters, atol, smallest=smallest,
+                                           members=False)[0]
+            member[s:e] = torch.sub(theta[s:e].unsqueeze(-1), smallest[:, :k]).sigmoid_()
+        ctx.save_for_backward(scores, indices, theta, cmax, position, anchor)
+        ctx.constants = (eps, low, high)
+        ctx.mark_non_differentiable(indices)
+        return top[:, :k].contiguous(), indices, member
+
+    @staticmethod
+    def backward(ctx, grad_values, _grad_indices, grad):
+        scores, indices, theta, cmax, position, anchor = ctx.saved_tensors
+        eps, low, high = ctx.constants
+        slope, offset = 2.0 * (low - high), (high - low) * (high + low)
+        rows, n = scores.shape
+        tiny = torch.finfo(scores.dtype).tiny
+        if grad is None:
+            out = torch.zeros_like(scores)
+            return out.scatter_add_(-1, indices, grad_values), None, None, None, None, None, None
+        out = torch.empty_like(scores)
+        tile = max(1, TILE_ELEMENTS // n)
+        for s in range(0, rows, tile):
+            e = min(rows, s + tile)
+            scale, shift = slope / (cmax[s:e] * eps), offset / (cmax[s:e] * eps)
+            u = torch.addcmul(shift, scores[s:e], scale)  # D / eps, as in the forward
+            sp = torch.sub(theta[s:e].unsqueeze(-1), u, out=out[s:e]).sigmoid_()  # m
+            sp.addcmul_(sp, sp, value=-1)  # m (1 - m)
+            g, sel = grad[s:e], indices[s:e]
+            sp_sel = sp.gather(-1, sel)
+            total = sp.sum(-1, keepdim=True)
+            mean = torch.where(total > 0, (g * sp_sel).sum(-1, keepdim=True) / total.clamp_min(tiny),
+                               torch.zeros_like(total))
+            # dL/du = m(1-m) (mean - g) (module docstring, u = D / eps), g non-zero only at the
+            # indices; u = (slope s + offset) / (cmax eps): dL/dcmax = -sum_l dL/du_l u_l / cmax
+            weighted = (sp_sel * g * u.gather(-1, sel)).sum(-1, keepdim=True)
+            grad_cmax = -(mean * u.mul_(sp).sum(-1, keepdim=True) - weighted) / cmax[s:e]
+            grad_u = sp.mul_(mean).scatter_add_(-1, sel, -sp_sel * g)
+            grad_u.mul_(scale).scatter_add_(
+                -1, position[s:e],
+                grad_cmax * 2.0 * (scores[s:e].gather(-1, position[s:e]) - anchor[s:e]))
+            if grad_values is not None:  # the values' own gradient, as topk's
+                grad_u.scatter_add_(-1, sel, grad_values[s:e])
+        return out, None, None, None, None, None, None
+
+
+def ot_topk_largest(scores: torch.Tensor, k: int, *, eps: float = 1e-1, n_iters: int = 60,
+                    anchors: tuple[float, float] = (0.0, 1.0),
+                    tol: float = 1e-6,
+                    check: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``k`` largest scores of each row and their OT top-k memberships, for retrieval.
+
+    Equals ``values, idx = scores.topk(k)`` and ``ot_topk(scores, k, ...).gather(-1, idx)``
+    (cost normalised) with the same implicit gradient, but never holds the ``[..., N]``
+    memberships or their graph: rows are solved a cache-sized tile at a time, and the
+    backward recomputes each tile's memberships from the saved thresholds. Where several
+    entries tie for a row's largest or smallest score, the normaliser's gradient goes to one
+    of them (``ot_topk`` splits it).
+
+    ``check=False`` skips the scan of the scores for NaN/inf, for a caller whose scores are
+    cosines of features it has already checked (RAS): the scan is a full pass over each row.
+
+    Returns:
+        ``(values [..., k], indices [..., k], memberships [..., k])``; the values and the
+        memberships are differentiable (one dense gradient for both).
+    """
+    if check:
+        k = _check(scores, k)
+    elif int(k) != k or not 1 <= k <= scores.shape[-1]:
+        raise EvalkitError(f"k must be an integer in [1, N={scores.shape[-1]}], got k={k}")
+    k = int(k)
+    if not eps > 0:
+        raise EvalkitError(f"eps must be > 0, got {eps}")
+    low, high = float(anchors[0]), float(anchors[1])
+    if not low < high:
+        raise EvalkitError(f"anchors must be (low, high) with low < high, got {anchors}")
+    shape = scores.shape
+    if k == shape[-1]:
+        values, indices = scores.topk(k, dim=-1)
+        return values, indices, values * 0 + 1
+    values, indices, member = _LargestMembership.apply(scores.reshape(-1, shape[-1]), k,
+                                                       float(eps), int(n_iters), float(tol), low, high)
+    return tuple(t.reshape(*shape[:-1], k) for t in (values, indices, member))
 
 
 def hard_topk_straight_through(scores: torch.Tensor, k: int, *,

@@ -491,44 +491,120 @@ def _plan_block(f, g, a, b, cost, eps):
                      + _log(b).unsqueeze(-2))
 
 
+EXP_FLOOR = -87.0
+"""Exponents are clamped here before ``exp``: below it float32's exp is subnormal, which this
+CPU computes about 8x slower (a tile with 20 % of its entries there took 1.25 s instead of
+0.16 s). Each clamped term adds at most ``e^-87`` (1.6e-38) to a sum that is at least
+``e^-SHIFT_RANGE``, far below the dtype's resolution."""
+
+
 def _lse_inplace(arg: torch.Tensor, dim: int) -> torch.Tensor:
     """``logsumexp`` that reuses ``arg``'s storage (no autograd; fewer memory passes)."""
     top = arg.amax(dim, keepdim=True)
-    return arg.sub_(top).exp_().sum(dim).log_().add_(top.squeeze(dim))
+    return arg.sub_(top).clamp_min_(EXP_FLOOR).exp_().sum(dim).log_().add_(top.squeeze(dim))
 
 
-def _stream_lse(h, xs, zs, eps, chunk, dim_rows):
-    """Chunked ``log sum exp((h - C) / eps)`` with ``C = 1 - xs^T zs`` built per chunk.
+TILE_ELEMENTS = 1 << 21
+"""Cost entries per tile of the streamed passes (8 MiB float32): small enough to stay in the
+CPU's cache between the matmul that writes a tile and the exp and sum that read it (the
+fastest of 32-1024 rows at L = 16384, docs/performance.md)."""
 
-    ``dim_rows``: one value per row ``i`` (sum over the columns ``j``, ``h`` indexed by j);
-    otherwise one value per column ``j`` (sum over ``i``).  ``(h - 1 + xs^T zs) / eps`` is
-    written by a single fused ``baddbmm`` per chunk.
-    """
+TILE_COLUMNS = 2048
+"""Key columns per tile of the shifted passes: the ``(C + 2) x 2048`` block of augmented keys
+(about 0.5 MiB at C = 64) is reused by every row tile while it is in cache, so a pass reads the
+keys from memory once per block instead of once per row tile (at L = 65536 a whole key row is
+17 MiB)."""
+
+SHIFT_RANGE = 50.0
+"""A row's shifted log-sum (``log sum_j exp(arg_ij - s_i)``) outside ``±SHIFT_RANGE`` is
+recomputed from its exact maximum: inside it no term overflows and the sum keeps float32's
+relative precision."""
+
+
+def _tile_rows(m: int, chunk: int) -> int:
+    return max(1, min(chunk, max(16, TILE_ELEMENTS // max(m, 1))))
+
+
+def _exact_lse(h, q, k, eps, rows):
+    """``log sum_j exp((h_j - C_ij) / eps)`` per row ``i``, ``C = 1 - q^T k``, max-shifted per tile."""
     shift = (h - 1.0) / eps
-    if dim_rows:
-        out = torch.empty(xs.shape[0], xs.shape[2], dtype=xs.dtype, device=xs.device)
-        for s in range(0, xs.shape[2], chunk):
-            arg = torch.baddbmm(shift.unsqueeze(1), xs[:, :, s:s + chunk].transpose(1, 2), zs,
-                                alpha=1.0 / eps)  # [B, c, m]
-            out[:, s:s + chunk] = _lse_inplace(arg, 2)
-        return out
-    out = torch.empty(zs.shape[0], zs.shape[2], dtype=zs.dtype, device=zs.device)
-    for s in range(0, zs.shape[2], chunk):
-        arg = torch.baddbmm(shift.unsqueeze(2), xs.transpose(1, 2), zs[:, :, s:s + chunk],
-                            alpha=1.0 / eps)  # [B, n, c]
-        out[:, s:s + chunk] = _lse_inplace(arg, 1)
+    out = torch.empty(q.shape[0], q.shape[2], dtype=q.dtype, device=q.device)
+    for s in range(0, q.shape[2], rows):
+        arg = torch.baddbmm(shift.unsqueeze(1), q[:, :, s:s + rows].transpose(1, 2), k,
+                            alpha=1.0 / eps)  # [B, r, m]
+        out[:, s:s + rows] = _lse_inplace(arg, 2)
     return out
 
 
-def _stream_cmin(h, xs, zs, chunk, dim_rows):
-    """Chunked ``min_j (C_ij - h_j)`` per row (dim_rows) or ``min_i (C_ij - h_i)`` per column."""
-    if dim_rows:
-        return torch.cat([1.0 - torch.baddbmm(h.unsqueeze(1), xs[:, :, s:s + chunk].transpose(1, 2),
-                                              zs).amax(2)
-                          for s in range(0, xs.shape[2], chunk)], dim=1)
-    return torch.cat([1.0 - torch.baddbmm(h.unsqueeze(2), xs.transpose(1, 2),
-                                          zs[:, :, s:s + chunk]).amax(1)
-                      for s in range(0, zs.shape[2], chunk)], dim=1)
+class _StreamedLSE:
+    r"""One direction of the streamed Sinkhorn update: ``out_i = log sum_j exp((h_j - C_ij) / eps)``
+    with ``C_ij = 1 - q_i . k_j`` (rows: ``q = x``, ``k = z``; columns: ``q = z``, ``k = x``).
+
+    Each tile of rows is **one matmul** of augmented features,
+    ``[q_i / eps, 1, -s_i] . [k_j, (h_j - 1) / eps, 1] = (h_j - C_ij) / eps - s_i``, then an
+    in-place ``exp`` and a sum: the dot product and the exp are the floor, and the tile stays in
+    cache between them. The shift ``s_i`` is the row's value from the previous call (the
+    potentials move little from one iteration to the next), so no pass for the row maximum is
+    needed; on the first call, and for any row whose shifted log-sum leaves ``±SHIFT_RANGE``,
+    the exact max-shifted sum is used instead.
+    """
+
+    def __init__(self, q: torch.Tensor, k: torch.Tensor, eps: float, chunk: int):
+        B, C, n = q.shape
+        m = k.shape[2]
+        self.q, self.k, self.eps, self.C = q, k, eps, C
+        self.rows = _tile_rows(m, chunk)
+        self.qa = torch.empty(B, n, C + 2, dtype=q.dtype, device=q.device)
+        self.qa[:, :, :C] = q.transpose(1, 2) / eps
+        self.qa[:, :, C] = 1.0
+        self.ka = torch.empty(B, C + 2, m, dtype=k.dtype, device=k.device)
+        self.ka[:, :C] = k
+        self.ka[:, C + 1] = 1.0
+        self.shift = None
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        if self.shift is None:
+            out = _exact_lse(h, self.q, self.k, self.eps, self.rows)
+        else:
+            out = self._shifted(h)
+        self.shift = out
+        return out
+
+    def _shifted(self, h):
+        C = self.C
+        # -inf (zero mass) would meet 0 * inf inside the matmul; any value far below works
+        self.ka[:, C] = ((h - 1.0) / self.eps).clamp_min(-1e30)
+        self.qa[:, :, C + 1] = -self.shift
+        B, n = self.qa.shape[:2]
+        m = self.ka.shape[2]
+        cols = min(m, TILE_COLUMNS)
+        rows = max(1, min(n, TILE_ELEMENTS // cols))
+        sums = torch.zeros(B, n, dtype=self.qa.dtype, device=self.qa.device)
+        tile = torch.empty(B, rows, cols, dtype=self.qa.dtype, device=self.qa.device)
+        part = torch.empty(B, rows, dtype=self.qa.dtype, device=self.qa.device)
+        for c in range(0, m, cols):  # a column block of keys stays in cache for every row tile
+            keys = self.ka[:, :, c:c + cols]
+            for s in range(0, n, rows):
+                r = min(rows, n - s)
+                block = tile[:, :r, :keys.shape[2]]
+                torch.bmm(self.qa[:, s:s + r], keys, out=block)
+                torch.sum(block.clamp_min_(EXP_FLOOR).exp_(), 2, out=part[:, :r])
+                sums[:, s:s + r] += part[:, :r]
+        log_sums = sums.log_()
+        bad = ~(log_sums.abs() < SHIFT_RANGE).all(0)  # also catches nan and inf
+        out = log_sums.add_(self.shift)
+        if bool(bad.any()):
+            idx = bad.nonzero().squeeze(1)
+            out[:, idx] = _exact_lse(h, self.q[:, :, idx], self.k, self.eps, self.rows)
+        return out
+
+
+def _stream_cmin(h, q, k, chunk):
+    """``min_j (C_ij - h_j)`` per row ``i``, ``C = 1 - q^T k``, a tile of rows at a time."""
+    rows = _tile_rows(k.shape[2], chunk)
+    return torch.cat([1.0 - torch.baddbmm(h.unsqueeze(1), q[:, :, s:s + rows].transpose(1, 2),
+                                          k).amax(2)
+                      for s in range(0, q.shape[2], rows)], dim=1)
 
 
 @torch.no_grad()
@@ -540,10 +616,11 @@ def unbalanced_sinkhorn_streaming(x: torch.Tensor, z: torch.Tensor, a: torch.Ten
     r"""Unbalanced Sinkhorn on the cost ``1 - cos(x_i, z_j)`` in ``O((n + m) C)`` memory.
 
     The same iterations as :func:`unbalanced_sinkhorn` (pure log domain), but each
-    log-sum-exp runs over chunks of ``chunk_size`` rows/columns whose cost block is
-    computed on the fly from the features, so no ``n x m`` matrix is ever built (peak
-    extra memory ``chunk_size x max(n, m)``).  Runs without autograd; see
-    :func:`transport_apply` for the gradient.
+    log-sum-exp runs over cache-sized tiles of at most ``chunk_size`` rows/columns whose cost
+    block is one matmul of the features (:class:`_StreamedLSE`), so no ``n x m`` matrix is
+    ever built (peak extra memory ``TILE_ELEMENTS`` plus the augmented features,
+    ``2 (C + 2)(n + m)``).  Runs without autograd; see :func:`transport_apply` for the
+    gradient.
 
     Args:
         x: ``[B, C, n]`` query features; z: ``[B, C, m]`` key features.
@@ -577,17 +654,17 @@ def unbalanced_sinkhorn_streaming(x: torch.Tensor, z: torch.Tensor, a: torch.Ten
     log_a, log_b = _log(a), _log(b)
     # the dense solver's start: f_i = min_j C_ij, g_j = min_i (C_ij - f_i)
     zero = torch.zeros((), dtype=xs.dtype, device=xs.device)
-    f = torch.where(a > 0, _stream_cmin(torch.zeros_like(b), xs, zs, chunk_size, True), zero)
-    g = torch.where(b > 0, _stream_cmin(f, xs, zs, chunk_size, False), zero)
+    f = torch.where(a > 0, _stream_cmin(torch.zeros_like(b), xs, zs, chunk_size), zero)
+    g = torch.where(b > 0, _stream_cmin(f, zs, xs, chunk_size), zero)
     it = 0
     for stage_eps in _eps_schedule(float(eps), int(eps_steps), float(eps_start)):
         phi = 1.0 if math.isinf(tau) else tau / (tau + stage_eps)
+        row_lse = _StreamedLSE(xs, zs, stage_eps, chunk_size)
+        col_lse = _StreamedLSE(zs, xs, stage_eps, chunk_size)
         for _ in range(n_iters):
             it += 1
-            f_new = -phi * stage_eps * _stream_lse(g + stage_eps * log_b, xs, zs, stage_eps,
-                                                   chunk_size, True)
-            g_new = -phi * stage_eps * _stream_lse(f_new + stage_eps * log_a, xs, zs, stage_eps,
-                                                   chunk_size, False)
+            f_new = -phi * stage_eps * row_lse(g + stage_eps * log_b)
+            g_new = -phi * stage_eps * col_lse(f_new + stage_eps * log_a)
             if not math.isinf(tau):  # translation-invariant step, as in the dense solver
                 lam = 0.5 * tau * (torch.logsumexp(log_a - f_new / tau, -1)
                                    - torch.logsumexp(log_b - g_new / tau, -1))
@@ -604,9 +681,13 @@ def unbalanced_sinkhorn_streaming(x: torch.Tensor, z: torch.Tensor, a: torch.Ten
 
 def _row_normalised_chunk(f, g, a, b, xs, zs, eps):
     """Rows ``W = T / (T 1)`` of the plan for one chunk of query positions: ``[B, c, m]``."""
-    cost = 1.0 - torch.bmm(xs.transpose(1, 2), zs)  # [B, c, m]
-    plan = _plan_block(f, g, a, b, cost, eps)
-    return plan / plan.sum(-1, keepdim=True).clamp_min(torch.finfo(plan.dtype).tiny)
+    # T_ij / sum_j T_ij = softmax_j((g_j - C_ij) / eps + log b_j): f_i and a_i cancel; the
+    # softmax is max-shifted, so a row of tiny plan entries does not underflow to 0 / 0 (the dense
+    # module warps with the same softmax)
+    del f, a
+    arg = torch.baddbmm(((g - 1.0) / eps + _log(b)).unsqueeze(1), xs.transpose(1, 2), zs,
+                        alpha=1.0 / eps)  # [B, c, m]
+    return torch.softmax(arg, dim=-1)
 
 
 def _apply_chunk(f, g, a, b, xs, zs, values, eps):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from evalkit.errors import EvalkitError
-from evalkit.methods.alignment import hard_topk_straight_through, ot_topk
+from evalkit.methods.alignment import hard_topk_straight_through, ot_topk, ot_topk_largest
 
 
 @pytest.mark.parametrize("normalise", [True, False])
@@ -33,6 +33,38 @@ def test_membership_is_the_entropic_em_plan(anchors, normalise):
         np.testing.assert_allclose(m.numpy(), n * plan[:, 1], atol=1e-8)
     assert torch.all((member >= 0) & (member <= 1))
     torch.testing.assert_close(member.sum(-1), torch.full((3,), float(k), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n", [9, 400, 3000])
+@pytest.mark.parametrize("anchors", [(0.0, 1.0), (-1.0, 1.0)])
+def test_largest_memberships_are_ot_topk_gathered_with_its_gradient(n, anchors):
+    """``ot_topk_largest`` (RAS's retrieval) is ``torch.topk`` and ``ot_topk(...).gather``: the
+    same indices, scores, memberships and gradient (autograd through ``ot_topk``'s full memberships),
+    over several row tiles; and it passes gradcheck itself."""
+    from evalkit.methods.alignment import topk as T
+
+    g = torch.Generator().manual_seed(7)
+    scores = (torch.randn(2, 5, n, generator=g, dtype=torch.float64) * 0.3).requires_grad_(True)
+    k, eps = 3, 0.05
+    weights = torch.randn(2, 5, k, generator=g, dtype=torch.float64)
+    tile, T.TILE_ELEMENTS = T.TILE_ELEMENTS, 3 * n  # 3 rows a tile: 10 rows, 4 tiles
+    try:
+        values, idx, member = ot_topk_largest(scores, k, eps=eps, anchors=anchors, tol=1e-12)
+        ((member * weights).sum() + (values * weights.flip(-1)).sum()).backward()
+    finally:
+        T.TILE_ELEMENTS = tile
+    ours = scores.grad.clone()
+    scores.grad = None
+    ref_values, ref_idx = scores.topk(k, dim=-1)
+    ref = ot_topk(scores, k, eps=eps, anchors=anchors, tol=1e-12).gather(-1, ref_idx)
+    ((ref * weights).sum() + (ref_values * weights.flip(-1)).sum()).backward()
+    assert torch.equal(idx, ref_idx) and torch.equal(values, ref_values)
+    torch.testing.assert_close(member, ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ours, scores.grad, rtol=1e-9, atol=1e-12)
+    if n == 9:
+        x = scores[0, :2].detach().clone().requires_grad_(True)
+        fn = lambda s: ot_topk_largest(s, k, eps=eps, anchors=anchors, tol=1e-14, n_iters=200)[::2]
+        assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("n", [400, 3000])

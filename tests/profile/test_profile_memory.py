@@ -19,7 +19,7 @@ def test_theory_counts_follow_the_papers():
     # RABIT §3.1: N^2 + N k b^2 with b = 4 positions per 2x2 block, N = L / b, k = 3
     n = 128 * 128 // 4
     assert theory_elements("ras", 128, 64) == n * n + n * 3 * 16
-    assert theory_elements("uot-streaming", 128, 64) == 1024 * 16384 + 2 * 64 * 16384
+    assert theory_elements("uot-streaming", 128, 64) == 1024 * 16384 + 2 * 64 * 16384 + 4 * 66 * 16384
 
 
 def test_fit_exponent_recovers_a_power_law():
