@@ -62,9 +62,15 @@ def write_pairs(shared_data: Path, root: Path, n: int, size: int, seed: int = 0)
 
 
 def run_evaluate(gen: Path, real: Path, metrics: str = "") -> dict:
-    """One `evalkit evaluate` in a fresh process: wall s, peak RSS GiB, the result rows."""
-    cmd = [sys.executable, "-m", "evalkit", "evaluate", "--generated", str(gen), "--real", str(real),
-           "--weights", "random", "--no-cache", "--json", *(["--metrics", metrics] if metrics else [])]
+    """One `evalkit evaluate` of ``gen`` against ``real`` in a fresh process."""
+    return run_evaluate_with(["--generated", str(gen), "--real", str(real),
+                              *(["--metrics", metrics] if metrics else [])])
+
+
+def run_evaluate_with(args: list[str]) -> dict:
+    """`evalkit evaluate ARGS --weights random --no-cache --json` in a fresh process, as a user
+    runs it from the shell: wall s, peak RSS GiB (the child's ``ru_maxrss``), the result rows."""
+    cmd = [sys.executable, "-m", "evalkit", "evaluate", *args, "--weights", "random", "--no-cache", "--json"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
     out = proc.stdout.read()

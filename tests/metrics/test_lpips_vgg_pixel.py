@@ -148,3 +148,17 @@ def test_psnr_closed_form_and_ssim_identity(photos):
     np.testing.assert_allclose(psnr(b, a), 10 * np.log10(255 ** 2 / mse), rtol=1e-12)
     np.testing.assert_allclose(ssim(a, a), 1.0)
     assert (ssim(b, a) < 1).all() and (ssim(b, a) > 0.5).all()
+
+
+def test_psnr_is_skimages_bit_for_bit(photos):
+    """evalkit's PSNR (written out to keep scipy.stats out of `evaluate`) is
+    ``skimage.metrics.peak_signal_noise_ratio``, including identical images (inf)."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    a = photos(4, 32)
+    rng = np.random.default_rng(1)
+    b = np.clip(a.astype(int) + rng.integers(-40, 41, a.shape), 0, 255).astype(np.uint8)
+    b[3] = a[3]
+    expected = [peak_signal_noise_ratio(x, y, data_range=255)
+                for x, y in zip(a.transpose(0, 2, 3, 1), b.transpose(0, 2, 3, 1))]
+    assert psnr(b, a).tolist() == expected and np.isinf(expected[3])
