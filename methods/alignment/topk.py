@@ -165,10 +165,14 @@ def _cost_difference(flat: torch.Tensor, low: float, high: float, normalise: boo
     slope, offset = 2.0 * (low - high), (high - low) * (high + low)
     if not normalise:
         return flat * slope + offset
-    smax, smin = flat.amax(-1, keepdim=True), flat.amin(-1, keepdim=True)
-    cmax = torch.maximum(torch.maximum((smax - low) ** 2, (smin - low) ** 2),
-                         torch.maximum((smax - high) ** 2, (smin - high) ** 2))
+    cmax = _corner_costs(flat.amax(-1, keepdim=True), flat.amin(-1, keepdim=True), low, high).amax(-1, keepdim=True)
     return torch.addcmul(offset / cmax, flat, slope / cmax)
+
+
+def _corner_costs(smax: torch.Tensor, smin: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``[..., 4]`` costs ``(smax - low)^2, (smin - low)^2, (smax - high)^2, (smin - high)^2``
+    of a row's extreme scores ``[..., 1]``: its largest cost ``max C`` is their maximum."""
+    return torch.cat([(smax - low) ** 2, (smin - low) ** 2, (smax - high) ** 2, (smin - high) ** 2], -1)
 
 
 def ot_topk(scores: torch.Tensor, k: int, *, eps: float = 1e-1, n_iters: int = 60,
@@ -215,8 +219,7 @@ def _normaliser(flat, top, top_index, low, high):
     ``top_index``: the row's largest score and its position (from its top-k)."""
     smax, imax = top, top_index
     smin, imin = flat.min(-1, keepdim=True)
-    terms = torch.cat([(smax - low) ** 2, (smin - low) ** 2, (smax - high) ** 2, (smin - high) ** 2], -1)
-    cmax, which = terms.max(-1, keepdim=True)
+    cmax, which = _corner_costs(smax, smin, low, high).max(-1, keepdim=True)
     position = torch.where(which % 2 == 0, imax, imin)
     anchor = torch.where(which < 2, torch.full_like(cmax, low), torch.full_like(cmax, high))
     return cmax, position, anchor
