@@ -191,8 +191,8 @@ class VGG19Features(nn.Module):
     @torch.no_grad()
     def forward(self, images_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
         self.calls += 1
-        x = ((images_uint8.to(self.device).float() / 255 - self.mean) / self.std).contiguous(
-            memory_format=torch.channels_last)
+        x = images_uint8.to(self.device).contiguous(memory_format=torch.channels_last).float()
+        x = x.div_(255).sub_(self.mean).div_(self.std)
         out, wanted = {}, {v: k for k, v in VGG_LAYERS.items()}
         for i, layer in enumerate(self.features):
             x = layer(x)

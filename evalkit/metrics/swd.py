@@ -51,9 +51,12 @@ GAUSSIAN_5x5 = torch.outer(_BINOMIAL, _BINOMIAL) / 256.0
 
 
 def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Depthwise 5x5 ``kernel`` with mirror padding; channels_last, where oneDNN's depthwise
+    kernel runs (about 5x the contiguous layout's speed on CPU, the same values)."""
     c = x.shape[1]
     w = kernel.to(x).expand(c, 1, 5, 5)
-    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), w, groups=c)
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect").contiguous(memory_format=torch.channels_last)
+    return F.conv2d(padded, w, groups=c)
 
 
 def pyr_down(x: torch.Tensor) -> torch.Tensor:
@@ -121,14 +124,21 @@ def random_directions(dim: int, generator: torch.Generator) -> torch.Tensor:
     return d / d.norm(dim=1, keepdim=True)
 
 
+def sorted_projections(projections: torch.Tensor) -> np.ndarray:
+    """``[P, K]``: each column of the ``[K, P]`` projections, sorted (numpy's SIMD sort along
+    contiguous rows: 5-8x torch's CPU sort along a strided dimension, the same values)."""
+    rows = np.ascontiguousarray(projections.numpy().T)
+    rows.sort(axis=1)
+    return rows
+
+
 def sliced_wasserstein_descriptors(a: torch.Tensor, b: torch.Tensor, directions: torch.Tensor) -> float:
     """SWD between two equal-size descriptor sets ``[K, D]`` for ``[R, D, P]`` directions:
     mean over repeats and directions of the mean absolute difference of sorted projections."""
     per_repeat = []
     for dirs in directions:  # one repeat at a time bounds memory to [K, P]
-        pa = torch.sort(a @ dirs, dim=0).values
-        pb = torch.sort(b @ dirs, dim=0).values
-        per_repeat.append(float((pa - pb).abs().mean()))
+        pa, pb = sorted_projections(a @ dirs), sorted_projections(b @ dirs)
+        per_repeat.append(float(np.abs(pa - pb).mean()))
     return float(np.mean(per_repeat))
 
 
@@ -218,11 +228,11 @@ def _streamed_swd(a: _Rows, b: _Rows, directions: torch.Tensor, channels: int, p
     by chunk (equal to the in-memory path to rounding)."""
     norms = [_normaliser(r, channels) for r in (a, b)]
 
-    def project(rows: _Rows, norm, dirs: torch.Tensor) -> torch.Tensor:
+    def project(rows: _Rows, norm, dirs: torch.Tensor) -> np.ndarray:
         mean, std = (torch.from_numpy(v)[None, :, None] for v in norm)
         parts = [((torch.from_numpy(c).double().reshape(len(c), channels, -1) - mean) / std).reshape(len(c), -1) @ dirs
                  for c in rows]
-        return torch.sort(torch.cat(parts), dim=0).values
+        return sorted_projections(torch.cat(parts))
 
     per_dir = max(1, min(directions.shape[2], proj_bytes // (8 * 2 * max(a.rows, 1))))
     per_repeat = []
@@ -230,7 +240,7 @@ def _streamed_swd(a: _Rows, b: _Rows, directions: torch.Tensor, channels: int, p
         total = 0.0
         for start in range(0, dirs.shape[1], per_dir):
             d = dirs[:, start:start + per_dir]
-            total += float((project(a, norms[0], d) - project(b, norms[1], d)).abs().sum())
+            total += float(np.abs(project(a, norms[0], d) - project(b, norms[1], d)).sum())
         per_repeat.append(total / (a.rows * dirs.shape[1]))
     return float(np.mean(per_repeat))
 

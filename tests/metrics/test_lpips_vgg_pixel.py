@@ -134,6 +134,22 @@ def test_vgg_consistency_matches_restated_definition(photos, vgg):
     assert all(v == pytest.approx(1.0, abs=1e-9) for v in same.values())
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_style_stats_match_float64_numpy(layout):
+    """The float32 two-pass statistics against numpy's float64 mean / population std, on
+    ReLU-like maps including a near-constant channel (large mean, tiny spread)."""
+    from evalkit.metrics.vgg import style_stats
+
+    g = torch.Generator().manual_seed(0)
+    f = torch.relu(torch.randn(3, 64, 40, 56, generator=g) * torch.rand(1, 64, 1, 1, generator=g) * 3)
+    f[:, 5] = 50 + 1e-3 * torch.rand(3, 40, 56, generator=g)
+    got = style_stats({"relu1_2": f.contiguous(memory_format=layout)}).numpy()
+    ref = f.double().numpy().reshape(3, 64, -1)
+    assert got.dtype == np.float64 and got.shape == (3, 2, 64)
+    np.testing.assert_allclose(got[:, 0], ref.mean(2), rtol=3e-7, atol=1e-12)
+    np.testing.assert_allclose(got[:, 1], ref.std(2), rtol=3e-7, atol=1e-12)
+
+
 def test_vgg_missing_weights_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("EVALKIT_WEIGHTS", str(tmp_path))
     with pytest.raises(EvalkitError, match="vgg19-dcbb9e9d.pth"):
