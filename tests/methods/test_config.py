@@ -53,7 +53,10 @@ def test_every_variant_builds_the_same_network_as_before():
         got = (len(sd), sum(v.numel() for v in sd.values()), float(sum(v.double().sum() for v in sd.values())),
                float(sum(v.double().abs().sum() for v in sd.values())))
         assert got[:2] == (n, numel), variant
-        assert got[2:] == pytest.approx((total, total_abs), rel=1e-9, abs=1e-9), variant
+        # to 1e-9 of the sum of |x|: spectral norm's u / v buffers come from power iterations
+        # (matrix-vector products) at construction, whose rounding follows the CPU's BLAS kernels
+        # (2e-10 of it on another CPU); any redrawn or reshaped tensor moves these sums by far more
+        assert got[2:] == pytest.approx((total, total_abs), rel=0, abs=1e-9 * total_abs), variant
 
 
 @pytest.mark.parametrize("variant, field, bad, allowed", [
