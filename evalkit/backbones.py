@@ -97,9 +97,32 @@ def vgg19_layers(width: int = 64, per_layer_init: Callable[[nn.Conv2d], None] | 
 
 
 def _torchvision_vgg19_features(width: int) -> nn.Sequential:
+    """``torchvision.models.vgg19(weights=None).features``, equal bit for bit under one seed,
+    without materialising its classifier's final N(0, 0.01) draw (1 s): torchvision draws the
+    trunk's default init, then the classifier's (which sets where the trunk's He draws start
+    in the generator's stream, so it is drawn and dropped here), then He fan-out on the trunk,
+    then the classifier again (last in the stream: skipped)."""
     if width != 64:
         raise ValueError(f"torchvision's VGG19 init builds width 64, got {width}")
-    return torchvision.models.vgg19(weights=None).features  # its classifier is drawn too, then dropped
+    features = vgg19_layers(64)
+    for fan_in, fan_out in ((512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)):
+        nn.Linear(fan_in, fan_out)  # torchvision VGG's classifier, for its construction draws
+    return he_init_(features, "fan_out")
+
+
+def _torchvision_alexnet_features() -> nn.Sequential:
+    """``torchvision.models.alexnet(weights=None).features`` (Krizhevsky 2014, torchvision's
+    layers and indices). Its classifier is built after it, so under one seed the trunk's
+    default init is the same bit for bit without drawing the classifier's 58 M weights."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2))
 
 
 def _he_fan_in_conv(conv: nn.Conv2d) -> None:
@@ -227,8 +250,8 @@ TRUNKS: dict[str, TrunkSpec] = {
     # AlexNet's conv trunk (``features``), ImageNet-normalised input
     "alexnet": TrunkSpec(
         weights_key="alexnet",
-        random={"torchvision": lambda width: torchvision.models.alexnet(weights=None).features},
-        architecture=lambda: torchvision.models.alexnet(weights=None).features, prefix="features."),
+        random={"torchvision": lambda width: _torchvision_alexnet_features()},
+        architecture=_torchvision_alexnet_features, prefix="features."),
     # Inception-v3 pool features (2048-d) of float [B, 3, 299, 299] in [0, 255]: pretrained is
     # clean-fid's TorchScript of the TF graph (Heusel et al. 2017), random torchvision's topology
     "inception-v3": TrunkSpec(

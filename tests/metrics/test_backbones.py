@@ -86,6 +86,23 @@ def test_metric_vgg19_is_torchvision_vgg19_seeded(x_uint8, seed):
     _assert_frozen(ours.features)
 
 
+@pytest.mark.parametrize("name,reference", [("vgg19", lambda: torchvision.models.vgg19(weights=None).features),
+                                            ("alexnet", lambda: torchvision.models.alexnet(weights=None).features)])
+@pytest.mark.parametrize("seed", [0, 5])
+def test_random_trunks_are_torchvisions_construction_bit_for_bit(name, reference, seed):
+    """The trunks built without their classifiers' draws hold torchvision's seeded values exactly
+    (same keys, shapes and bits), and the caller's RNG is untouched."""
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    ours, _ = load_trunk(name, "random", seed)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(seed)
+    ref = reference().state_dict()
+    got = ours.state_dict()
+    assert list(got) == list(ref)
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
 @pytest.mark.parametrize("seed", [0, 2])
 def test_lpips_trunk_is_torchvision_alexnet_seeded(x_uint8, seed):
     ours = LPIPSAlex("random", seed)
