@@ -128,6 +128,24 @@ def test_ras_256_against_its_block_scores():
           + f"; (forward + backward) / block scores = {ratio:.2f}")
 
 
+def test_ras_memberships_above_float32_resolution():
+    """Why RAS's threshold cannot be solved on a candidate set at the benchmark's settings: the
+    share of each row's OT top-k memberships above float32's resolution of the row's largest,
+    on the first 128 query blocks of ``_ras_parts``' features (eps 0.1, anchors (-1, 1))."""
+    from evalkit.methods.alignment.ranking import block_features
+    from evalkit.methods.alignment.topk import ot_topk
+
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(1, 64, 256, 256, generator=g)
+    key = torch.randn(1, 64, 256, 256, generator=g)
+    qb, kb = block_features(q, 2), block_features(key, 2)
+    scores = torch.bmm(qb[:, :128], kb.transpose(1, 2))[0]
+    m = ot_topk(scores, 3, eps=0.1, anchors=(-1.0, 1.0))
+    above = (m > m.amax(-1, keepdim=True) * torch.finfo(m.dtype).eps).double().mean().item()
+    print(f"\nRAS 256x256 block cosines in [{scores.min():.2f}, {scores.max():.2f}]: memberships "
+          f"{m.min():.1e}..{m.max():.2f}, {100 * above:.2f} % above float32 resolution of the row's largest")
+
+
 def _machine_rates() -> dict:
     """This CPU's sgemm rate (2048², FLOP/s) and float32 exp rate (in-cache 2M tile, elem/s),
     best of 5: the two rates the streaming transport's roofline is made of."""
