@@ -9,11 +9,12 @@ gradient).  Level 2: dense attention between the ``b`` position features of the 
 block and the ``k * b`` position features of its retrieved blocks,
 ``softmax_j(cos(x_i, z_j) / temperature + log w_blk(j))`` where ``w`` is the block's
 retrieval membership (1 for a hard selection), so the ranking's gradient reaches the
-warp.  Memory ``O(N^2 + N k b^2)``: the ``L x L`` matrix is never built (the ranking runs
-``chunk_size`` query blocks at a time, so even the ``N x N`` scores are only held whole when
-autograd keeps them for the backward pass; level 2 gathers the ``N k b`` retrieved position
-features once, ``[B, N, k b, C]``). Retrieval is :func:`~evalkit.methods.alignment.topk.ot_topk_largest`,
-which never holds the ``N x N`` memberships.  With ``k = N`` it equals dense attention.
+warp.  Memory ``O(N k + N k b^2)`` beyond one cache-sized tile: the ``L x L`` matrix is never
+built, nor the ``N x N`` block scores for the OT retrieval
+(:func:`~evalkit.methods.alignment.topk.ot_topk_largest_of_products` computes them a row tile at
+a time and recomputes them in the backward; the softmax retrieval holds ``chunk_size`` query
+blocks' scores at a time, and autograd keeps them); level 2 gathers the ``N k b`` retrieved
+position features once, ``[B, N, k b, C]``. With ``k = N`` it equals dense attention.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from evalkit.errors import EvalkitError
 from evalkit.methods.alignment.confidence import block_features, expand_blocks
 from evalkit.methods.alignment.correspondence import BlockCorrespondence, to_blocks
 from evalkit.methods.alignment.cosine import check_features
-from evalkit.methods.alignment.topk import hard_topk_straight_through, ot_topk_largest
+from evalkit.methods.alignment.topk import hard_topk_straight_through, ot_topk_largest_of_products
 
 RETRIEVALS = ("ot", "softmax")
 
@@ -43,7 +44,8 @@ class RankingAttention(nn.Module):
             scores; Xie et al.'s 0.1, see :func:`~evalkit.methods.alignment.topk.ot_topk`).
         temperature: attention temperature (and the softmax retrieval's).
         n_iters: OT top-k solver iterations.
-        chunk_size: query blocks processed at once (bounds peak memory).
+        chunk_size: query blocks ranked at once by the softmax retrieval (bounds its memory;
+            the OT retrieval sizes its tiles to the cache).
     """
 
     def __init__(self, block: int = 2, k: int = 3, retrieval: str = "ot", eps: float = 1e-1,
@@ -65,13 +67,9 @@ class RankingAttention(nn.Module):
         return (f"block={self.block}, k={self.k}, retrieval={self.retrieval!r}, eps={self.eps}, "
                 f"temperature={self.temperature}")
 
-    def _retrieve(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The top-k key blocks of each query block: their scores, indices and retrieval
-        weights ``[B, n, k]``."""
-        if self.retrieval == "ot":
-            # cosines of the features check_features has scanned: no second scan per chunk
-            return ot_topk_largest(scores, self.k, eps=self.eps, n_iters=self.n_iters,
-                                   anchors=(-1.0, 1.0), check=False)
+    def _retrieve_softmax(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The official code's retrieval of the top-k key blocks of each query block: their
+        scores, indices and straight-through weights ``[B, n, k]``."""
         values, idx = scores.topk(self.k, dim=-1)
         weight = hard_topk_straight_through(scores, self.k, temperature=self.temperature)
         return values, idx, weight.gather(-1, idx)
@@ -89,14 +87,15 @@ class RankingAttention(nn.Module):
                 f"with {s}x{s} blocks; lower k or use a larger grid")
         qblk = block_features(query, s)  # normalised block means [B, N, C]
         kblk = block_features(key, s)
-        indices, weights, peaks = [], [], []
-        for start in range(0, qblk.shape[1], self.chunk_size):  # level 1, a chunk of queries at a time
-            scores = torch.bmm(qblk[:, start:start + self.chunk_size], kblk.transpose(1, 2))
-            values, idx, weight = self._retrieve(scores)                        # [B, n, k]
-            peaks.append(values[..., 0])  # CMAP keeps its gradient (as the dense path and RABIT's code)
-            indices.append(idx)
-            weights.append(weight)
-        idx, weight = torch.cat(indices, 1), torch.cat(weights, 1)
+        if self.retrieval == "ot":  # level 1 tile by tile, the block scores never held whole
+            values, idx, weight = ot_topk_largest_of_products(
+                qblk, kblk, self.k, eps=self.eps, n_iters=self.n_iters, anchors=(-1.0, 1.0))
+        else:
+            parts = [self._retrieve_softmax(torch.bmm(qblk[:, start:start + self.chunk_size],
+                                                      kblk.transpose(1, 2)))
+                     for start in range(0, qblk.shape[1], self.chunk_size)]  # a chunk of queries at a time
+            values, idx, weight = (torch.cat(part, 1) for part in zip(*parts))  # [B, N, k]
+        peaks = values[..., 0]  # CMAP keeps its gradient (as the dense path and RABIT's code)
         n = idx.shape[1]
         # level 2 for every query block at once: [B, N, k b, C] keys are N k b C, as its output;
         # one gather (whose backward fills one key-sized gradient, not one per chunk)
@@ -106,6 +105,6 @@ class RankingAttention(nn.Module):
         log_w = weight.clamp_min(torch.finfo(weight.dtype).tiny).log()
         logits = logits + log_w.repeat_interleave(b, dim=-1).unsqueeze(2)
         size = tuple(query.shape[-2:])
-        confidence = expand_blocks(torch.cat(peaks, 1), size, s)
+        confidence = expand_blocks(peaks, size, s)
         return BlockCorrespondence(idx, torch.softmax(logits, dim=-1), s, size,
                                    tuple(key.shape[-2:]), confidence)

@@ -39,7 +39,7 @@ import torch
 from evalkit.errors import EvalkitError
 from evalkit.methods.alignment.checks import check_values
 
-__all__ = ["ot_topk", "ot_topk_largest", "hard_topk_straight_through"]
+__all__ = ["ot_topk", "ot_topk_largest", "ot_topk_largest_of_products", "hard_topk_straight_through"]
 
 
 def _check(scores: torch.Tensor, k: int) -> int:
@@ -209,8 +209,34 @@ def ot_topk(scores: torch.Tensor, k: int, *, eps: float = 1e-1, n_iters: int = 6
 
 
 TILE_ELEMENTS = 1 << 21
-"""Scores per row tile of :func:`ot_topk_largest` (8 MiB float32): a tile's cost differences
-stay in the CPU's cache through the Newton passes over them."""
+"""Scores per row tile of :func:`ot_topk_largest` (8 MiB float32): a tile's scores and cost
+differences stay in the CPU's cache through the passes over them."""
+
+GROUP = 32
+"""Entries per group in :func:`_extremes`' exact top-c search."""
+
+
+def _extremes(x: torch.Tensor, c: int, largest: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x.topk(c, dim=-1, largest=largest)`` of rows ``x [R, N]``, sorted, by a group search.
+
+    Exact: split each row into groups of GROUP entries; the c largest entries lie in the c
+    groups with the largest maxima (an entry outside them is exceeded by those c maxima), so
+    ``topk`` runs on those ``c * GROUP`` entries (and the ``N mod GROUP`` left over) only. One
+    ``amax`` pass replaces ``topk``'s selection over the full row (several times faster on a CPU).
+    Where entries tie, which of them is returned may differ from ``torch.topk``."""
+    rows, n = x.shape
+    groups = n // GROUP
+    if groups < 4 * c:
+        return x.topk(c, dim=-1, largest=largest)
+    view = x.as_strided((rows, groups, GROUP), (x.stride(0), GROUP * x.stride(1), x.stride(1)))
+    best = view.amax(-1) if largest else view.amin(-1)
+    chosen = best.topk(c, dim=-1, largest=largest).indices
+    cols = (chosen.unsqueeze(-1) * GROUP + torch.arange(GROUP, device=x.device)).reshape(rows, -1)
+    if groups * GROUP < n:
+        left = torch.arange(groups * GROUP, n, device=x.device).expand(rows, -1)
+        cols = torch.cat([cols, left], -1)
+    values, at = x.gather(-1, cols).topk(c, dim=-1, largest=largest)
+    return values, cols.gather(-1, at)
 
 
 def _normaliser(flat, top, top_index, low, high):
@@ -218,76 +244,178 @@ def _normaliser(flat, top, top_index, low, high):
     ``(cmax, position, anchor)`` with ``cmax = (s[position] - anchor)^2``. ``top``,
     ``top_index``: the row's largest score and its position (from its top-k)."""
     smax, imax = top, top_index
-    smin, imin = flat.min(-1, keepdim=True)
+    smin, imin = _extremes(flat, 1, largest=False)
     cmax, which = _corner_costs(smax, smin, low, high).max(-1, keepdim=True)
     position = torch.where(which % 2 == 0, imax, imin)
     anchor = torch.where(which < 2, torch.full_like(cmax, low), torch.full_like(cmax, high))
     return cmax, position, anchor
 
 
+def _row_factors(cmax, eps, low, high):
+    """``(scale, shift)`` of ``u = D / eps = scale s + shift`` per row (:func:`_cost_difference`
+    over the row's ``cmax``), ``scale = slope / (cmax eps)``, ``shift = offset / (cmax eps)``."""
+    slope, offset = 2.0 * (low - high), (high - low) * (high + low)
+    return slope / (cmax * eps), offset / (cmax * eps)
+
+
+def _affine(x, scale, shift):
+    """``scale x + shift`` per row; the forward and the backward share it, so the backward's
+    memberships are the forward's bit for bit."""
+    return torch.mul(x, scale).add_(shift)
+
+
+class _Tile:
+    """What the backward needs of a row tile's solution: the selected ``indices [t, k]``, the
+    thresholds ``theta [t]`` and the normaliser ``(cmax, position, anchor)`` ``[t, 1]``."""
+
+    def __init__(self, rows, k, like):
+        new = lambda *shape, dtype=like.dtype: torch.empty(*shape, dtype=dtype, device=like.device)
+        self.values, self.member, self.theta = new(rows, k), new(rows, k), new(rows)
+        self.indices = new(rows, k, dtype=torch.long)
+        self.cmax, self.anchor = new(rows, 1), new(rows, 1)
+        self.position = new(rows, 1, dtype=torch.long)
+
+    def saved(self):
+        return self.indices, self.theta, self.cmax, self.position, self.anchor
+
+    def solve(self, s, e, scores, k, eps, n_iters, atol, low, high):
+        """Rows ``s:e`` from their ``scores [e - s, N]``: the k largest, their memberships."""
+        c = min(scores.shape[-1], max(k + 1, CANDIDATES))
+        top, idx = _extremes(scores, c)
+        cmax, position, anchor = _normaliser(scores, top[:, :1], idx[:, :1], low, high)
+        scale, shift = _row_factors(cmax, eps, low, high)
+        smallest = _affine(top, scale, shift)  # the smallest u, ascending
+        u = _affine(scores, scale, shift)
+        theta = _solve_membership(u, k, 1.0, n_iters, atol, smallest=smallest, members=False)[0]
+        self.member[s:e] = torch.sub(theta.unsqueeze(-1), smallest[:, :k]).sigmoid_()
+        self.values[s:e], self.indices[s:e], self.theta[s:e] = top[:, :k], idx[:, :k], theta
+        self.cmax[s:e], self.position[s:e], self.anchor[s:e] = cmax, position, anchor
+
+
+def _tile_gradient(out, scores, saved, grad_values, grad, eps, low, high):
+    """``dL/dscores`` of one row tile into ``out [t, N]``, from the tile's ``scores`` and its
+    forward's ``saved`` (:meth:`_Tile.saved`, sliced to the tile): the implicit gradient of
+    the module docstring, the normaliser's, and the values' own (as ``topk``'s)."""
+    indices, theta, cmax, position, anchor = saved
+    if grad is None:
+        return out.zero_().scatter_add_(-1, indices, grad_values)
+    tiny = torch.finfo(scores.dtype).tiny
+    scale, shift = _row_factors(cmax, eps, low, high)
+    u = _affine(scores, scale, shift)  # D / eps, as in the forward
+    sp = torch.sub(theta.unsqueeze(-1), u, out=out).sigmoid_()  # m
+    sp.addcmul_(sp, sp, value=-1)  # m (1 - m)
+    sp_sel = sp.gather(-1, indices)
+    total = sp.sum(-1, keepdim=True)
+    mean = torch.where(total > 0, (grad * sp_sel).sum(-1, keepdim=True) / total.clamp_min(tiny),
+                       torch.zeros_like(total))
+    # dL/du = m(1-m) (mean - g), g non-zero only at the indices; u = (slope s + offset) /
+    # (cmax eps): dL/dcmax = -sum_l dL/du_l u_l / cmax
+    weighted = (sp_sel * grad * u.gather(-1, indices)).sum(-1, keepdim=True)
+    grad_cmax = -(mean * u.mul_(sp).sum(-1, keepdim=True) - weighted) / cmax
+    grad_u = sp.mul_(mean * scale).scatter_add_(-1, indices, -sp_sel * grad * scale)
+    grad_u.scatter_add_(-1, position, grad_cmax * 2.0 * (scores.gather(-1, position) - anchor))
+    if grad_values is not None:
+        grad_u.scatter_add_(-1, indices, grad_values)
+    return grad_u
+
+
+def _atol(tol, k, n, dtype):
+    # summing N memberships in this dtype is only accurate to about N * machine eps
+    return tol * k + n * torch.finfo(dtype).eps
+
+
 class _LargestMembership(torch.autograd.Function):
-    """``(indices [R, k], memberships [R, k])`` of the k largest scores of ``[R, N]`` rows."""
+    """``(values, indices, memberships) [R, k]`` of the k largest scores of ``[R, N]`` rows."""
 
     @staticmethod
     def forward(ctx, scores, k, eps, n_iters, tol, low, high):
         rows, n = scores.shape
-        c = min(n, max(k + 1, CANDIDATES))
-        atol = tol * k + n * torch.finfo(scores.dtype).eps
-        slope, offset = 2.0 * (low - high), (high - low) * (high + low)
-        top, indices = scores.topk(c, dim=-1)  # the smallest D: D falls as the score rises
-        cmax, position, anchor = _normaliser(scores, top[:, :1], indices[:, :1], low, high)
-        indices = indices[:, :k].contiguous()
-        member = torch.empty(rows, k, dtype=scores.dtype, device=scores.device)
-        theta = torch.empty(rows, dtype=scores.dtype, device=scores.device)
-        tile = max(1, TILE_ELEMENTS // n)
+        atol, tile = _atol(tol, k, n, scores.dtype), max(1, TILE_ELEMENTS // n)
+        out = _Tile(rows, k, scores)
         for s in range(0, rows, tile):
             e = min(rows, s + tile)
-            # u = D / eps, in one pass: (slope s + offset) / (cmax eps)
-            scale, shift = slope / (cmax[s:e] * eps), offset / (cmax[s:e] * eps)
-            u = torch.addcmul(shift, scores[s:e], scale)
-            smallest = torch.addcmul(shift, top[s:e], scale)
-            theta[s:e] = _solve_membership(u, k, 1.0, n_iters, atol, smallest=smallest,
-                                           members=False)[0]
-            member[s:e] = torch.sub(theta[s:e].unsqueeze(-1), smallest[:, :k]).sigmoid_()
-        ctx.save_for_backward(scores, indices, theta, cmax, position, anchor)
+            out.solve(s, e, scores[s:e], k, eps, n_iters, atol, low, high)
+        ctx.save_for_backward(scores, *out.saved())
         ctx.constants = (eps, low, high)
-        ctx.mark_non_differentiable(indices)
-        return top[:, :k].contiguous(), indices, member
+        ctx.mark_non_differentiable(out.indices)
+        return out.values, out.indices, out.member
 
     @staticmethod
     def backward(ctx, grad_values, _grad_indices, grad):
-        scores, indices, theta, cmax, position, anchor = ctx.saved_tensors
-        eps, low, high = ctx.constants
-        slope, offset = 2.0 * (low - high), (high - low) * (high + low)
+        scores, *saved = ctx.saved_tensors
         rows, n = scores.shape
-        tiny = torch.finfo(scores.dtype).tiny
-        if grad is None:
-            out = torch.zeros_like(scores)
-            return out.scatter_add_(-1, indices, grad_values), None, None, None, None, None, None
         out = torch.empty_like(scores)
         tile = max(1, TILE_ELEMENTS // n)
         for s in range(0, rows, tile):
             e = min(rows, s + tile)
-            scale, shift = slope / (cmax[s:e] * eps), offset / (cmax[s:e] * eps)
-            u = torch.addcmul(shift, scores[s:e], scale)  # D / eps, as in the forward
-            sp = torch.sub(theta[s:e].unsqueeze(-1), u, out=out[s:e]).sigmoid_()  # m
-            sp.addcmul_(sp, sp, value=-1)  # m (1 - m)
-            g, sel = grad[s:e], indices[s:e]
-            sp_sel = sp.gather(-1, sel)
-            total = sp.sum(-1, keepdim=True)
-            mean = torch.where(total > 0, (g * sp_sel).sum(-1, keepdim=True) / total.clamp_min(tiny),
-                               torch.zeros_like(total))
-            # dL/du = m(1-m) (mean - g) (module docstring, u = D / eps), g non-zero only at the
-            # indices; u = (slope s + offset) / (cmax eps): dL/dcmax = -sum_l dL/du_l u_l / cmax
-            weighted = (sp_sel * g * u.gather(-1, sel)).sum(-1, keepdim=True)
-            grad_cmax = -(mean * u.mul_(sp).sum(-1, keepdim=True) - weighted) / cmax[s:e]
-            grad_u = sp.mul_(mean).scatter_add_(-1, sel, -sp_sel * g)
-            grad_u.mul_(scale).scatter_add_(
-                -1, position[s:e],
-                grad_cmax * 2.0 * (scores[s:e].gather(-1, position[s:e]) - anchor[s:e]))
-            if grad_values is not None:  # the values' own gradient, as topk's
-                grad_u.scatter_add_(-1, sel, grad_values[s:e])
+            _tile_gradient(out[s:e], scores[s:e], [t[s:e] for t in saved],
+                           None if grad_values is None else grad_values[s:e],
+                           None if grad is None else grad[s:e], *ctx.constants)
         return out, None, None, None, None, None, None
+
+
+class _LargestProductMembership(torch.autograd.Function):
+    """``(values, indices, memberships) [B, R, k]`` of the k largest entries of each row of
+    ``query @ key^T`` (``[B, R, C]``, ``[B, N, C]``) without the ``[R, N]`` products: each row
+    tile's are computed into one cache-sized buffer, solved and dropped, and the backward
+    recomputes them to form ``dL/dquery = G key`` and ``dL/dkey = G^T query`` tile by tile
+    (flash-attention's recomputation)."""
+
+    @staticmethod
+    def forward(ctx, query, key, k, eps, n_iters, tol, low, high):
+        batch, rows, _ = query.shape
+        n = key.shape[1]
+        atol, tile = _atol(tol, k, n, query.dtype), max(1, TILE_ELEMENTS // n)
+        buffer = query.new_empty(min(tile, rows), n)
+        solved = []
+        for b in range(batch):
+            out = _Tile(rows, k, query)
+            for s in range(0, rows, tile):
+                e = min(rows, s + tile)
+                scores = torch.mm(query[b, s:e], key[b].t(), out=buffer[:e - s])
+                out.solve(s, e, scores, k, eps, n_iters, atol, low, high)
+            solved.append(out)
+        stack = lambda name: torch.stack([getattr(t, name) for t in solved])
+        saved = [stack(name) for name in ("indices", "theta", "cmax", "position", "anchor")]
+        ctx.save_for_backward(query, key, *saved)
+        ctx.constants = (eps, low, high)
+        values, indices, member = (stack(name) for name in ("values", "indices", "member"))
+        ctx.mark_non_differentiable(indices)
+        return values, indices, member
+
+    @staticmethod
+    def backward(ctx, grad_values, _grad_indices, grad):
+        query, key, *saved = ctx.saved_tensors
+        batch, rows, _ = query.shape
+        n = key.shape[1]
+        tile = max(1, TILE_ELEMENTS // n)
+        want_query, want_key = ctx.needs_input_grad[:2]
+        grad_query = torch.zeros_like(query) if want_query else None
+        grad_key = torch.zeros_like(key) if want_key else None
+        scores_buffer, grad_buffer = query.new_empty(min(tile, rows), n), query.new_empty(min(tile, rows), n)
+        for b in range(batch):
+            for s in range(0, rows, tile):
+                e = min(rows, s + tile)
+                scores = torch.mm(query[b, s:e], key[b].t(), out=scores_buffer[:e - s])
+                g = _tile_gradient(grad_buffer[:e - s], scores, [t[b, s:e] for t in saved],
+                                   None if grad_values is None else grad_values[b, s:e],
+                                   None if grad is None else grad[b, s:e], *ctx.constants)
+                if want_query:
+                    torch.mm(g, key[b], out=grad_query[b, s:e])
+                if want_key:
+                    grad_key[b].addmm_(g.t(), query[b, s:e])
+        return grad_query, grad_key, None, None, None, None, None, None
+
+
+def _check_retrieval(k, n, eps, anchors):
+    if int(k) != k or not 1 <= k <= n:
+        raise EvalkitError(f"k must be an integer in [1, N={n}], got k={k}")
+    if not eps > 0:
+        raise EvalkitError(f"eps must be > 0, got {eps}")
+    low, high = float(anchors[0]), float(anchors[1])
+    if not low < high:
+        raise EvalkitError(f"anchors must be (low, high) with low < high, got {anchors}")
+    return int(k), low, high
 
 
 def ot_topk_largest(scores: torch.Tensor, k: int, *, eps: float = 1e-1, n_iters: int = 60,
@@ -304,22 +432,15 @@ def ot_topk_largest(scores: torch.Tensor, k: int, *, eps: float = 1e-1, n_iters:
     of them (``ot_topk`` splits it).
 
     ``check=False`` skips the scan of the scores for NaN/inf, for a caller whose scores are
-    cosines of features it has already checked (RAS): the scan is a full pass over each row.
+    cosines of features it has already checked: the scan is a full pass over each row.
 
     Returns:
         ``(values [..., k], indices [..., k], memberships [..., k])``; the values and the
         memberships are differentiable (one dense gradient for both).
     """
     if check:
-        k = _check(scores, k)
-    elif int(k) != k or not 1 <= k <= scores.shape[-1]:
-        raise EvalkitError(f"k must be an integer in [1, N={scores.shape[-1]}], got k={k}")
-    k = int(k)
-    if not eps > 0:
-        raise EvalkitError(f"eps must be > 0, got {eps}")
-    low, high = float(anchors[0]), float(anchors[1])
-    if not low < high:
-        raise EvalkitError(f"anchors must be (low, high) with low < high, got {anchors}")
+        _check(scores, k)
+    k, low, high = _check_retrieval(k, scores.shape[-1], eps, anchors)
     shape = scores.shape
     if k == shape[-1]:
         values, indices = scores.topk(k, dim=-1)
@@ -327,6 +448,31 @@ def ot_topk_largest(scores: torch.Tensor, k: int, *, eps: float = 1e-1, n_iters:
     values, indices, member = _LargestMembership.apply(scores.reshape(-1, shape[-1]), k,
                                                        float(eps), int(n_iters), float(tol), low, high)
     return tuple(t.reshape(*shape[:-1], k) for t in (values, indices, member))
+
+
+def ot_topk_largest_of_products(query: torch.Tensor, key: torch.Tensor, k: int, *,
+                                eps: float = 1e-1, n_iters: int = 60,
+                                anchors: tuple[float, float] = (0.0, 1.0), tol: float = 1e-6,
+                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`ot_topk_largest` of the scores ``query @ key^T`` (``[B, R, C]``, ``[B, N, C]``),
+    never holding them: RAS's retrieval over its block cosines (§3.1). Each row tile's scores
+    are computed in cache, and the backward recomputes them, so memory is ``O(B (R + N) C +
+    R k)`` beyond one tile, and the scores never travel to and from main memory. No NaN scan:
+    the caller's features are checked.
+
+    Returns:
+        ``(values [B, R, k], indices [B, R, k], memberships [B, R, k])``, the values and
+        memberships differentiable with respect to ``query`` and ``key``.
+    """
+    if query.dim() != 3 or key.dim() != 3 or query.shape[::2] != key.shape[::2]:
+        raise EvalkitError(f"query and key must be [B, R, C] and [B, N, C], got {tuple(query.shape)} "
+                           f"and {tuple(key.shape)}")
+    k, low, high = _check_retrieval(k, key.shape[1], eps, anchors)
+    if k == key.shape[1]:
+        values, indices = torch.bmm(query, key.transpose(1, 2)).topk(k, dim=-1)
+        return values, indices, values * 0 + 1
+    return _LargestProductMembership.apply(query.contiguous(), key.contiguous(), k, float(eps),
+                                           int(n_iters), float(tol), low, high)
 
 
 def hard_topk_straight_through(scores: torch.Tensor, k: int, *,

@@ -8,6 +8,7 @@ import numpy as np
 import ot
 import pytest
 import torch
+import torch.nn.functional as F
 
 from evalkit.errors import EvalkitError
 from evalkit.methods.alignment import hard_topk_straight_through, ot_topk, ot_topk_largest
@@ -65,6 +66,64 @@ def test_largest_memberships_are_ot_topk_gathered_with_its_gradient(n, anchors):
         x = scores[0, :2].detach().clone().requires_grad_(True)
         fn = lambda s: ot_topk_largest(s, k, eps=eps, anchors=anchors, tol=1e-14, n_iters=200)[::2]
         assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [200, 1000, 8200])
+@pytest.mark.parametrize("largest", [True, False])
+def test_group_search_is_torch_topk(n, largest):
+    """``_extremes``' group search returns ``torch.topk``'s sorted values and indices, for N a
+    multiple of GROUP or not, on a contiguous tile and on a strided view; with ties, values
+    that are topk's at positions that hold them."""
+    from evalkit.methods.alignment import topk as T
+
+    g = torch.Generator().manual_seed(3)
+    wide = torch.randn(6, n + 5, generator=g, dtype=torch.float64)
+    for x in (wide[:, :n].contiguous(), wide[:, 5:]):
+        for c in (1, 4, 16):
+            values, indices = T._extremes(x, c, largest)
+            ref = x.topk(c, dim=-1, largest=largest)
+            assert torch.equal(values, ref.values) and torch.equal(indices, ref.indices)
+    assert n // T.GROUP >= 4 * 16 or n < 8000  # 8200 takes the group path for every c above
+    ties = torch.randint(0, 4, (6, n), generator=g).double()
+    values, indices = T._extremes(ties, 16, largest)
+    assert torch.equal(values, ties.topk(16, dim=-1, largest=largest).values)
+    assert torch.equal(ties.gather(-1, indices), values)
+    assert all(len(set(row.tolist())) == 16 for row in indices)
+
+
+@pytest.mark.parametrize("n", [9, 3000, 8200])
+def test_largest_of_products_is_ot_topk_largest_of_the_products(n):
+    """``ot_topk_largest_of_products(q, key)`` (RAS's retrieval, scores never held) equals
+    ``ot_topk_largest(q @ key^T)``: indices, values, memberships and the gradient with respect
+    to both factors (autograd through the bmm), over a batch of 2 and several row tiles."""
+    from evalkit.methods.alignment import topk as T
+    from evalkit.methods.alignment import ot_topk_largest_of_products
+
+    g = torch.Generator().manual_seed(11)
+    q = F.normalize(torch.randn(2, 7, 5, generator=g, dtype=torch.float64), dim=-1).requires_grad_(True)
+    key = F.normalize(torch.randn(2, n, 5, generator=g, dtype=torch.float64), dim=-1).requires_grad_(True)
+    k, eps = 3, 0.05
+    weights = torch.randn(2, 7, k, generator=g, dtype=torch.float64)
+    loss = lambda values, member: (member * weights).sum() + (values * weights.flip(-1) ** 2).sum()
+    tile, T.TILE_ELEMENTS = T.TILE_ELEMENTS, 3 * n  # 3 rows a tile: 3 tiles per batch element
+    try:
+        values, idx, member = ot_topk_largest_of_products(q, key, k, eps=eps, anchors=(-1.0, 1.0), tol=1e-12)
+        grads = torch.autograd.grad(loss(values, member), (q, key))
+    finally:
+        T.TILE_ELEMENTS = tile
+    ref_values, ref_idx, ref_member = ot_topk_largest(torch.bmm(q, key.transpose(1, 2)), k, eps=eps,
+                                                      anchors=(-1.0, 1.0), tol=1e-12)
+    ref_grads = torch.autograd.grad(loss(ref_values, ref_member), (q, key))
+    assert torch.equal(idx, ref_idx)
+    torch.testing.assert_close(values, ref_values, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(member, ref_member, rtol=0, atol=1e-10)
+    for ours, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(ours, ref, rtol=1e-8, atol=1e-10)
+    if n == 9:
+        fn = lambda a, b: ot_topk_largest_of_products(a, b, k, eps=eps, anchors=(-1.0, 1.0), tol=1e-14,
+                                                      n_iters=200)[::2]
+        assert torch.autograd.gradcheck(fn, (q[:1, :2].detach().clone().requires_grad_(True),
+                                             key[:1].detach().clone().requires_grad_(True)), eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("n", [400, 3000])
