@@ -21,7 +21,9 @@ another's numbers, and an out-of-memory kills only that case:
 child runs with ``MALLOC_MMAP_THRESHOLD_=131072`` so freed tensors go back to the kernel
 at once and RSS tracks live tensor memory rather than the allocator's history.  ``theory_bytes`` is
 the leading-order element count of the method's correspondence times the element size:
-cosine ``L^2``; RAS ``N^2 + N k b^2`` (RABIT §3.1, ``N = L / b``); dense UOT ``L^2``; streaming
+cosine ``L^2``; RAS ``N k b^2 + N k b C + 2 tile`` (level 2's attention and retrieved keys, and
+one tile of level 1's block scores with its gradient: evalkit never holds the paper's ``N^2``,
+RABIT §3.1, ``N = L / b``); dense UOT ``L^2``; streaming
 UOT ``chunk L + 2 C L``.  ``fit_exponent`` fits ``peak ~ L^p`` by least squares on log-log
 axes over a module's successful cases.
 """
@@ -81,10 +83,13 @@ def theory_elements(module: str, size: int, channels: int) -> int:
     L = size * size
     if module in ("cosine", "uot"):
         return L * L
-    if module == "ras":
+    if module == "ras":  # level 2's attention and retrieved keys; level 1 one tile of block
+        # scores and its gradient (ot_topk_largest_of_products), not the paper's N^2 + N k b^2
+        from evalkit.methods.alignment.topk import TILE_ELEMENTS
+
         b = BLOCK * BLOCK
         n = L // b
-        return n * n + n * TOPK * b * b
+        return n * TOPK * b * b + n * TOPK * b * channels + 2 * min(TILE_ELEMENTS, n * n)
     if module == "uot-streaming":  # the warp's chunk of plan rows, the features, the
         # solver's augmented features ([x / eps, 1, -shift] and [z, (h - 1) / eps, 1], both ways)
         return min(CHUNK, L) * L + 2 * channels * L + 4 * (channels + 2) * L

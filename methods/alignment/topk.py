@@ -55,7 +55,7 @@ def _check(scores: torch.Tensor, k: int) -> int:
     return int(k)
 
 
-CANDIDATES = 64  # smallest cost differences per row that start the threshold's estimate
+CANDIDATES = 16  # smallest cost differences per row that start the threshold's estimate
 SAMPLE = 256  # evenly spaced entries per row that stand in for the rest in that estimate
 
 

@@ -73,11 +73,17 @@ def test_ras_gradient_reaches_features_through_ranking_and_attention():
     assert q.grad.abs().sum() > 0 and k.grad.abs().sum() > 0
 
 
-def test_ras_chunks_do_not_change_the_result():
+def test_ras_chunks_and_tiles_do_not_change_the_result(monkeypatch):
+    """The softmax retrieval's query chunks and the OT retrieval's row tiles bound memory only."""
+    from evalkit.methods.alignment import topk as T
+
     q, k = feats(12), feats(13)
-    a = RankingAttention(k=3, chunk_size=1024)(q, k).matrix()
-    b = RankingAttention(k=3, chunk_size=5)(q, k).matrix()
+    a = RankingAttention(k=3, retrieval="softmax", chunk_size=1024)(q, k).matrix()
+    b = RankingAttention(k=3, retrieval="softmax", chunk_size=5)(q, k).matrix()
     torch.testing.assert_close(a, b)
+    whole = RankingAttention(k=3)(q, k).matrix()
+    monkeypatch.setattr(T, "TILE_ELEMENTS", 5 * 16)  # 5 of the 16 query blocks a tile
+    torch.testing.assert_close(RankingAttention(k=3)(q, k).matrix(), whole)
 
 
 def test_ras_bad_input():

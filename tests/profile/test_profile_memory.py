@@ -13,12 +13,14 @@ from evalkit.profile.memory import (ProfileConfig, ProfileRow, fit_exponent, plo
                                     run_case, theory_elements, validate)
 
 
-def test_theory_counts_follow_the_papers():
+def test_theory_counts_follow_the_papers_and_the_implementation():
     assert theory_elements("cosine", 64, 64) == 4096 ** 2
     assert theory_elements("uot", 8, 64) == 64 ** 2
-    # RABIT §3.1: N^2 + N k b^2 with b = 4 positions per 2x2 block, N = L / b, k = 3
+    # RAS (RABIT §3.1, b = 4 positions per 2x2 block, N = L / b, k = 3): level 2's attention
+    # N k b^2 and retrieved keys N k b C, and two 2^21-entry tiles of level 1 (never the N^2 scores)
     n = 128 * 128 // 4
-    assert theory_elements("ras", 128, 64) == n * n + n * 3 * 16
+    assert theory_elements("ras", 128, 64) == n * 3 * 16 + n * 3 * 4 * 64 + 2 * 2 ** 21
+    assert theory_elements("ras", 8, 64) == 16 * 3 * 16 + 16 * 3 * 4 * 64 + 2 * 16 * 16
     assert theory_elements("uot-streaming", 128, 64) == 1024 * 16384 + 2 * 64 * 16384 + 4 * 66 * 16384
 
 
