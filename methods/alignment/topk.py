@@ -136,13 +136,17 @@ def _solve_membership(diff, k, eps, n_iters, atol, smallest=None, members=True):
     return _newton(u, None, k, lo, hi, theta, n_iters, atol, members)
 
 
+def _atol(tol, k, n, dtype):
+    # summing N memberships in this dtype is only accurate to about N * machine eps
+    return tol * k + n * torch.finfo(dtype).eps
+
+
 class _TwoAnchorOT(torch.autograd.Function):
     """Membership ``m [R, N]`` from cost differences ``D [R, N]`` (see module docstring)."""
 
     @staticmethod
     def forward(ctx, diff, k, eps, n_iters, tol):
-        # summing N memberships in this dtype is only accurate to about N * machine eps
-        atol = tol * k + diff.shape[-1] * torch.finfo(diff.dtype).eps
+        atol = _atol(tol, k, diff.shape[-1], diff.dtype)
         m = _solve_membership(diff, k, eps, n_iters, atol)[1]
         ctx.save_for_backward(m)
         ctx.eps = eps
@@ -265,8 +269,10 @@ def _affine(x, scale, shift):
 
 
 class _Tile:
-    """What the backward needs of a row tile's solution: the selected ``indices [t, k]``, the
-    thresholds ``theta [t]`` and the normaliser ``(cmax, position, anchor)`` ``[t, 1]``."""
+    """The retrieval of ``rows`` rows, solved a tile at a time: the outputs ``values`` and
+    ``member`` ``[rows, k]``, and what the backward needs (:meth:`saved`): the selected
+    ``indices [rows, k]``, the thresholds ``theta [rows]`` and the normaliser ``(cmax,
+    position, anchor)`` ``[rows, 1]``."""
 
     def __init__(self, rows, k, like):
         new = lambda *shape, dtype=like.dtype: torch.empty(*shape, dtype=dtype, device=like.device)
@@ -317,11 +323,6 @@ def _tile_gradient(out, scores, saved, grad_values, grad, eps, low, high):
     if grad_values is not None:
         grad_u.scatter_add_(-1, indices, grad_values)
     return grad_u
-
-
-def _atol(tol, k, n, dtype):
-    # summing N memberships in this dtype is only accurate to about N * machine eps
-    return tol * k + n * torch.finfo(dtype).eps
 
 
 class _LargestMembership(torch.autograd.Function):
