@@ -9,7 +9,7 @@ gradient).  Level 2: dense attention between the ``b`` position features of the 
 block and the ``k * b`` position features of its retrieved blocks,
 ``softmax_j(cos(x_i, z_j) / temperature + log w_blk(j))`` where ``w`` is the block's
 retrieval membership (1 for a hard selection), so the ranking's gradient reaches the
-warp.  Memory ``O(N k + N k b^2)`` beyond one cache-sized tile: the ``L x L`` matrix is never
+warp.  Memory ``O(N k b^2 + N k b C)`` beyond one cache-sized tile: the ``L x L`` matrix is never
 built, nor the ``N x N`` block scores for the OT retrieval
 (:func:`~evalkit.methods.alignment.topk.ot_topk_largest_of_products` computes them a row tile at
 a time and recomputes them in the backward; the softmax retrieval holds ``chunk_size`` query

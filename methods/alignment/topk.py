@@ -421,8 +421,7 @@ def _check_retrieval(k, n, eps, anchors):
 
 def ot_topk_largest(scores: torch.Tensor, k: int, *, eps: float = 1e-1, n_iters: int = 60,
                     anchors: tuple[float, float] = (0.0, 1.0),
-                    tol: float = 1e-6,
-                    check: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    tol: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``k`` largest scores of each row and their OT top-k memberships, for retrieval.
 
     Equals ``values, idx = scores.topk(k)`` and ``ot_topk(scores, k, ...).gather(-1, idx)``
@@ -432,15 +431,11 @@ def ot_topk_largest(scores: torch.Tensor, k: int, *, eps: float = 1e-1, n_iters:
     entries tie for a row's largest or smallest score, the normaliser's gradient goes to one
     of them (``ot_topk`` splits it).
 
-    ``check=False`` skips the scan of the scores for NaN/inf, for a caller whose scores are
-    cosines of features it has already checked: the scan is a full pass over each row.
-
     Returns:
         ``(values [..., k], indices [..., k], memberships [..., k])``; the values and the
         memberships are differentiable (one dense gradient for both).
     """
-    if check:
-        _check(scores, k)
+    _check(scores, k)
     k, low, high = _check_retrieval(k, scores.shape[-1], eps, anchors)
     shape = scores.shape
     if k == shape[-1]:
