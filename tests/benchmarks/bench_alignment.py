@@ -146,6 +146,75 @@ def test_ras_memberships_above_float32_resolution():
           f"{m.min():.1e}..{m.max():.2f}, {100 * above:.2f} % above float32 resolution of the row's largest")
 
 
+def _best_ms(fn, rounds: int = 3, repeat: int = 50) -> float:
+    import time
+
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        times.append((time.perf_counter() - t0) / repeat * 1e3)
+    return min(times)
+
+
+def test_ras_tile_breakdown():
+    """Where one RAS tile's time goes (128 rows x 16384 block scores of ``_ras_parts``' features,
+    one thread): its ``mm``, its solve, the solve's two Newton stages (the stand-in, the full
+    rows); then the fused forms eager torch offers for the full-row passes (the Newton slope,
+    the affine map, the membership), each against the form kept."""
+    import time
+
+    from evalkit.methods.alignment import topk as T
+    from evalkit.methods.alignment.ranking import block_features
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(2)
+    q, key = torch.randn(1, 64, 256, 256, generator=g), torch.randn(1, 64, 256, 256, generator=g)
+    qb, kb = block_features(q, 2)[0], block_features(key, 2)[0]
+    n = kb.shape[0]
+    rows = T.TILE_ELEMENTS // n
+    atol = T._atol(1e-6, 3, n, qb.dtype)
+    buffer, out = qb.new_empty(rows, n), T._Tile(rows, 3, qb)
+    newton, stages = T._newton, []
+
+    def timed_newton(u, *args, **kwargs):
+        t0 = time.perf_counter()
+        result = newton(u, *args, **kwargs)
+        stages.append((u.shape[-1], (time.perf_counter() - t0) * 1e3))
+        return result
+
+    T._newton = timed_newton
+    try:
+        for tile in range(1, 6):
+            stages.clear()
+            t0 = time.perf_counter()
+            scores = torch.mm(qb[tile * rows:(tile + 1) * rows], kb.t(), out=buffer)
+            t1 = time.perf_counter()
+            out.solve(0, rows, scores, 3, 0.1, 60, atol, -1.0, 1.0)
+            t2 = time.perf_counter()
+            print(f"\ntile {tile}: mm {(t1 - t0) * 1e3:.2f} ms, solve {(t2 - t1) * 1e3:.2f} ms; Newton "
+                  + ", ".join(f"on {width} entries {ms:.2f} ms" for width, ms in stages), end="")
+    finally:
+        T._newton = newton
+    m, s = torch.rand(rows, n), torch.randn(rows, n)
+    scale, shift, dst = torch.rand(rows, 1) + 0.5, torch.randn(rows, 1), torch.empty(rows, n)
+    forms = {
+        "slope: addcmul + sum (kept)": lambda: torch.addcmul(m, m, m, value=-1).sum(-1),
+        "slope: sum - linalg.vecdot": lambda: m.sum(-1) - torch.linalg.vecdot(m, m),
+        "slope: sum - bmm dot": lambda: m.sum(-1) - torch.bmm(m.unsqueeze(1), m.unsqueeze(2)).view(-1),
+        "affine: mul + add_ (kept)": lambda: torch.mul(s, scale).add_(shift),
+        "affine: addcmul": lambda: torch.addcmul(shift, s, scale),
+        "membership: sigmoid (kept)": lambda: torch.sigmoid(s, out=dst),
+        "membership: tanh": lambda: torch.tanh(s * 0.5, out=dst).mul_(0.5).add_(0.5),
+        "membership: exp + reciprocal": lambda: torch.exp(-s, out=dst).add_(1).reciprocal_(),
+        "one pass: sub": lambda: torch.sub(s, 1.0, out=dst),
+    }
+    print()
+    for name, fn in forms.items():
+        print(f"[{rows}, {n}] {name}: {_best_ms(fn):.3f} ms")
+
+
 def _machine_rates() -> dict:
     """This CPU's sgemm rate (2048², FLOP/s) and float32 exp rate (in-cache 2M tile, elem/s),
     best of 5: the two rates the streaming transport's roofline is made of."""
