@@ -87,15 +87,33 @@ def test_forward_64x64(benchmark, module):
     assert out.shape == (1, 3, 64, 64)
 
 
+def _ras_features(size: int = 256, channels: int = 64, requires_grad: bool = False):
+    """The query and key features ``[1, channels, size, size]`` every RAS benchmark here uses."""
+    g = torch.Generator().manual_seed(2)
+    return tuple(torch.randn(1, channels, size, size, generator=g, requires_grad=requires_grad)
+                 for _ in range(2))
+
+
+def _best_seconds(fn, rounds: int = 5, repeat: int = 1) -> float:
+    """Best of ``rounds`` of the mean seconds of one ``fn()`` over ``repeat`` calls."""
+    import time
+
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        times.append((time.perf_counter() - t0) / repeat)
+    return min(times)
+
+
 def _ras_parts(size: int = 256, channels: int = 64, rounds: int = 2) -> dict:
     """Seconds of RAS at ``size``² (2x2 blocks, k = 3, OT top-k), best of ``rounds``: the block
     scores and their top-k alone (the floor: ``bmm`` + ``topk`` per chunk), RAS forward + warp,
     and the backward of ``sum(out^2)``."""
     import time
 
-    g = torch.Generator().manual_seed(2)
-    q = torch.randn(1, channels, size, size, generator=g, requires_grad=True)
-    key = torch.randn(1, channels, size, size, generator=g, requires_grad=True)
+    q, key = _ras_features(size, channels, requires_grad=True)
     ras = RankingAttention()
     from evalkit.methods.alignment.ranking import block_features
 
@@ -135,9 +153,7 @@ def test_ras_memberships_above_float32_resolution():
     from evalkit.methods.alignment.ranking import block_features
     from evalkit.methods.alignment.topk import ot_topk
 
-    g = torch.Generator().manual_seed(2)
-    q = torch.randn(1, 64, 256, 256, generator=g)
-    key = torch.randn(1, 64, 256, 256, generator=g)
+    q, key = _ras_features()
     qb, kb = block_features(q, 2), block_features(key, 2)
     scores = torch.bmm(qb[:, :128], kb.transpose(1, 2))[0]
     m = ot_topk(scores, 3, eps=0.1, anchors=(-1.0, 1.0))
@@ -146,19 +162,7 @@ def test_ras_memberships_above_float32_resolution():
           f"{m.min():.1e}..{m.max():.2f}, {100 * above:.2f} % above float32 resolution of the row's largest")
 
 
-def _best_ms(fn, rounds: int = 3, repeat: int = 50) -> float:
-    import time
-
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(repeat):
-            fn()
-        times.append((time.perf_counter() - t0) / repeat * 1e3)
-    return min(times)
-
-
-def test_ras_tile_breakdown():
+def test_ras_tile_breakdown(monkeypatch):
     """Where one RAS tile's time goes (128 rows x 16384 block scores of ``_ras_parts``' features,
     one thread): its ``mm``, its solve, the solve's two Newton stages (the stand-in, the full
     rows); then the fused forms eager torch offers for the full-row passes (the Newton slope,
@@ -169,8 +173,7 @@ def test_ras_tile_breakdown():
     from evalkit.methods.alignment.ranking import block_features
 
     torch.set_num_threads(1)
-    g = torch.Generator().manual_seed(2)
-    q, key = torch.randn(1, 64, 256, 256, generator=g), torch.randn(1, 64, 256, 256, generator=g)
+    q, key = _ras_features()
     qb, kb = block_features(q, 2)[0], block_features(key, 2)[0]
     n = kb.shape[0]
     rows = T.TILE_ELEMENTS // n
@@ -184,19 +187,16 @@ def test_ras_tile_breakdown():
         stages.append((u.shape[-1], (time.perf_counter() - t0) * 1e3))
         return result
 
-    T._newton = timed_newton
-    try:
-        for tile in range(1, 6):
-            stages.clear()
-            t0 = time.perf_counter()
-            scores = torch.mm(qb[tile * rows:(tile + 1) * rows], kb.t(), out=buffer)
-            t1 = time.perf_counter()
-            out.solve(0, rows, scores, 3, 0.1, 60, atol, -1.0, 1.0)
-            t2 = time.perf_counter()
-            print(f"\ntile {tile}: mm {(t1 - t0) * 1e3:.2f} ms, solve {(t2 - t1) * 1e3:.2f} ms; Newton "
-                  + ", ".join(f"on {width} entries {ms:.2f} ms" for width, ms in stages), end="")
-    finally:
-        T._newton = newton
+    monkeypatch.setattr(T, "_newton", timed_newton)
+    for tile in range(1, 6):
+        stages.clear()
+        t0 = time.perf_counter()
+        scores = torch.mm(qb[tile * rows:(tile + 1) * rows], kb.t(), out=buffer)
+        t1 = time.perf_counter()
+        out.solve(0, rows, scores, 3, 0.1, 60, atol, -1.0, 1.0)
+        t2 = time.perf_counter()
+        print(f"\ntile {tile}: mm {(t1 - t0) * 1e3:.2f} ms, solve {(t2 - t1) * 1e3:.2f} ms; Newton "
+              + ", ".join(f"on {width} entries {ms:.2f} ms" for width, ms in stages), end="")
     m, s = torch.rand(rows, n), torch.randn(rows, n)
     scale, shift, dst = torch.rand(rows, 1) + 0.5, torch.randn(rows, 1), torch.empty(rows, n)
     forms = {
@@ -212,27 +212,17 @@ def test_ras_tile_breakdown():
     }
     print()
     for name, fn in forms.items():
-        print(f"[{rows}, {n}] {name}: {_best_ms(fn):.3f} ms")
+        print(f"[{rows}, {n}] {name}: {_best_seconds(fn, rounds=3, repeat=50) * 1e3:.3f} ms")
 
 
 def _machine_rates() -> dict:
     """This CPU's sgemm rate (2048², FLOP/s) and float32 exp rate (in-cache 2M tile, elem/s),
     best of 5: the two rates the streaming transport's roofline is made of."""
-    import time
-
-    def best(fn, rounds=5):
-        times = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    sgemm = 2 * 2048 ** 3 / best(lambda: a @ b)
+    sgemm = 2 * 2048 ** 3 / _best_seconds(lambda: a @ b)
     tile = torch.empty(1 << 21)
     values = torch.rand(1 << 21) * -80.0  # the exponents a transport tile holds
-    exp = 100 * tile.numel() / best(lambda: [torch.exp(values, out=tile) for _ in range(100)])
+    exp = tile.numel() / _best_seconds(lambda: torch.exp(values, out=tile), repeat=100)
     return {"sgemm_flops": sgemm, "exp_per_s": exp}
 
 
