@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torchvision
@@ -73,6 +74,79 @@ def he_init_(net: nn.Module, mode: str = "fan_in") -> nn.Module:
     return net
 
 
+# ------------------------------------------------------------------ construction draws skipped
+
+# Modules whose construction draws each parameter entry once from the default generator
+# (``reset_parameters``: kaiming_uniform_ weight, uniform_ bias: one 32-bit output per float32
+# entry), and modules that draw nothing (batch norm: ones, zeros).
+_DRAWN_AT_CONSTRUCTION = (nn.Conv2d, nn.Linear)
+_UNDRAWN_AT_CONSTRUCTION = (nn.BatchNorm2d,)
+
+
+def advance_default_generator(n: int, chunk: int = 1 << 20) -> None:
+    """Advance torch's default CPU generator (MT19937) by ``n`` 32-bit outputs, as ``n`` float32
+    ``uniform_`` entries would, bit for bit, at numpy's raw MT19937 rate (~3 ns an output against
+    uniform_'s ~7 ns). The state is moved across: torch's ``CPUGeneratorImplState`` holds the 624
+    state words (as uint64) after a header (seed, ``left``, ``seeded``, ``next``), with
+    ``left + next = 625``; numpy's MT19937 holds them as ``key`` and ``pos = next`` (624: twist
+    before the next output)."""
+    if n <= 0:
+        return
+    state = torch.get_rng_state().numpy().copy()
+    words = slice(24, 24 + 624 * 8)
+    left = int(state[8:12].view(np.int32)[0])
+    mt = np.random.MT19937(0)
+    mt.state = {"bit_generator": "MT19937", "state": {"key": state[words].view(np.uint64).astype(np.uint32),
+                                                      "pos": 625 - left}}
+    for first in range(0, n, chunk):
+        mt.random_raw(min(chunk, n - first))
+    pos = int(mt.state["state"]["pos"])
+    state[8:12] = np.array([625 - pos], dtype=np.int32).view(np.uint8)
+    state[16:24] = np.array([pos], dtype=np.uint64).view(np.uint8)
+    state[words] = mt.state["state"]["key"].astype(np.uint64).view(np.uint8)
+    torch.set_rng_state(torch.from_numpy(state))
+
+
+def without_construction_draws(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` whose construction draws are skipped, not made: it runs on the meta device
+    while every parameter registered by a :data:`_DRAWN_AT_CONSTRUCTION` module is counted
+    (replaced modules included: their draws took place too), the default generator is advanced
+    by that count (:func:`advance_default_generator`), and the network is materialised on the
+    CPU with batch norm reset and every drawn parameter NaN, for the caller to re-draw (e.g.
+    :func:`he_init_`). So the caller's draws that follow are those of ``build()`` run for real,
+    bit for bit. A module of any other kind holding parameters is refused (its draws are not
+    known)."""
+    count = 0
+
+    def counted(module, name, param):
+        nonlocal count
+        if param is None:
+            return None
+        if isinstance(module, _DRAWN_AT_CONSTRUCTION):
+            if param.dtype != torch.float32:
+                raise ValueError(f"construction draws counted for float32 only, {type(module).__name__}.{name} is {param.dtype}")
+            count += param.numel()
+        elif not isinstance(module, _UNDRAWN_AT_CONSTRUCTION):
+            raise ValueError(f"{type(module).__name__} holds parameters whose construction draws are not known")
+        return None
+
+    handle = nn.modules.module.register_module_parameter_registration_hook(counted)
+    try:
+        with torch.device("meta"):
+            net = build()
+    finally:
+        handle.remove()
+    advance_default_generator(count)
+    net = net.to_empty(device="cpu")
+    for m in net.modules():
+        if isinstance(m, _DRAWN_AT_CONSTRUCTION):
+            for p in m.parameters(recurse=False):
+                p.data.fill_(float("nan"))
+        elif isinstance(m, _UNDRAWN_AT_CONSTRUCTION):
+            m.reset_parameters()
+    return net
+
+
 # --------------------------------------------------------------------------- architectures
 
 # torchvision's VGG19 ("E") trunk: channel multiples of width/64 (64 = VGG19), "M" = max-pool
@@ -97,17 +171,21 @@ def vgg19_layers(width: int = 64, per_layer_init: Callable[[nn.Conv2d], None] | 
 
 
 def _torchvision_vgg19_features(width: int) -> nn.Sequential:
-    """``torchvision.models.vgg19(weights=None).features``, equal bit for bit under one seed,
-    without materialising its classifier's final N(0, 0.01) draw (1 s): torchvision draws the
-    trunk's default init, then the classifier's (which sets where the trunk's He draws start
-    in the generator's stream, so it is drawn and dropped here), then He fan-out on the trunk,
-    then the classifier again (last in the stream: skipped)."""
+    """``torchvision.models.vgg19(weights=None).features``, equal bit for bit under one seed, at
+    a fraction of its draws: torchvision draws the trunk's default init, then the classifier's
+    (144 M entries in all, which set where the trunk's He draws start in the generator's stream:
+    skipped here by :func:`without_construction_draws`), then He fan-out on the trunk (drawn),
+    then the classifier's N(0, 0.01) (last in the stream: not drawn)."""
     if width != 64:
         raise ValueError(f"torchvision's VGG19 init builds width 64, got {width}")
-    features = vgg19_layers(64)
-    for fan_in, fan_out in ((512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)):
-        nn.Linear(fan_in, fan_out)  # torchvision VGG's classifier, for its construction draws
-    return he_init_(features, "fan_out")
+
+    def construction() -> nn.Sequential:
+        features = vgg19_layers(64)
+        for fan_in, fan_out in ((512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)):
+            nn.Linear(fan_in, fan_out)  # torchvision VGG's classifier, for its construction draws
+        return features
+
+    return he_init_(without_construction_draws(construction), "fan_out")
 
 
 def _torchvision_alexnet_features() -> nn.Sequential:
@@ -136,7 +214,7 @@ def fid_inception_v3(seed: int | None = None) -> nn.Module:
     He-initialised under ``seed`` (``None``: inside the caller's RNG)."""
     from cleanfid import inception_pytorch as ip
 
-    with seeded(seed):
+    def construction() -> nn.Module:
         net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
         net.Mixed_5b = ip.FIDInceptionA(192, pool_features=32)
         net.Mixed_5c = ip.FIDInceptionA(256, pool_features=64)
@@ -147,11 +225,20 @@ def fid_inception_v3(seed: int | None = None) -> nn.Module:
         net.Mixed_6e = ip.FIDInceptionC(768, channels_7x7=192)
         net.Mixed_7b = ip.FIDInceptionE_1(1280)
         net.Mixed_7c = ip.FIDInceptionE_2(2048)
-        return he_init_(net)
+        return net
+
+    with seeded(seed):
+        return he_init_(without_construction_draws(construction))
 
 
 def _torchvision_inception() -> nn.Module:
     return torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+
+
+def _he_torchvision_inception() -> nn.Module:
+    """torchvision's Inception-v3 (its default construction init, then He fan-in), the
+    construction's draws skipped (:func:`without_construction_draws`)."""
+    return he_init_(without_construction_draws(_torchvision_inception))
 
 
 class _Normalised(nn.Module):
@@ -243,7 +330,7 @@ TRUNKS: dict[str, TrunkSpec] = {
         weights_key="vgg19",
         random={
             "torchvision": _torchvision_vgg19_features,
-            "he-fan-out": lambda width: he_init_(vgg19_layers(width), "fan_out"),
+            "he-fan-out": lambda width: he_init_(without_construction_draws(lambda: vgg19_layers(width)), "fan_out"),
             "he-fan-in-per-layer": lambda width: vgg19_layers(width, per_layer_init=_he_fan_in_conv),
         },
         architecture=vgg19_layers, prefix="features.", any_width=True),
@@ -256,7 +343,7 @@ TRUNKS: dict[str, TrunkSpec] = {
     # clean-fid's TorchScript of the TF graph (Heusel et al. 2017), random torchvision's topology
     "inception-v3": TrunkSpec(
         weights_key="inception-cleanfid",
-        random={"he-fan-in": lambda width: _Normalised(he_init_(_torchvision_inception()), "tf")},
+        random={"he-fan-in": lambda width: _Normalised(_he_torchvision_inception(), "tf")},
         open_file=_cleanfid_inception),
     # pytorch-fid's FID Inception pool features (2048-d) of float [B, 3, 299, 299] in [0, 1]
     "inception-v3-fid": TrunkSpec(

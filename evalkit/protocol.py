@@ -8,6 +8,7 @@ that metric (``Protocol.differences``). Random-initialised backbones are recorde
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 from dataclasses import dataclass, field
 
@@ -17,8 +18,10 @@ TRACKED_LIBRARIES = ("torch", "torchvision", "numpy", "scipy", "pillow", "clean-
 NOT_COMPARABLE_NOTE = "not comparable with published numbers (random-initialised backbone)"
 
 
+@functools.cache
 def library_versions(names: tuple[str, ...] = TRACKED_LIBRARIES) -> tuple[tuple[str, str], ...]:
-    """Installed versions of the libraries that can change a metric value."""
+    """Installed versions of the libraries that can change a metric value (read once per
+    process: a metadata lookup is ~15 ms, and every row of every metric records them)."""
     out = []
     for name in names:
         try:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from evalkit.backbones import freeze, load_trunk, seeded
+from evalkit.backbones import freeze, load_trunk
 from evalkit.devices import resolve_device
 from evalkit.errors import EvalkitError
 from evalkit.features import FeatureCache, pair_key
@@ -31,6 +32,23 @@ from evalkit.images import as_uint8_batch
 
 # torchvision alexnet().features index -> lpips alexnet slice holding it
 _ALEX_SLICES = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
+
+
+def _lpips_state(trunk: nn.Module) -> dict[str, torch.Tensor]:
+    """Every tensor of ``lpips.LPIPS(net="alex", version="0.1")``: its input scaling (lpips'
+    ``ScalingLayer`` constants), the AlexNet ``trunk`` in lpips' slices, and the v0.1 linear
+    layers of the file lpips ships (``lpips/weights/v0.1/alex.pth``, the path ``LPIPS`` itself
+    loads; its ``lins`` list holds the same layers)."""
+    import lpips
+
+    state = {f"scaling_layer.{k}": v for k, v in lpips.lpips.ScalingLayer().state_dict().items()}
+    state.update({f"net.slice{_ALEX_SLICES[int(k.split('.')[0])]}.{k}": v for k, v in trunk.state_dict().items()})
+    path = Path(lpips.lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+    linear = torch.load(path, map_location="cpu", weights_only=True)
+    state.update(linear)
+    state.update({k.replace(f"lin{i}.", f"lins.{i}.", 1): v for i in range(5) for k, v in linear.items()
+                  if k.startswith(f"lin{i}.")})
+    return state
 
 
 class LPIPSAlex(nn.Module):
@@ -48,11 +66,11 @@ class LPIPSAlex(nn.Module):
 
         # before lpips: no download attempt
         trunk, self.weights_id = load_trunk("alexnet", weights, seed, weights_files=weights_files)
-        with seeded(None), warnings.catch_warnings():  # its own random trunk is replaced below
+        with warnings.catch_warnings(), torch.device("meta"):  # built without drawing: every value is loaded below
             warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")  # lpips' `pretrained=` call
-            self.model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
-        self.model.net.load_state_dict({f"slice{_ALEX_SLICES[int(k.split('.')[0])]}.{k}": v
-                                        for k, v in trunk.state_dict().items()}, strict=True)
+            model = lpips.LPIPS(net="alex", version="0.1", pretrained=False, pnet_rand=True, verbose=False)
+        self.model = model.to_empty(device="cpu")
+        self.model.load_state_dict(_lpips_state(trunk), strict=True)
         freeze(self.model).to(self.device)
         self.calls = 0
 
