@@ -1,5 +1,5 @@
 """``python -m evalkit ...`` (and ``torchrun -m evalkit run CONFIG``): the evalkit CLI."""
 
-from evalkit.cli import app
+from evalkit.cli import main
 
-app(prog_name="evalkit")
+main()

@@ -433,6 +433,32 @@ def test_real_process_prints_one_line(world, argv):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+def test_real_process_ends_after_what_its_exit_owes(tmp_path):
+    """``main`` ends the process through ``exit_now`` (no module teardown): a non-daemon thread
+    still running finishes first, atexit handlers run, stdout through a pipe arrives whole (the
+    same bytes as the in-process runner's), and the exit code is the command's."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    marker = tmp_path / "atexit-ran"
+    code = ("import atexit, sys, threading, time\n"
+            f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+            "threading.Thread(target=lambda: (time.sleep(0.5), print('late thread', file=sys.stderr))).start()\n"
+            "sys.argv = ['evalkit'] + sys.argv[1:]\n"
+            "from evalkit.cli import main\n"
+            "main()\n")
+    ok = subprocess.run([sys.executable, "-c", code, "protocols", "--json"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and marker.read_text() == "ran" and "late thread" in ok.stderr
+    assert ok.stdout == CliRunner().invoke(app, ["protocols", "--json"]).stdout and len(ok.stdout) > 10_000
+    marker.unlink()
+    bad = subprocess.run([sys.executable, "-c", code, "evaluate", "--generated", str(tmp_path / "none"), "--real",
+                          str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and marker.read_text() == "ran"
+    assert [line for line in bad.stderr.splitlines() if line != "late thread"][0].startswith("error: ")
+
+
 def test_resolve_device_against_the_devices_torch_reports(monkeypatch):
     from evalkit.devices import resolve_device
     from evalkit.errors import EvalkitError

@@ -42,7 +42,7 @@ def test_wheel_holds_one_namespace_and_every_package(wheel):
                  "evalkit/study/templates/study.html", "evalkit/study/static/study.js"):
         assert data in names
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "evalkit = evalkit.cli:app" in entry
+    assert "evalkit = evalkit.cli:main" in entry
 
 
 def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
