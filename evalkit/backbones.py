@@ -22,10 +22,6 @@ put:
   init without its classifier; retrieval);
 - ``"he-fan-in-per-layer"``: each conv of VGG19's trunk drawn with PyTorch's default init and
   immediately re-drawn He-normal fan-in (the training losses; any ``width``).
-
-Where a scheme's construction draws are all re-drawn after (VGG19's ``"torchvision"`` and
-``"he-fan-out"``, Inception's ``"he-fan-in"``), they are skipped rather than made
-(:func:`without_construction_draws`): the same values, bit for bit, at a third of the time.
 """
 
 from __future__ import annotations
@@ -78,20 +74,15 @@ def he_init_(net: nn.Module, mode: str = "fan_in") -> nn.Module:
     return net
 
 
-# ------------------------------------------------------------------ construction draws skipped
+# ------------------------------------------------------------------ the generator, advanced
 
-# Modules whose construction draws each parameter entry once from the default generator
-# (``reset_parameters``: kaiming_uniform_ weight, uniform_ bias: one 32-bit output per float32
-# entry), and modules that draw nothing (batch norm: ones, zeros).
-_DRAWN_AT_CONSTRUCTION = (nn.Conv2d, nn.Linear)
-_UNDRAWN_AT_CONSTRUCTION = (nn.BatchNorm2d,)
 _CPU_GENERATOR_STATE_BYTES = 5056  # sizeof(at::CPUGeneratorImplState), what torch.get_rng_state() returns
 
 
 def advance_default_generator(n: int) -> None:
     """Advance torch's default CPU generator (MT19937) by ``n`` 32-bit outputs, as ``n`` float32
-    ``uniform_`` entries would, bit for bit, at numpy's raw MT19937 rate (~3 ns an output against
-    uniform_'s ~7 ns). The state is moved across: torch's ``CPUGeneratorImplState`` holds the 624
+    ``uniform_`` entries would, bit for bit, with nothing allocated: numpy's raw MT19937 at about
+    2.6 ns an output (drawing them into fresh memory: about 4.4 ns an entry). The state is moved across: torch's ``CPUGeneratorImplState`` holds the 624
     state words (as uint64) after a header (seed, ``left``, ``seeded``, ``next``), with
     ``left + next = 625``; numpy's MT19937 holds them as ``key`` and ``pos = next`` (624: twist
     before the next output)."""
@@ -114,50 +105,12 @@ def advance_default_generator(n: int) -> None:
     torch.set_rng_state(torch.from_numpy(state))
 
 
-def without_construction_draws(build: Callable[[], nn.Module]) -> nn.Module:
-    """``build()`` whose construction draws are skipped, not made: it runs on the meta device
-    while every parameter registered by a :data:`_DRAWN_AT_CONSTRUCTION` module is counted
-    (replaced modules included: their draws took place too), the default generator is advanced
-    by that count (:func:`advance_default_generator`), and the network is materialised on the
-    CPU with batch norm reset and every drawn parameter NaN, for the caller to re-draw (e.g.
-    :func:`he_init_`). So the caller's draws that follow are those of ``build()`` run for real,
-    bit for bit. A module of any other kind holding parameters is refused (its draws are not
-    known)."""
-    count = 0
-
-    def counted(module, name, param):
-        nonlocal count
-        if param is None:
-            return None
-        if isinstance(module, _DRAWN_AT_CONSTRUCTION):
-            if param.dtype != torch.float32:
-                raise ValueError(f"construction draws counted for float32 only, {type(module).__name__}.{name} is {param.dtype}")
-            count += param.numel()
-        elif not isinstance(module, _UNDRAWN_AT_CONSTRUCTION):
-            raise ValueError(f"{type(module).__name__} holds parameters whose construction draws are not known")
-        return None
-
-    handle = nn.modules.module.register_module_parameter_registration_hook(counted)
-    try:
-        with torch.device("meta"):
-            net = build()
-    finally:
-        handle.remove()
-    advance_default_generator(count)
-    net = net.to_empty(device="cpu")
-    for m in net.modules():
-        if isinstance(m, _DRAWN_AT_CONSTRUCTION):
-            for p in m.parameters(recurse=False):
-                p.data.fill_(float("nan"))
-        elif isinstance(m, _UNDRAWN_AT_CONSTRUCTION):
-            m.reset_parameters()
-    return net
-
-
 # --------------------------------------------------------------------------- architectures
 
 # torchvision's VGG19 ("E") trunk: channel multiples of width/64 (64 = VGG19), "M" = max-pool
 _VGG19_CFG = (1, 1, "M", 2, 2, "M", 4, 4, 4, 4, "M", 8, 8, 8, 8, "M", 8, 8, 8, 8, "M")
+# torchvision VGG's classifier, Linear 25088 -> 4096 -> 4096 -> 1000: its weights and biases
+_VGG_CLASSIFIER_ENTRIES = sum(i * o + o for i, o in ((512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)))
 
 
 def vgg19_layers(width: int = 64, per_layer_init: Callable[[nn.Conv2d], None] | None = None) -> nn.Sequential:
@@ -178,21 +131,17 @@ def vgg19_layers(width: int = 64, per_layer_init: Callable[[nn.Conv2d], None] | 
 
 
 def _torchvision_vgg19_features(width: int) -> nn.Sequential:
-    """``torchvision.models.vgg19(weights=None).features``, equal bit for bit under one seed, at
-    a fraction of its draws: torchvision draws the trunk's default init, then the classifier's
-    (144 M entries in all, which set where the trunk's He draws start in the generator's stream:
-    skipped here by :func:`without_construction_draws`), then He fan-out on the trunk (drawn),
-    then the classifier's N(0, 0.01) (last in the stream: not drawn)."""
+    """``torchvision.models.vgg19(weights=None).features``, equal bit for bit under one seed,
+    without its classifier: torchvision draws the trunk's default init, then the classifier's
+    (124 M entries, 0.5 GB: they set where the trunk's He draws start in the generator's stream,
+    so the generator is advanced past them, :func:`advance_default_generator`), then He fan-out
+    on the trunk, then the classifier's N(0, 0.01) (last in the stream: not drawn)."""
     if width != 64:
         raise ValueError(f"torchvision's VGG19 init builds width 64, got {width}")
 
-    def construction() -> nn.Sequential:
-        features = vgg19_layers(64)
-        for fan_in, fan_out in ((512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)):
-            nn.Linear(fan_in, fan_out)  # torchvision VGG's classifier, for its construction draws
-        return features
-
-    return he_init_(without_construction_draws(construction), "fan_out")
+    features = vgg19_layers(64)
+    advance_default_generator(_VGG_CLASSIFIER_ENTRIES)  # the classifier's construction draws, not made
+    return he_init_(features, "fan_out")
 
 
 def _torchvision_alexnet_features() -> nn.Sequential:
@@ -235,17 +184,11 @@ def fid_inception_v3(seed: int | None = None) -> nn.Module:
         return net
 
     with seeded(seed):
-        return he_init_(without_construction_draws(construction))
+        return he_init_(construction())
 
 
 def _torchvision_inception() -> nn.Module:
     return torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
-
-
-def _he_torchvision_inception() -> nn.Module:
-    """torchvision's Inception-v3 (its default construction init, then He fan-in), the
-    construction's draws skipped (:func:`without_construction_draws`)."""
-    return he_init_(without_construction_draws(_torchvision_inception))
 
 
 class _Normalised(nn.Module):
@@ -337,7 +280,7 @@ TRUNKS: dict[str, TrunkSpec] = {
         weights_key="vgg19",
         random={
             "torchvision": _torchvision_vgg19_features,
-            "he-fan-out": lambda width: he_init_(without_construction_draws(lambda: vgg19_layers(width)), "fan_out"),
+            "he-fan-out": lambda width: he_init_(vgg19_layers(width), "fan_out"),
             "he-fan-in-per-layer": lambda width: vgg19_layers(width, per_layer_init=_he_fan_in_conv),
         },
         architecture=vgg19_layers, prefix="features.", any_width=True),
@@ -350,7 +293,7 @@ TRUNKS: dict[str, TrunkSpec] = {
     # clean-fid's TorchScript of the TF graph (Heusel et al. 2017), random torchvision's topology
     "inception-v3": TrunkSpec(
         weights_key="inception-cleanfid",
-        random={"he-fan-in": lambda width: _Normalised(_he_torchvision_inception(), "tf")},
+        random={"he-fan-in": lambda width: _Normalised(he_init_(_torchvision_inception()), "tf")},
         open_file=_cleanfid_inception),
     # pytorch-fid's FID Inception pool features (2048-d) of float [B, 3, 299, 299] in [0, 1]
     "inception-v3-fid": TrunkSpec(

@@ -77,3 +77,46 @@ def test_backbone_throughput_and_equality():
         print(f"| {name} | {r_contig:.1f} | {r_last:.1f} | {r_ours:.1f} | {flops * r_ours / 1e9:.0f} | "
               f"{r_ours / max(r_contig, r_last):.2f} | {rel:.1e} |")
         assert rel <= 1e-5
+
+
+def _best_of(fn, rounds: int = 3):
+    best, out = float("inf"), None
+    for _ in range(rounds):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def test_random_builds_without_the_draws_they_drop():
+    """The random builds that skip draws (issue 15 item 1's fixed cost), side by side in one run,
+    best of 3 in one process (a fresh process pays more for the drawn builds: their memory is
+    new): VGG19's torchvision init with its classifier drawn (as before) against ``load_trunk``
+    advancing the generator past it (the values equal bit for bit), and lpips' model with its
+    own random AlexNet drawn against ``LPIPSAlex`` built on the meta device. Prints s and ratio."""
+    import lpips
+
+    from evalkit.backbones import he_init_, load_trunk, seeded, vgg19_layers
+    from evalkit.metrics import LPIPSAlex
+
+    def vgg19_drawn():
+        with seeded(0):
+            features = vgg19_layers(64)
+            for fan_in, fan_out in ((512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)):
+                torch.nn.Linear(fan_in, fan_out)
+            return he_init_(features, "fan_out")
+
+    def lpips_drawn():  # lpips' own random AlexNet, drawn and then replaced by the trunk
+        with seeded(None):
+            return lpips.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+
+    cases = [("vgg19 (torchvision init)", vgg19_drawn, lambda: load_trunk("vgg19", "random", 0)[0], True),
+             ("lpips' model around the trunk", lpips_drawn, lambda: LPIPSAlex("random", 0), False)]
+    print(f"\nrandom trunk builds, best of 3, torch threads {torch.get_num_threads()}")
+    for name, drawn, skipped, same_values in cases:
+        t_drawn, ref = _best_of(drawn)
+        t_skipped, ours = _best_of(skipped)
+        if same_values:
+            got, expect = ours.state_dict(), ref.state_dict()
+            assert list(got) == list(expect) and all(torch.equal(got[k], expect[k]) for k in expect), name
+        print(f"  {name:<30} drawn {t_drawn:6.3f} s   skipped {t_skipped:6.3f} s   {t_drawn / t_skipped:5.2f}x")

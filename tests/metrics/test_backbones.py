@@ -18,7 +18,7 @@ import torchvision
 from torchvision.models import vgg as tv_vgg
 
 from evalkit import weights as W
-from evalkit.backbones import TRUNKS, advance_default_generator, he_init_, load_trunk, without_construction_draws
+from evalkit.backbones import TRUNKS, advance_default_generator, load_trunk
 from evalkit.data.retrieval import VGG19Pool5
 from evalkit.errors import EvalkitError
 from evalkit.features import InceptionFID, VGG19Features
@@ -115,42 +115,6 @@ def test_advancing_the_generator_is_drawing_uniforms(n):
     torch.set_rng_state(start)
     advance_default_generator(n)
     assert torch.equal(torch.get_rng_state(), drawn) and torch.equal(torch.randn(40), next_drawn)
-
-
-def _inception_construction():
-    return torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
-
-
-def _fid_inception_construction(monkeypatch):
-    from cleanfid import inception_pytorch as ip
-
-    monkeypatch.setattr(ip, "load_state_dict_from_url", lambda *args, **kwargs: None)
-    monkeypatch.setattr(torchvision.models.Inception3, "load_state_dict", lambda self, *args, **kwargs: None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ip.fid_inception_v3  # clean-fid's recipe: torchvision's net, then its FID blocks
-
-
-@pytest.mark.parametrize("name,init,construction", [
-    ("vgg19", "he-fan-out", lambda mp: (lambda: tv_vgg.make_layers(tv_vgg.cfgs["E"]), "fan_out")),
-    ("inception-v3", "he-fan-in", lambda mp: (_inception_construction, "fan_in")),
-    ("inception-v3-fid", "he-fan-in", lambda mp: (_fid_inception_construction(mp), "fan_in")),
-])
-def test_he_trunks_without_construction_draws_are_bit_for_bit(name, init, construction, monkeypatch):
-    """The He-initialised trunks skip their construction draws (advancing the generator past them):
-    every value equals the construction run for real, then He-initialised, under the same seed."""
-    build, mode = construction(monkeypatch)
-    ours, _ = load_trunk(name, "random", 3, init=init)
-    torch.manual_seed(3)
-    ref = he_init_(build(), mode)
-    got = (ours.net if hasattr(ours, "net") else ours).state_dict()
-    expect = {k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")}  # the head drops fc
-    assert list(got) == list(expect) and all(torch.equal(got[k], expect[k]) for k in expect)
-
-
-def test_construction_draws_of_unknown_modules_are_refused():
-    with pytest.raises(ValueError, match="LayerNorm holds parameters"):
-        without_construction_draws(lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.LayerNorm(4)))
 
 
 @pytest.mark.parametrize("seed", [0, 2])
