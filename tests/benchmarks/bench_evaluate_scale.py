@@ -67,17 +67,38 @@ def run_evaluate(gen: Path, real: Path, metrics: str = "") -> dict:
                               *(["--metrics", metrics] if metrics else [])])
 
 
-def run_evaluate_with(args: list[str]) -> dict:
+# ``python -m evalkit`` with one atexit hook: the process's own peak RSS (``VmHWM``, the high-water
+# mark of the memory it runs in, after exec) into $EVALKIT_BENCH_PEAK_FILE. The child's
+# ``ru_maxrss`` is no measure of it: Linux carries the parent's RSS at fork into it.
+_WITH_PEAK = ("import atexit, os, runpy, sys\n"
+              "def peak():\n"
+              "    with open('/proc/self/status') as f:\n"
+              "        kib = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))\n"
+              "    with open(os.environ['EVALKIT_BENCH_PEAK_FILE'], 'w') as f:\n"
+              "        f.write(str(kib))\n"
+              "atexit.register(peak)\n"
+              "sys.argv = ['evalkit'] + sys.argv[1:]\n"
+              "runpy.run_module('evalkit', run_name='__main__', alter_sys=True)\n")
+
+
+def run_evaluate_with(args: list[str], root: Path = ROOT) -> dict:
     """`evalkit evaluate ARGS --weights random --no-cache --json` in a fresh process, as a user
-    runs it from the shell: wall s, peak RSS GiB (the child's ``ru_maxrss``), the result rows."""
-    cmd = [sys.executable, "-m", "evalkit", "evaluate", *args, "--weights", "random", "--no-cache", "--json"]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    assert os.waitstatus_to_exitcode(status) == 0, f"{' '.join(cmd)} failed"
-    return {"wall_s": wall, "peak_rss_gib": usage.ru_maxrss / 2 ** 20, "rows": json.loads(out)}
+    runs it from the shell: wall s, peak RSS GiB (the process's own ``VmHWM``), the result rows.
+    ``root``: the checkout whose evalkit runs (``python -m evalkit`` from there imports its own)."""
+    import tempfile
+
+    cmd = [sys.executable, "-c", _WITH_PEAK, "evaluate", *args, "--weights", "random", "--no-cache", "--json"]
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak_kib"
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=root,
+                                env={**os.environ, "EVALKIT_BENCH_PEAK_FILE": str(peak_file)})
+        out = proc.stdout.read()
+        code = proc.wait()
+        wall = time.perf_counter() - start
+        assert code == 0, f"{' '.join(cmd[3:])} failed"
+        peak_kib = int(peak_file.read_text())
+    return {"wall_s": wall, "peak_rss_gib": peak_kib / 2 ** 20, "rows": json.loads(out)}
 
 
 def fitted_exponent(n: list[int], values: list[float]) -> float:
