@@ -34,7 +34,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
-import torchvision
 
 from evalkit import weights as W
 from evalkit.errors import EvalkitError
@@ -169,9 +168,10 @@ def fid_inception_v3(seed: int | None = None) -> nn.Module:
     blocks of clean-fid's port), the layout of ``pt_inception-2015-12-05-6726825d.pth``;
     He-initialised under ``seed`` (``None``: inside the caller's RNG)."""
     from cleanfid import inception_pytorch as ip
+    from torchvision.models import inception_v3
 
     def construction() -> nn.Module:
-        net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
+        net = inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
         net.Mixed_5b = ip.FIDInceptionA(192, pool_features=32)
         net.Mixed_5c = ip.FIDInceptionA(256, pool_features=64)
         net.Mixed_5d = ip.FIDInceptionA(288, pool_features=64)
@@ -188,7 +188,9 @@ def fid_inception_v3(seed: int | None = None) -> nn.Module:
 
 
 def _torchvision_inception() -> nn.Module:
-    return torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+    from torchvision.models import inception_v3  # here: importing torchvision costs 1.5 s (torch._dynamo)
+
+    return inception_v3(weights=None, aux_logits=False, init_weights=False)
 
 
 class _Normalised(nn.Module):

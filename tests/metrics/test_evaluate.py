@@ -420,3 +420,35 @@ def test_a_label_map_beside_its_image_is_skipped_two_images_of_one_name_are_an_e
     Image.fromarray(b).save(tmp_path / "sub" / "z.png")
     assert resolve_images(f"{tmp_path}/*.png").names == ("x", "y")  # the glob picks one kind
     assert resolve_images(f"{tmp_path}/**/*.png").names == ("x", "y", "z")
+
+
+def test_pixel_metrics_alone_never_import_torchvision(tmp_path):
+    """`evaluate --metrics swd,psnr,ssim` needs no backbone, so it never pays torchvision's import
+    (1.5 s: its `ops` pull in torch._dynamo); the metrics that need it do import it."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for side in ("gen", "real"):
+        (tmp_path / side).mkdir()
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / side / f"{i}.png")
+    code = ("import sys\n"
+            "from typer.testing import CliRunner\n"
+            "from evalkit.cli import app\n"
+            "result = CliRunner().invoke(app, ['evaluate', '--generated', sys.argv[1], '--real', sys.argv[2],"
+            " '--metrics', sys.argv[3], '--weights', 'random', '--no-cache', '--json'])\n"
+            "assert result.exit_code == 0, result.output\n"
+            "print('torchvision' in sys.modules)\n")
+
+    def imports_torchvision(metrics: str) -> bool:
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "gen"), str(tmp_path / "real"), metrics],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                             env={**os.environ, "EVALKIT_CACHE": str(tmp_path / "cache")})
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip().splitlines()[-1] == "True"
+
+    assert not imports_torchvision("swd,psnr,ssim")
+    assert imports_torchvision("fid")
