@@ -81,10 +81,10 @@ _CPU_GENERATOR_STATE_BYTES = 5056  # sizeof(at::CPUGeneratorImplState), what tor
 def advance_default_generator(n: int) -> None:
     """Advance torch's default CPU generator (MT19937) by ``n`` 32-bit outputs, as ``n`` float32
     ``uniform_`` entries would, bit for bit, with nothing allocated: numpy's raw MT19937 at about
-    2.6 ns an output (drawing them into fresh memory: about 4.4 ns an entry). The state is moved across: torch's ``CPUGeneratorImplState`` holds the 624
-    state words (as uint64) after a header (seed, ``left``, ``seeded``, ``next``), with
-    ``left + next = 625``; numpy's MT19937 holds them as ``key`` and ``pos = next`` (624: twist
-    before the next output)."""
+    2.6 ns an output (drawing them into fresh memory: about 4.4 ns an entry). The state is moved
+    across: torch's ``CPUGeneratorImplState`` holds the 624 state words (as uint64) after a
+    header (seed, ``left``, ``seeded``, ``next``), with ``left + next = 625``; numpy's MT19937
+    holds them as ``key`` and ``pos = next`` (624: twist before the next output)."""
     if n <= 0:
         return
     state = torch.get_rng_state().numpy().copy()
@@ -137,7 +137,6 @@ def _torchvision_vgg19_features(width: int) -> nn.Sequential:
     on the trunk, then the classifier's N(0, 0.01) (last in the stream: not drawn)."""
     if width != 64:
         raise ValueError(f"torchvision's VGG19 init builds width 64, got {width}")
-
     features = vgg19_layers(64)
     advance_default_generator(_VGG_CLASSIFIER_ENTRIES)  # the classifier's construction draws, not made
     return he_init_(features, "fan_out")
@@ -170,7 +169,7 @@ def fid_inception_v3(seed: int | None = None) -> nn.Module:
     from cleanfid import inception_pytorch as ip
     from torchvision.models import inception_v3
 
-    def construction() -> nn.Module:
+    with seeded(seed):
         net = inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
         net.Mixed_5b = ip.FIDInceptionA(192, pool_features=32)
         net.Mixed_5c = ip.FIDInceptionA(256, pool_features=64)
@@ -181,10 +180,7 @@ def fid_inception_v3(seed: int | None = None) -> nn.Module:
         net.Mixed_6e = ip.FIDInceptionC(768, channels_7x7=192)
         net.Mixed_7b = ip.FIDInceptionE_1(1280)
         net.Mixed_7c = ip.FIDInceptionE_2(2048)
-        return net
-
-    with seeded(seed):
-        return he_init_(construction())
+        return he_init_(net)
 
 
 def _torchvision_inception() -> nn.Module:
