@@ -79,15 +79,6 @@ def test_backbone_throughput_and_equality():
         assert rel <= 1e-5
 
 
-def _best_of(fn, rounds: int = 3):
-    best, out = float("inf"), None
-    for _ in range(rounds):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
-
-
 def test_random_builds_without_the_draws_they_drop():
     """The random builds that skip draws (issue 15 item 1's fixed cost), side by side in one run,
     best of 3 in one process (a fresh process pays more for the drawn builds: their memory is
@@ -95,6 +86,7 @@ def test_random_builds_without_the_draws_they_drop():
     advancing the generator past it (the values equal bit for bit), and lpips' model with its
     own random AlexNet drawn against ``LPIPSAlex`` built on the meta device. Prints s and ratio."""
     import lpips
+    from bench_alignment import _best_seconds
 
     from evalkit.backbones import he_init_, load_trunk, seeded, vgg19_layers
     from evalkit.metrics import LPIPSAlex
@@ -114,9 +106,8 @@ def test_random_builds_without_the_draws_they_drop():
              ("lpips' model around the trunk", lpips_drawn, lambda: LPIPSAlex("random", 0), False)]
     print(f"\nrandom trunk builds, best of 3, torch threads {torch.get_num_threads()}")
     for name, drawn, skipped, same_values in cases:
-        t_drawn, ref = _best_of(drawn)
-        t_skipped, ours = _best_of(skipped)
+        t_drawn, t_skipped = _best_seconds(drawn, rounds=3), _best_seconds(skipped, rounds=3)
         if same_values:
-            got, expect = ours.state_dict(), ref.state_dict()
+            got, expect = skipped().state_dict(), drawn().state_dict()
             assert list(got) == list(expect) and all(torch.equal(got[k], expect[k]) for k in expect), name
         print(f"  {name:<30} drawn {t_drawn:6.3f} s   skipped {t_skipped:6.3f} s   {t_drawn / t_skipped:5.2f}x")
