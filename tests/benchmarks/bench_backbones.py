@@ -111,3 +111,33 @@ def test_random_builds_without_the_draws_they_drop():
             got, expect = skipped().state_dict(), drawn().state_dict()
             assert list(got) == list(expect) and all(torch.equal(got[k], expect[k]) for k in expect), name
         print(f"  {name:<30} drawn {t_drawn:6.3f} s   skipped {t_skipped:6.3f} s   {t_drawn / t_skipped:5.2f}x")
+
+
+def test_files_load_without_drawing_the_init_they_replace():
+    """A weights file's architecture built on meta with the file's tensors assigned (the
+    pretrained path's ``_loaded_into_architecture``) against the previous way: built with its
+    default initialisation drawn, then the tensors copied in. Side by side, best of 3 in one
+    process, for VGG19 and pytorch-fid's Inception, from the same state dict (reading and
+    hashing the file are the same either way, so left out); the loaded tensors are asserted
+    equal. Prints s and ratio."""
+    from bench_alignment import _best_seconds
+
+    from evalkit.backbones import TRUNKS, _loaded_into_architecture, seeded
+
+    print(f"\nfile loads, best of 3, torch threads {torch.get_num_threads()}")
+    for name in ("vgg19", "inception-v3-fid"):
+        spec = TRUNKS[name]
+        with seeded(0):
+            state = {k: v.clone() for k, v in spec.architecture().state_dict().items()}
+
+        def drawn():
+            with seeded(None):
+                net = spec.architecture()
+            net.load_state_dict(state, strict=True)
+            return net
+
+        got, expect = _loaded_into_architecture(spec, state).state_dict(), drawn().state_dict()
+        assert list(got) == list(expect) and all(torch.equal(got[k], expect[k]) for k in expect), name
+        t_drawn = _best_seconds(drawn, rounds=3)
+        t_meta = _best_seconds(lambda: _loaded_into_architecture(spec, state), rounds=3)
+        print(f"  {name:<18} drawn, then copied {t_drawn:6.3f} s   on meta, assigned {t_meta:6.3f} s   {t_drawn / t_meta:5.2f}x")

@@ -218,6 +218,32 @@ def test_loader_leaves_the_callers_rng_alone():
     assert torch.equal(torch.rand(3), expect)
 
 
+def test_a_file_is_loaded_without_drawing_the_init_it_replaces(tmp_path, monkeypatch):
+    """The architecture a file fills is built on meta: no initialiser touches real memory, every
+    tensor is the file's, in the architecture's dtype (a float16 file is held as float32), and
+    nothing is left on meta."""
+    from evalkit.backbones import load_user_file
+
+    torch.manual_seed(3)
+    ref = torchvision.models.vgg19(weights=None).features
+    torch.save({f"features.{k}": v.half() for k, v in ref.state_dict().items()}, tmp_path / "half.pth")
+    drawn = []
+    real_init = nn.init.kaiming_uniform_
+
+    def recorded(tensor, *args, **kwargs):
+        drawn.append(tensor.device.type)
+        return real_init(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(nn.init, "kaiming_uniform_", recorded)
+    net, _ = load_user_file("vgg19", tmp_path / "half.pth")
+    assert drawn and set(drawn) == {"meta"}  # Conv2d's reset ran, on meta only
+    state = net.state_dict()
+    assert state.keys() == ref.state_dict().keys()
+    for k, v in ref.state_dict().items():
+        assert state[k].dtype == torch.float32 and not state[k].is_meta
+        assert torch.equal(state[k], v.half().float())
+
+
 def test_pretrained_vgg19_file_reaches_every_user_strictly(tmp_path, monkeypatch, x_uint8):
     """One stand-in vgg19 file (the conv trunk's keys, as in the real file) loads identically
     into the metrics' VGG, the losses' VGG and retrieval's pool5."""
