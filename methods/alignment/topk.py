@@ -59,22 +59,28 @@ CANDIDATES = 16  # smallest cost differences per row that start the threshold's 
 SAMPLE = 256  # evenly spaced entries per row that stand in for the rest in that estimate
 
 
-def _newton(u, weight, k, lo, hi, theta, n_iters, atol, members=True):
+def _newton(u, weight, k, lo, hi, theta, n_iters, atol, members=True, work=None):
     """Safeguarded Newton on ``log(sum_i w_i sigmoid(theta - u_i)) - log(k)`` per row, in units
     of eps (``u = D / eps``, ``theta = delta / eps``; bisection inside ``[lo, hi]`` where a step
     leaves it), each row until ``|sum - k| <= atol``. ``weight``: ``w [R, N]`` or None (all 1).
     Rows are dropped as they converge, so later iterations touch only the rows still open.
-    Returns ``(theta, m)``, ``m`` the memberships at the returned ``theta`` (None unless
-    ``members``)."""
+    ``work``: a :class:`_Workspace` whose buffers the passes write into (``members=False``
+    only: the memberships returned must not be a reused buffer). Returns ``(theta, m)``, ``m``
+    the memberships at the returned ``theta`` (None unless ``members``)."""
     n_rows = u.shape[0]
     rows = torch.arange(n_rows, device=u.device)
     out = torch.empty_like(u) if members else None
     tiny = torch.finfo(u.dtype).tiny
     for it in range(n_iters + 1):
         full = len(rows) == n_rows
-        d = u if full else u[rows]
+        if work is None:
+            d = u if full else u[rows]
+            m = torch.sub((theta if full else theta[rows]).unsqueeze(-1), d)
+        else:
+            d = u if full else torch.index_select(u, 0, rows, out=work.open_rows[:len(rows)])
+            m = torch.sub((theta if full else theta[rows]).unsqueeze(-1), d, out=work.members[:len(rows)])
+        m.sigmoid_()
         w = None if weight is None else (weight if full else weight[rows])
-        m = torch.sub((theta if full else theta[rows]).unsqueeze(-1), d).sigmoid_()
         wm = m if w is None else m * w
         total = wm.sum(-1)
         h = total - k
@@ -86,7 +92,7 @@ def _newton(u, weight, k, lo, hi, theta, n_iters, atol, members=True):
         if done.all():
             break
         open_ = ~done
-        slope = torch.addcmul(wm, wm, m, value=-1).sum(-1)[open_]  # sum w m (1 - m)
+        slope = wm.addcmul_(wm, m, value=-1).sum(-1)[open_]  # sum w m (1 - m); m is spent
         r, t, hh = rows[open_], total[open_], h[open_]
         lo[r] = torch.where(hh < 0, theta[r], lo[r])
         hi[r] = torch.where(hh > 0, theta[r], hi[r])
@@ -98,7 +104,7 @@ def _newton(u, weight, k, lo, hi, theta, n_iters, atol, members=True):
     return theta, out
 
 
-def _solve_membership(diff, k, eps, n_iters, atol, smallest=None, members=True):
+def _solve_membership(diff, k, eps, n_iters, atol, smallest=None, members=True, work=None):
     """Memberships ``sigmoid(theta - D_i / eps)`` with ``theta`` (``delta / eps``) the root of
     ``sum_i sigmoid(theta - D_i / eps) = k`` per row, to ``atol`` on the full rows.
 
@@ -110,8 +116,8 @@ def _solve_membership(diff, k, eps, n_iters, atol, smallest=None, members=True):
     same stopping rule as always. Only the refinement touches every entry (one or two passes
     where the estimate is good); the result is the same root, to the same tolerance.
     ``smallest``: the row's ``min(N, max(k + 1, CANDIDATES))`` smallest D, ascending, when the
-    caller has them. Returns ``(theta, m)``, ``m`` evaluated at ``theta`` (None unless
-    ``members``)."""
+    caller has them. ``work``: as :func:`_newton`'s. Returns ``(theta, m)``, ``m`` evaluated at
+    ``theta`` (None unless ``members``)."""
     n = diff.shape[-1]
     c = min(n, max(k + 1, CANDIDATES))
     u = diff / eps if eps != 1.0 else diff
@@ -133,7 +139,7 @@ def _solve_membership(diff, k, eps, n_iters, atol, smallest=None, members=True):
         theta, _ = _newton(stand_in, torch.cat([ones, weight.to(diff.dtype)], -1), k, lo.clone(),
                            hi.clone(), theta, n_iters, atol, members=False)
         theta = theta.clamp(lo, hi)
-    return _newton(u, None, k, lo, hi, theta, n_iters, atol, members)
+    return _newton(u, None, k, lo, hi, theta, n_iters, atol, members, work)
 
 
 def _atol(tol, k, n, dtype):
@@ -262,10 +268,23 @@ def _row_factors(cmax, eps, low, high):
     return slope / (cmax * eps), offset / (cmax * eps)
 
 
-def _affine(x, scale, shift):
-    """``scale x + shift`` per row; the forward and the backward share it, so the backward's
-    memberships are the forward's bit for bit."""
-    return torch.mul(x, scale).add_(shift)
+def _affine(x, scale, shift, out=None):
+    """``scale x + shift`` per row (into ``out`` if given); the forward and the backward share
+    it, so the backward's memberships are the forward's bit for bit."""
+    return torch.mul(x, scale, out=out).add_(shift)
+
+
+class _Workspace:
+    """The ``[rows, N]`` buffers one call's row tiles reuse, each tile writing into them instead of
+    into new memory: the cost differences ``u``, the memberships of a Newton pass and the open
+    rows it gathers. A fresh 8 MiB block per pass is page-faulted in wherever the C allocator
+    hands memory back to the OS between passes (with ``MALLOC_MMAP_THRESHOLD_`` set, as
+    ``evalkit profile memory``'s child does, RAS's forward at 256² took 4.4 s instead of 1.9 s,
+    1.6 M page faults)."""
+
+    def __init__(self, rows, n, like):
+        new = lambda: like.new_empty(rows, n)
+        self.u, self.members, self.open_rows = new(), new(), new()
 
 
 class _Tile:
@@ -284,30 +303,32 @@ class _Tile:
     def saved(self):
         return self.indices, self.theta, self.cmax, self.position, self.anchor
 
-    def solve(self, s, e, scores, k, eps, n_iters, atol, low, high):
-        """Rows ``s:e`` from their ``scores [e - s, N]``: the k largest, their memberships."""
+    def solve(self, s, e, scores, k, eps, n_iters, atol, low, high, work):
+        """Rows ``s:e`` from their ``scores [e - s, N]``: the k largest, their memberships
+        (``work``: the call's :class:`_Workspace`)."""
         c = min(scores.shape[-1], max(k + 1, CANDIDATES))
         top, idx = _extremes(scores, c)
         cmax, position, anchor = _normaliser(scores, top[:, :1], idx[:, :1], low, high)
         scale, shift = _row_factors(cmax, eps, low, high)
         smallest = _affine(top, scale, shift)  # the smallest u, ascending
-        u = _affine(scores, scale, shift)
-        theta = _solve_membership(u, k, 1.0, n_iters, atol, smallest=smallest, members=False)[0]
+        u = _affine(scores, scale, shift, out=work.u[:e - s])
+        theta = _solve_membership(u, k, 1.0, n_iters, atol, smallest=smallest, members=False, work=work)[0]
         self.member[s:e] = torch.sub(theta.unsqueeze(-1), smallest[:, :k]).sigmoid_()
         self.values[s:e], self.indices[s:e], self.theta[s:e] = top[:, :k], idx[:, :k], theta
         self.cmax[s:e], self.position[s:e], self.anchor[s:e] = cmax, position, anchor
 
 
-def _tile_gradient(out, scores, saved, grad_values, grad, eps, low, high):
+def _tile_gradient(out, scores, saved, grad_values, grad, eps, low, high, u_buffer):
     """``dL/dscores`` of one row tile into ``out [t, N]``, from the tile's ``scores`` and its
     forward's ``saved`` (:meth:`_Tile.saved`, sliced to the tile): the implicit gradient of
-    the module docstring, the normaliser's, and the values' own (as ``topk``'s)."""
+    the module docstring, the normaliser's, and the values' own (as ``topk``'s). ``u_buffer``:
+    a ``[t, N]`` buffer the cost differences are written into."""
     indices, theta, cmax, position, anchor = saved
     if grad is None:
         return out.zero_().scatter_add_(-1, indices, grad_values)
     tiny = torch.finfo(scores.dtype).tiny
     scale, shift = _row_factors(cmax, eps, low, high)
-    u = _affine(scores, scale, shift)  # D / eps, as in the forward
+    u = _affine(scores, scale, shift, out=u_buffer)  # D / eps, as in the forward
     sp = torch.sub(theta.unsqueeze(-1), u, out=out).sigmoid_()  # m
     sp.addcmul_(sp, sp, value=-1)  # m (1 - m)
     sp_sel = sp.gather(-1, indices)
@@ -332,10 +353,10 @@ class _LargestMembership(torch.autograd.Function):
     def forward(ctx, scores, k, eps, n_iters, tol, low, high):
         rows, n = scores.shape
         atol, tile = _atol(tol, k, n, scores.dtype), max(1, TILE_ELEMENTS // n)
-        out = _Tile(rows, k, scores)
+        out, work = _Tile(rows, k, scores), _Workspace(min(tile, rows), n, scores)
         for s in range(0, rows, tile):
             e = min(rows, s + tile)
-            out.solve(s, e, scores[s:e], k, eps, n_iters, atol, low, high)
+            out.solve(s, e, scores[s:e], k, eps, n_iters, atol, low, high, work)
         ctx.save_for_backward(scores, *out.saved())
         ctx.constants = (eps, low, high)
         ctx.mark_non_differentiable(out.indices)
@@ -347,11 +368,12 @@ class _LargestMembership(torch.autograd.Function):
         rows, n = scores.shape
         out = torch.empty_like(scores)
         tile = max(1, TILE_ELEMENTS // n)
+        u_buffer = scores.new_empty(min(tile, rows), n)
         for s in range(0, rows, tile):
             e = min(rows, s + tile)
             _tile_gradient(out[s:e], scores[s:e], [t[s:e] for t in saved],
                            None if grad_values is None else grad_values[s:e],
-                           None if grad is None else grad[s:e], *ctx.constants)
+                           None if grad is None else grad[s:e], *ctx.constants, u_buffer[:e - s])
         return out, None, None, None, None, None, None
 
 
@@ -367,14 +389,14 @@ class _LargestProductMembership(torch.autograd.Function):
         batch, rows, _ = query.shape
         n = key.shape[1]
         atol, tile = _atol(tol, k, n, query.dtype), max(1, TILE_ELEMENTS // n)
-        buffer = query.new_empty(min(tile, rows), n)
+        buffer, work = query.new_empty(min(tile, rows), n), _Workspace(min(tile, rows), n, query)
         solved = []
         for b in range(batch):
             out = _Tile(rows, k, query)
             for s in range(0, rows, tile):
                 e = min(rows, s + tile)
                 scores = torch.mm(query[b, s:e], key[b].t(), out=buffer[:e - s])
-                out.solve(s, e, scores, k, eps, n_iters, atol, low, high)
+                out.solve(s, e, scores, k, eps, n_iters, atol, low, high, work)
             solved.append(out)
         stack = lambda name: torch.stack([getattr(t, name) for t in solved])
         saved = [stack(name) for name in ("indices", "theta", "cmax", "position", "anchor")]
@@ -393,14 +415,14 @@ class _LargestProductMembership(torch.autograd.Function):
         want_query, want_key = ctx.needs_input_grad[:2]
         grad_query = torch.zeros_like(query) if want_query else None
         grad_key = torch.zeros_like(key) if want_key else None
-        scores_buffer, grad_buffer = query.new_empty(min(tile, rows), n), query.new_empty(min(tile, rows), n)
+        scores_buffer, grad_buffer, u_buffer = (query.new_empty(min(tile, rows), n) for _ in range(3))
         for b in range(batch):
             for s in range(0, rows, tile):
                 e = min(rows, s + tile)
                 scores = torch.mm(query[b, s:e], key[b].t(), out=scores_buffer[:e - s])
                 g = _tile_gradient(grad_buffer[:e - s], scores, [t[b, s:e] for t in saved],
                                    None if grad_values is None else grad_values[b, s:e],
-                                   None if grad is None else grad[b, s:e], *ctx.constants)
+                                   None if grad is None else grad[b, s:e], *ctx.constants, u_buffer[:e - s])
                 if want_query:
                     torch.mm(g, key[b], out=grad_query[b, s:e])
                 if want_key:

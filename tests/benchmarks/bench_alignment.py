@@ -178,7 +178,7 @@ def test_ras_tile_breakdown(monkeypatch):
     n = kb.shape[0]
     rows = T.TILE_ELEMENTS // n
     atol = T._atol(1e-6, 3, n, qb.dtype)
-    buffer, out = qb.new_empty(rows, n), T._Tile(rows, 3, qb)
+    buffer, out, work = qb.new_empty(rows, n), T._Tile(rows, 3, qb), T._Workspace(rows, n, qb)
     newton, stages = T._newton, []
 
     def timed_newton(u, *args, **kwargs):
@@ -193,7 +193,7 @@ def test_ras_tile_breakdown(monkeypatch):
         t0 = time.perf_counter()
         scores = torch.mm(qb[tile * rows:(tile + 1) * rows], kb.t(), out=buffer)
         t1 = time.perf_counter()
-        out.solve(0, rows, scores, 3, 0.1, 60, atol, -1.0, 1.0)
+        out.solve(0, rows, scores, 3, 0.1, 60, atol, -1.0, 1.0, work)
         t2 = time.perf_counter()
         print(f"\ntile {tile}: mm {(t1 - t0) * 1e3:.2f} ms, solve {(t2 - t1) * 1e3:.2f} ms; Newton "
               + ", ".join(f"on {width} entries {ms:.2f} ms" for width, ms in stages), end="")
