@@ -525,13 +525,22 @@ def _tile_rows(m: int, chunk: int) -> int:
     return max(1, min(chunk, max(16, TILE_ELEMENTS // max(m, 1))))
 
 
+def _tile_buffer(q, k, rows):
+    """One ``[B, rows, m]`` tile that every row tile of a streamed pass writes into: a fresh
+    block per tile is page-faulted in wherever the allocator hands it back to the OS between
+    tiles (``evalkit profile memory``'s child: 1.6 M faults, 4 s of system time for one solve at
+    128², docs/performance.md)."""
+    return torch.empty(q.shape[0], min(rows, q.shape[2]), k.shape[2], dtype=q.dtype, device=q.device)
+
+
 def _exact_lse(h, q, k, eps, rows):
     """``log sum_j exp((h_j - C_ij) / eps)`` per row ``i``, ``C = 1 - q^T k``, max-shifted per tile."""
     shift = (h - 1.0) / eps
     out = torch.empty(q.shape[0], q.shape[2], dtype=q.dtype, device=q.device)
+    tile = _tile_buffer(q, k, rows)
     for s in range(0, q.shape[2], rows):
         arg = torch.baddbmm(shift.unsqueeze(1), q[:, :, s:s + rows].transpose(1, 2), k,
-                            alpha=1.0 / eps)  # [B, r, m]
+                            alpha=1.0 / eps, out=tile[:, :min(rows, q.shape[2] - s)])  # [B, r, m]
         out[:, s:s + rows] = _lse_inplace(arg, 2)
     return out
 
@@ -602,8 +611,9 @@ class _StreamedLSE:
 def _stream_cmin(h, q, k, chunk):
     """``min_j (C_ij - h_j)`` per row ``i``, ``C = 1 - q^T k``, a tile of rows at a time."""
     rows = _tile_rows(k.shape[2], chunk)
-    return torch.cat([1.0 - torch.baddbmm(h.unsqueeze(1), q[:, :, s:s + rows].transpose(1, 2),
-                                          k).amax(2)
+    tile = _tile_buffer(q, k, rows)
+    return torch.cat([1.0 - torch.baddbmm(h.unsqueeze(1), q[:, :, s:s + rows].transpose(1, 2), k,
+                                          out=tile[:, :min(rows, q.shape[2] - s)]).amax(2)
                       for s in range(0, q.shape[2], rows)], dim=1)
 
 
