@@ -295,3 +295,57 @@ def test_streaming_uot_against_its_roofline():
     fig.tight_layout()
     fig.savefig(out / "uot_streaming_vs_L.png", dpi=120)
     assert all(r["ratio"] > 0 for r in rows)
+
+
+_FAULTS_CHILD = r"""
+import json, resource, sys, time
+import torch
+sys.path.insert(0, "tests/benchmarks")
+from bench_alignment import _ras_features
+from evalkit.methods.alignment import RankingAttention, UnbalancedTransport
+
+def timed(fn):
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    fn()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"s": round(time.perf_counter() - t0, 3), "faults": r1.ru_minflt - r0.ru_minflt}
+
+q, key = _ras_features(256, requires_grad=True)
+ras = RankingAttention()
+out, held = {}, {}
+out["RAS 256² forward + warp"] = timed(lambda: held.setdefault("y", ras(q, key).warp(q[:, :3])))
+out["RAS 256² backward"] = timed(lambda: (held.pop("y") ** 2).sum().backward())
+uot = UnbalancedTransport(eps=1e-2, tau=1.0, n_iters=3, eps_steps=1, tol=0, chunk_size=1024)
+x, z = _ras_features(128)
+with torch.no_grad():
+    out["streaming UOT 128², 3 iterations"] = timed(lambda: uot(x, z))
+print(json.dumps(out))
+"""
+
+
+def test_tiled_passes_against_the_allocator():
+    """RAS forward + backward at 256² and a 3-iteration streaming UOT solve at 128², each in a
+    fresh process under ``MALLOC_MMAP_THRESHOLD_=131072`` (``evalkit profile memory``'s child
+    setting, where every freed block over 128 KiB goes back to the OS) and under the default
+    allocator: seconds and minor page faults. ``EVALKIT_BENCH_BEFORE=CHECKOUT`` also runs another
+    checkout's code (from its root), the two alternately, ``EVALKIT_BENCH_REPEATS`` times."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[2]
+    roots = {"this checkout": here}
+    if os.environ.get("EVALKIT_BENCH_BEFORE"):
+        roots = {"before": Path(os.environ["EVALKIT_BENCH_BEFORE"]).resolve(), **roots}
+    print()
+    for setting, extra in (("default allocator", {}), ("MALLOC_MMAP_THRESHOLD_=131072", {"MALLOC_MMAP_THRESHOLD_": "131072"})):
+        for _ in range(int(os.environ.get("EVALKIT_BENCH_REPEATS", "1"))):
+            for name, root in roots.items():
+                env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"} | extra | {"PYTHONPATH": str(root)}
+                done = subprocess.run([sys.executable, "-c", _FAULTS_CHILD], cwd=root, env=env, check=True,
+                                      capture_output=True, text=True)
+                parts = json.loads(done.stdout.strip().splitlines()[-1])
+                print(f"{setting:<30} {name:<14} " + "; ".join(f"{k} {v['s']:.2f} s ({v['faults'] / 1e3:.0f} k faults)"
+                                                            for k, v in parts.items()))
