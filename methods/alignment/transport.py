@@ -689,23 +689,37 @@ def unbalanced_sinkhorn_streaming(x: torch.Tensor, z: torch.Tensor, a: torch.Ten
     return TransportPotentials(f, g, xs, zs, a, b, float(eps), int(chunk_size), it)
 
 
-def _row_normalised_chunk(f, g, a, b, xs, zs, eps):
-    """Rows ``W = T / (T 1)`` of the plan for one chunk of query positions: ``[B, c, m]``."""
+def _row_normalised_chunk(f, g, a, b, xs, zs, eps, buffers=None):
+    """Rows ``W = T / (T 1)`` of the plan for one chunk of query positions: ``[B, c, m]``.
+    ``buffers``: two flat tensors of at least ``B c m`` entries the chunk is written into
+    (contiguous ``[B, c, m]`` views, without autograd), so
+    that the chunks of one warp reuse memory: a fresh 64 MiB chunk (1024 rows at m = 16384) is
+    above glibc's 32 MiB mmap ceiling and page-faulted in every time (1.6-1.8 s of faults and
+    0.7 s of work for a warp at 128², docs/performance.md)."""
     # T_ij / sum_j T_ij = softmax_j((g_j - C_ij) / eps + log b_j): f_i and a_i cancel; the
     # softmax is max-shifted, so a row of tiny plan entries does not underflow to 0 / 0 (the dense
     # module warps with the same softmax)
     del f, a
-    arg = torch.baddbmm(((g - 1.0) / eps + _log(b)).unsqueeze(1), xs.transpose(1, 2), zs,
-                        alpha=1.0 / eps)  # [B, c, m]
-    return torch.softmax(arg, dim=-1)
+    bias = ((g - 1.0) / eps + _log(b)).unsqueeze(1)
+    if buffers is None:
+        return torch.softmax(torch.baddbmm(bias, xs.transpose(1, 2), zs, alpha=1.0 / eps), dim=-1)
+    shape = (xs.shape[0], xs.shape[2], zs.shape[2])
+    arg, rows = (buffer[:math.prod(shape)].view(shape) for buffer in buffers)
+    return torch.softmax(torch.baddbmm(bias, xs.transpose(1, 2), zs, alpha=1.0 / eps, out=arg), dim=-1, out=rows)
 
 
-def _apply_chunk(f, g, a, b, xs, zs, values, eps):
-    return torch.bmm(_row_normalised_chunk(f, g, a, b, xs, zs, eps), values.transpose(1, 2))  # [B, c, C']
+def _chunk_buffers(p: "TransportPotentials") -> tuple[torch.Tensor, torch.Tensor]:
+    """The two buffers of :func:`_row_normalised_chunk` for one warp, ``B chunk m`` entries each."""
+    size = p.x.shape[0] * min(p.chunk_size, p.x.shape[2]) * p.z.shape[2]
+    return tuple(torch.empty(size, dtype=p.x.dtype, device=p.x.device) for _ in range(2))
 
 
-def _apply_t_chunk(f, g, a, b, xs, zs, values, eps):
-    return torch.bmm(values, _row_normalised_chunk(f, g, a, b, xs, zs, eps))  # [B, C', m]
+def _apply_chunk(f, g, a, b, xs, zs, values, eps, buffers=None):
+    return torch.bmm(_row_normalised_chunk(f, g, a, b, xs, zs, eps, buffers), values.transpose(1, 2))  # [B, c, C']
+
+
+def _apply_t_chunk(f, g, a, b, xs, zs, values, eps, buffers=None):
+    return torch.bmm(values, _row_normalised_chunk(f, g, a, b, xs, zs, eps, buffers))  # [B, C', m]
 
 
 def transport_apply_t(potentials: "TransportPotentials", values: torch.Tensor) -> torch.Tensor:
@@ -722,14 +736,15 @@ def transport_apply_t(potentials: "TransportPotentials", values: torch.Tensor) -
             f"[B={p.x.shape[0]}, C', n={p.x.shape[2]}]")
     xs, zs = p.x, p.z
     values = values.to(xs.dtype)
-    out = 0
+    out, buffers = 0, None
     for s in range(0, xs.shape[2], p.chunk_size):
         args = (p.f[:, s:s + p.chunk_size], p.g, p.a[:, s:s + p.chunk_size], p.b,
                 xs[:, :, s:s + p.chunk_size], zs, values[:, :, s:s + p.chunk_size], p.eps)
         if torch.is_grad_enabled() and any(t.requires_grad for t in args[:-1]):
             out = out + checkpoint(_apply_t_chunk, *args, use_reentrant=False)
         else:
-            out = out + _apply_t_chunk(*args)
+            buffers = buffers or _chunk_buffers(p)
+            out = out + _apply_t_chunk(*args, buffers)
     return out
 
 
@@ -748,14 +763,15 @@ def transport_apply(plan_or_potentials, values: torch.Tensor) -> torch.Tensor:
                 f"[B={p.z.shape[0]}, C', m={p.z.shape[2]}]")
         # the normalised features carry the gradient of the cost; potentials are constants
         xs, zs = p.x, p.z
-        out = []
+        out, buffers = [], None
         for s in range(0, xs.shape[2], p.chunk_size):
             args = (p.f[:, s:s + p.chunk_size], p.g, p.a[:, s:s + p.chunk_size], p.b,
                     xs[:, :, s:s + p.chunk_size], zs, values.to(xs.dtype), p.eps)
             if torch.is_grad_enabled() and any(t.requires_grad for t in args[:-1]):
                 out.append(checkpoint(_apply_chunk, *args, use_reentrant=False))
             else:
-                out.append(_apply_chunk(*args))
+                buffers = buffers or _chunk_buffers(p)
+                out.append(_apply_chunk(*args, buffers))
         return torch.cat(out, dim=1).transpose(1, 2)
     plan = plan_or_potentials
     if plan.dim() != 3 or values.dim() != 3 or values.shape[2] != plan.shape[2] \

@@ -318,13 +318,15 @@ out["RAS 256² backward"] = timed(lambda: (held.pop("y") ** 2).sum().backward())
 uot = UnbalancedTransport(eps=1e-2, tau=1.0, n_iters=3, eps_steps=1, tol=0, chunk_size=1024)
 x, z = _ras_features(128)
 with torch.no_grad():
-    out["streaming UOT 128², 3 iterations"] = timed(lambda: uot(x, z))
+    out["streaming UOT 128², 3 iterations"] = timed(lambda: held.setdefault("plan", uot(x, z)))
+    out["its warp"] = timed(lambda: held["plan"].warp(x[:, :3]))
 print(json.dumps(out))
 """
 
 
 def test_tiled_passes_against_the_allocator():
-    """RAS forward + backward at 256² and a 3-iteration streaming UOT solve at 128², each in a
+    """RAS forward + backward at 256², a 3-iteration streaming UOT solve at 128² and its warp (no
+    autograd), each in a
     fresh process under ``MALLOC_MMAP_THRESHOLD_=131072`` (``evalkit profile memory``'s child
     setting, where every freed block over 128 KiB goes back to the OS) and under the default
     allocator: seconds and minor page faults. ``EVALKIT_BENCH_BEFORE=CHECKOUT`` also runs another
