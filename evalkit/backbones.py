@@ -397,8 +397,9 @@ def load_user_file(name: str, path: str | Path, *, what: str | None = None) -> t
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EvalkitError(f"{what}: expected a state dict (names -> tensors), got {type(state).__name__}", path=path)
     given = {k[len(spec.prefix):]: v for k, v in state.items() if k.startswith(spec.prefix)}
-    with torch.device("meta"):  # shapes only: nothing is drawn, every value comes from the file
-        expected = spec.architecture().state_dict()
+    with torch.device("meta"):  # nothing is drawn: every value comes from the file
+        net = spec.architecture()
+    expected = net.state_dict()
     missing = set(expected) - set(given)
     unexpected = set(given) - set(expected)
     shapes = [f"{k} {list(given[k].shape)} (expected {list(expected[k].shape)})" for k in sorted(set(given) & set(expected))
@@ -409,16 +410,22 @@ def load_user_file(name: str, path: str | Path, *, what: str | None = None) -> t
                 ([f"shape mismatch {_listed(shapes, 2)}"] if shapes else [])
         raise EvalkitError(f"{what}: does not fit the {name} architecture ({len(expected)} tensors{', under ' + repr(spec.prefix) if spec.prefix else ''}): "
                            + "; ".join(parts), path=path)
-    return _loaded_into_architecture(spec, given), f"unregistered:{digest}"
+    return _assigned(net, given), f"unregistered:{digest}"
 
 
 def _loaded_into_architecture(spec: TrunkSpec, state: dict[str, torch.Tensor]) -> nn.Module:
     """``spec.architecture()`` holding ``state`` (loaded strictly): built on the meta device and
-    the file's tensors assigned, each in the architecture's dtype, so the default
-    initialisation the file replaces is never drawn (VGG19 0.084 -> 0.006 s, pytorch-fid's
-    Inception 0.317 -> 0.159 s here: ``tests/benchmarks/bench_backbones.py -k files_load``)."""
+    the file's tensors assigned (:func:`_assigned`), so the default initialisation the file
+    replaces is never drawn (VGG19 0.084 -> 0.006 s, pytorch-fid's Inception 0.317 -> 0.159 s
+    here: ``tests/benchmarks/bench_backbones.py -k files_load``)."""
     with torch.device("meta"):
         net = spec.architecture()
+    return _assigned(net, state)
+
+
+def _assigned(net: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """``net``, built on meta, holding ``state``: loaded strictly, each tensor assigned in the
+    architecture's dtype; a tensor the state does not hold (a non-persistent buffer) is refused."""
     dtypes = {k: v.dtype for k, v in net.state_dict().items()}
     net.load_state_dict({k: v.to(dtypes[k]) if k in dtypes else v for k, v in state.items()}, strict=True, assign=True)
     left = [k for k, v in [*net.named_parameters(), *net.named_buffers()] if v.is_meta]

@@ -73,13 +73,9 @@ def _newton(u, weight, k, lo, hi, theta, n_iters, atol, members=True, work=None)
     tiny = torch.finfo(u.dtype).tiny
     for it in range(n_iters + 1):
         full = len(rows) == n_rows
-        if work is None:
-            d = u if full else u[rows]
-            m = torch.sub((theta if full else theta[rows]).unsqueeze(-1), d)
-        else:
-            d = u if full else torch.index_select(u, 0, rows, out=work.open_rows[:len(rows)])
-            m = torch.sub((theta if full else theta[rows]).unsqueeze(-1), d, out=work.members[:len(rows)])
-        m.sigmoid_()
+        gathered, written = (None, None) if work is None else (work.open_rows[:len(rows)], work.members[:len(rows)])
+        d = u if full else torch.index_select(u, 0, rows, out=gathered)
+        m = torch.sub((theta if full else theta[rows]).unsqueeze(-1), d, out=written).sigmoid_()
         w = None if weight is None else (weight if full else weight[rows])
         wm = m if w is None else m * w
         total = wm.sum(-1)

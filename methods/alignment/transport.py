@@ -525,22 +525,30 @@ def _tile_rows(m: int, chunk: int) -> int:
     return max(1, min(chunk, max(16, TILE_ELEMENTS // max(m, 1))))
 
 
-def _tile_buffer(q, k, rows):
-    """One ``[B, rows, m]`` tile that every row tile of a streamed pass writes into: a fresh
-    block per tile is page-faulted in wherever the allocator hands it back to the OS between
-    tiles (``evalkit profile memory``'s child: 1.6 M faults, 4 s of system time for one solve at
-    128², docs/performance.md)."""
-    return torch.empty(q.shape[0], min(rows, q.shape[2]), k.shape[2], dtype=q.dtype, device=q.device)
+class _TileBuffer:
+    """The memory that every ``[B, r, m]`` tile of one streamed pass (``r <= rows``) is written
+    into, instead of a fresh block per tile: those are page-faulted in wherever the allocator
+    hands them back to the OS between tiles (``evalkit profile memory``'s child: 1.6 M faults,
+    4 s of system time for one solve at 128²), and blocks over glibc's 32 MiB mmap ceiling (a
+    warp's 1024-row chunks at m = 16384) always are (docs/performance.md). Each tile is a
+    contiguous view, so a last, shorter tile takes the same kernels as a fresh tensor would."""
+
+    def __init__(self, batch: int, rows: int, m: int, like: torch.Tensor):
+        self.flat = torch.empty(batch * rows * m, dtype=like.dtype, device=like.device)
+        self.batch, self.m = batch, m
+
+    def __call__(self, rows: int) -> torch.Tensor:
+        return self.flat[:self.batch * rows * self.m].view(self.batch, rows, self.m)
 
 
 def _exact_lse(h, q, k, eps, rows):
     """``log sum_j exp((h_j - C_ij) / eps)`` per row ``i``, ``C = 1 - q^T k``, max-shifted per tile."""
     shift = (h - 1.0) / eps
     out = torch.empty(q.shape[0], q.shape[2], dtype=q.dtype, device=q.device)
-    tile = _tile_buffer(q, k, rows)
+    tile = _TileBuffer(q.shape[0], min(rows, q.shape[2]), k.shape[2], q)
     for s in range(0, q.shape[2], rows):
         arg = torch.baddbmm(shift.unsqueeze(1), q[:, :, s:s + rows].transpose(1, 2), k,
-                            alpha=1.0 / eps, out=tile[:, :min(rows, q.shape[2] - s)])  # [B, r, m]
+                            alpha=1.0 / eps, out=tile(min(rows, q.shape[2] - s)))  # [B, r, m]
         out[:, s:s + rows] = _lse_inplace(arg, 2)
     return out
 
@@ -611,9 +619,9 @@ class _StreamedLSE:
 def _stream_cmin(h, q, k, chunk):
     """``min_j (C_ij - h_j)`` per row ``i``, ``C = 1 - q^T k``, a tile of rows at a time."""
     rows = _tile_rows(k.shape[2], chunk)
-    tile = _tile_buffer(q, k, rows)
+    tile = _TileBuffer(q.shape[0], min(rows, q.shape[2]), k.shape[2], q)
     return torch.cat([1.0 - torch.baddbmm(h.unsqueeze(1), q[:, :, s:s + rows].transpose(1, 2), k,
-                                          out=tile[:, :min(rows, q.shape[2] - s)]).amax(2)
+                                          out=tile(min(rows, q.shape[2] - s))).amax(2)
                       for s in range(0, q.shape[2], rows)], dim=1)
 
 
@@ -691,27 +699,21 @@ def unbalanced_sinkhorn_streaming(x: torch.Tensor, z: torch.Tensor, a: torch.Ten
 
 def _row_normalised_chunk(f, g, a, b, xs, zs, eps, buffers=None):
     """Rows ``W = T / (T 1)`` of the plan for one chunk of query positions: ``[B, c, m]``.
-    ``buffers``: two flat tensors of at least ``B c m`` entries the chunk is written into
-    (contiguous ``[B, c, m]`` views, without autograd), so
-    that the chunks of one warp reuse memory: a fresh 64 MiB chunk (1024 rows at m = 16384) is
-    above glibc's 32 MiB mmap ceiling and page-faulted in every time (1.6-1.8 s of faults and
-    0.7 s of work for a warp at 128², docs/performance.md)."""
+    ``buffers``: two :class:`_TileBuffer` the chunk is written into (without autograd), so that
+    the chunks of one warp reuse memory (a warp at 128²: 1.6-1.8 s with fresh chunks, 0.7 s
+    without)."""
     # T_ij / sum_j T_ij = softmax_j((g_j - C_ij) / eps + log b_j): f_i and a_i cancel; the
     # softmax is max-shifted, so a row of tiny plan entries does not underflow to 0 / 0 (the dense
     # module warps with the same softmax)
     del f, a
     bias = ((g - 1.0) / eps + _log(b)).unsqueeze(1)
-    if buffers is None:
-        return torch.softmax(torch.baddbmm(bias, xs.transpose(1, 2), zs, alpha=1.0 / eps), dim=-1)
-    shape = (xs.shape[0], xs.shape[2], zs.shape[2])
-    arg, rows = (buffer[:math.prod(shape)].view(shape) for buffer in buffers)
+    arg, rows = (None, None) if buffers is None else (buffer(xs.shape[2]) for buffer in buffers)
     return torch.softmax(torch.baddbmm(bias, xs.transpose(1, 2), zs, alpha=1.0 / eps, out=arg), dim=-1, out=rows)
 
 
-def _chunk_buffers(p: "TransportPotentials") -> tuple[torch.Tensor, torch.Tensor]:
-    """The two buffers of :func:`_row_normalised_chunk` for one warp, ``B chunk m`` entries each."""
-    size = p.x.shape[0] * min(p.chunk_size, p.x.shape[2]) * p.z.shape[2]
-    return tuple(torch.empty(size, dtype=p.x.dtype, device=p.x.device) for _ in range(2))
+def _chunk_buffers(p: "TransportPotentials") -> tuple["_TileBuffer", "_TileBuffer"]:
+    """The two :class:`_TileBuffer` of :func:`_row_normalised_chunk` for one warp."""
+    return tuple(_TileBuffer(p.x.shape[0], min(p.chunk_size, p.x.shape[2]), p.z.shape[2], p.x) for _ in range(2))
 
 
 def _apply_chunk(f, g, a, b, xs, zs, values, eps, buffers=None):

@@ -326,8 +326,7 @@ print(json.dumps(out))
 
 def test_tiled_passes_against_the_allocator():
     """RAS forward + backward at 256², a 3-iteration streaming UOT solve at 128² and its warp (no
-    autograd), each in a
-    fresh process under ``MALLOC_MMAP_THRESHOLD_=131072`` (``evalkit profile memory``'s child
+    autograd), each in a fresh process under ``MALLOC_MMAP_THRESHOLD_=131072`` (``evalkit profile memory``'s child
     setting, where every freed block over 128 KiB goes back to the OS) and under the default
     allocator: seconds and minor page faults. ``EVALKIT_BENCH_BEFORE=CHECKOUT`` also runs another
     checkout's code (from its root), the two alternately, ``EVALKIT_BENCH_REPEATS`` times."""

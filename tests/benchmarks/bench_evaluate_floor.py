@@ -12,16 +12,16 @@ batch 32, on tensors already at the network's size —
 
 Against it, `evalkit evaluate --generated G --real R --exemplars E --weights random --no-cache
 --json` runs in a fresh process as a user runs it from the shell (every metric that applies).
-The floor (at each batch) is measured before and after it, and the faster of the two is kept. The images are
-PNG crops of the photographs in ../shared/data (``bench_evaluate_scale.write_pairs``).
+The floor (at each batch) is measured before and after it, and the faster of the two is kept.
+The images are PNG crops of the photographs in ../shared/data (``bench_evaluate_scale.write_pairs``).
 ``EVALKIT_BENCH_FLOOR`` sets the cases as ``N:SIZE`` pairs (default ``32:128,256:256``).
 ``EVALKIT_BENCH_BEFORE=CHECKOUT`` also runs another checkout's evalkit (``python -m evalkit``
 from its root) on the same images, the two interleaved ``EVALKIT_BENCH_REPEATS`` times (default
 1): before and after side by side in one run, each with its median. The issue's floor runs batch
 32; on this CPU a smaller batch can run a network faster (Inception-v3 5.18 s at batch 8 against
 5.68 s at 32 in one run), so the floor is also measured at batches 16 and 8, and the ratio to the
-floor at each network's fastest batch is printed beside it. Prints each part of the floor, the wall times and the ratios;
-writes nothing.
+floor at each network's fastest batch is printed beside it. Prints each part of the floor, the
+wall times and the ratios; writes nothing.
 """
 
 from __future__ import annotations
